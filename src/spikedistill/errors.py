@@ -1,0 +1,18 @@
+"""The project's own error types: every user mistake surfaces as one of these."""
+
+from __future__ import annotations
+
+
+class SpikeDistillError(Exception):
+    """Base class of every error raised on purpose by spikedistill."""
+
+
+class ConfigError(SpikeDistillError, ValueError):
+    """An invalid option, argument or configuration value."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name (model, method, dataset, preset, ...) that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,108 @@
+"""``ZooModel``: the common skeleton of every zoo architecture, buildable as ANN or SNN.
+
+A model is ``stem -> stem_act -> stages (stage_names) -> head``. ANN and SNN builds have the same
+module names and parameters; only the activations differ (``ReLU`` vs a folded multi-step
+neuron). SNN tensors travel time-folded as ``[T*B, ...]`` (see ``spiking.layers``).
+
+Shapes: ANN ``[B, C, H, W] -> [B, K]``. SNN: static ``[B, C, H, W]`` (direct encoding: the
+stateless stem runs once, its output is repeated over T) or event frames ``[T, B, C, H, W]``
+(``[B, T, ...]`` with ``batch_first=True``) ``-> [B, K]``, the mean of the per-step logits, or
+``[T, B, K]`` with ``forward(x, per_step=True)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
+
+
+class ZooModel(nn.Module):
+    stem: nn.Module
+    stem_act: nn.Module
+    head: nn.Module
+
+    def __init__(
+        self,
+        spiking: bool = False,
+        T: int = 4,
+        neuron: str | NeuronConfig = "tdbn",
+        neuron_kwargs: dict[str, Any] | None = None,
+        batch_first: bool = False,
+    ) -> None:
+        super().__init__()
+        if spiking and (not isinstance(T, int) or T < 1):
+            raise ConfigError(f"number of time steps T must be an integer >= 1, got {T!r}")
+        self.spiking = spiking
+        self._T = T if spiking else 1
+        self.neuron_config = neuron_config(neuron, **(neuron_kwargs or {})) if spiking else None
+        self.batch_first = batch_first
+        self.stage_names: list[str] = []
+
+    # -- construction helpers -------------------------------------------------------------
+    def act(self) -> nn.Module:
+        """A fresh activation: ``ReLU`` for an ANN, a time-folded LIF for an SNN."""
+        if self.spiking:
+            return FoldedNeuron(LIF(self.neuron_config), self._T)
+        return nn.ReLU(inplace=True)
+
+    # -- time steps -----------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        return self._T
+
+    @T.setter
+    def T(self, value: int) -> None:
+        if not self.spiking:
+            raise ConfigError("an ANN has no time steps")
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"number of time steps T must be an integer >= 1, got {value!r}")
+        self._T = value
+        for module in self.modules():
+            if isinstance(module, FoldedNeuron):
+                module.T = value
+
+    # -- forward --------------------------------------------------------------------------
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The ordered stages ``[(name, module)]`` (feature taps, block-wise replacement)."""
+        return [(name, getattr(self, name)) for name in self.stage_names]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Input -> stem output after its activation, ``[B, ...]`` (ANN) or ``[T*B, ...]``."""
+        if x.dim() == 4:
+            z = self.stem(x)
+            if self.spiking:
+                z = repeat_folded(z, self._T)
+        elif x.dim() == 5 and self.spiking:
+            x = time_first(x, self.batch_first)
+            if x.shape[0] != self._T:
+                raise ConfigError(
+                    f"input has {x.shape[0]} time steps but the model runs T={self._T}; "
+                    f"set model.T = {x.shape[0]} (or check batch_first={self.batch_first})"
+                )
+            z = self.stem(x.flatten(0, 1))
+        else:
+            kind = "SNN" if self.spiking else "ANN"
+            raise ConfigError(
+                f"{kind} input must be [B, C, H, W]"
+                + (" or [T, B, C, H, W]" if self.spiking else "")
+                + f", got shape {tuple(x.shape)}"
+            )
+        return self.stem_act(z)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encode(x)
+        for _, stage in self.stages():
+            z = stage(z)
+        return z
+
+    def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        logits = self.head(self.forward_features(x))
+        if not self.spiking:
+            return logits
+        logits = logits.view(self._T, -1, logits.shape[-1])
+        return logits if per_step else logits.mean(0)

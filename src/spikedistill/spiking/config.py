@@ -1,0 +1,67 @@
+"""Neuron constants (``NeuronConfig``) and the named presets of methods.md §1 and §6."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .surrogate import SURROGATES
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    r"""Constants of a multi-step LIF neuron (IF is ``decay=1``).
+
+    Per step ``t`` with input ``x_t`` and post-reset membrane ``u_{t-1}`` (``u_0 = 0``):
+
+    - charge: ``v_t = decay * u_{t-1} + c * x_t`` with ``c = 1 - decay`` if ``decay_input`` else 1;
+    - fire:   ``s_t = 1[v_t >= threshold]``;
+    - reset:  ``u_t = v_t * (1 - s_t)`` (``hard``, to 0) or ``u_t = v_t - threshold * s_t``
+      (``soft``); with ``detach_reset`` the reset term carries no gradient.
+
+    ``decay`` is SpikingJelly's ``1 - 1/tau``; the surrogate (see ``surrogate.py``) replaces
+    ``ds/dv`` in the backward pass.
+    """
+
+    decay: float = 0.5
+    threshold: float = 1.0
+    reset: str = "hard"
+    detach_reset: bool = False
+    decay_input: bool = False
+    surrogate: str = "triangle"
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay <= 1.0:
+            raise ConfigError(f"neuron decay must lie in [0, 1], got {self.decay}")
+        if not self.threshold > 0.0:
+            raise ConfigError(f"neuron threshold must be > 0, got {self.threshold}")
+        if self.reset not in ("hard", "soft"):
+            raise ConfigError(f"neuron reset must be 'hard' or 'soft', got {self.reset!r}")
+        if self.surrogate not in SURROGATES:
+            raise ConfigError(SURROGATES.unknown_message(self.surrogate))
+        if not self.alpha > 0.0:
+            raise ConfigError(f"surrogate alpha must be > 0, got {self.alpha}")
+
+    def replace(self, **changes: Any) -> NeuronConfig:
+        return dataclasses.replace(self, **changes)
+
+
+NEURON_PRESETS: Registry[NeuronConfig] = Registry("neuron preset")
+NEURON_PRESETS.register("tdbn")(NeuronConfig())  # SASTC, CKDSNN (methods.md §1.1)
+NEURON_PRESETS.register("ratebp")(  # Rate-BP, BRD (methods.md §1.2)
+    NeuronConfig(decay=0.2, reset="soft", detach_reset=True, surrogate="sigmoid", alpha=4.0)
+)
+NEURON_PRESETS.register("if")(NeuronConfig(decay=1.0, reset="soft", detach_reset=True))
+
+
+def neuron_config(preset: str | NeuronConfig | None = "tdbn", **overrides: Any) -> NeuronConfig:
+    """A ``NeuronConfig`` from a preset name (or config) with field overrides."""
+    base = preset if isinstance(preset, NeuronConfig) else NEURON_PRESETS.get(preset or "tdbn")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(NeuronConfig)}
+    if unknown:
+        raise ConfigError(f"unknown neuron option(s) {sorted(unknown)}")
+    return base.replace(**overrides) if overrides else base

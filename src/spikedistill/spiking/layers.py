@@ -1,0 +1,60 @@
+"""Time-distributed layers: stateless modules on the merged ``[T*B, ...]`` view.
+
+Inside the model zoo, tensors travel time-folded as ``[T*B, ...]`` (time-major: rows
+``t*B .. (t+1)*B - 1`` hold step ``t``), so convolutions, BatchNorm (normalising over ``T*B``:
+the "tdBN" of the reference code), pooling and linear layers are plain modules; only neurons
+unfold time. ``TimeDistributed`` is the adapter for code that holds ``[T, B, ...]`` tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def fold_time(x: torch.Tensor) -> torch.Tensor:
+    """``[T, B, ...] -> [T*B, ...]`` (a view when ``x`` is contiguous)."""
+    return x.flatten(0, 1)
+
+
+def unfold_time(x: torch.Tensor, T: int) -> torch.Tensor:
+    """``[T*B, ...] -> [T, B, ...]``."""
+    if x.shape[0] % T:
+        raise ValueError(f"leading size {x.shape[0]} is not a multiple of T={T}")
+    return x.view(T, x.shape[0] // T, *x.shape[1:])
+
+
+class TimeDistributed(nn.Module):
+    """Apply a stateless ``module`` to every step of ``[T, B, ...]`` at once (merged batch)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return unfold_time(self.module(fold_time(x)), x.shape[0])
+
+
+class TimeBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over ``T*B*H*W`` for ``[T, B, C, H, W]`` input (statistics shared over time)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return unfold_time(super().forward(fold_time(x)), x.shape[0])
+
+
+class FoldedNeuron(nn.Module):
+    """Run a multi-step neuron on a time-folded ``[T*B, ...]`` tensor; returns ``[T*B, ...]``.
+
+    ``T`` is an attribute so that a model can change its number of steps after it is built.
+    """
+
+    def __init__(self, neuron: nn.Module, T: int) -> None:
+        super().__init__()
+        self.neuron = neuron
+        self.T = T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fold_time(self.neuron(unfold_time(x, self.T)))
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}"

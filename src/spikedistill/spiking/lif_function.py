@@ -1,0 +1,91 @@
+r"""The multi-step LIF as one autograd function (the pure-PyTorch reference backend).
+
+Forward loops over ``T`` and keeps only the pre-reset membrane ``v [T, B, ...]`` for backward
+(spikes are ``v >= threshold``, so they need not be stored separately). Backward computes the
+surrogate for all steps at once and then runs the reverse recurrence, one fused op per step:
+
+    g_t = ds_t * sg_t + c_t * g_{t+1},      c_t = decay * du_t/dv_t,      dx_t = k * g_t
+
+with ``du/dv = 1 - s`` (hard, detached), ``1 - s - v * sg`` (hard), ``1`` (soft, detached),
+``1 - threshold * sg`` (soft) and ``k = 1 - decay`` if ``decay_input`` else 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import NeuronConfig
+from .surrogate import surrogate_derivative
+
+
+def lif_forward(
+    x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes ``[T, ...]`` (dtype of ``x``) and, if asked, the pre-reset membrane ``[T, ...]``."""
+    spikes = torch.empty_like(x)
+    membrane = torch.empty_like(x) if keep_membrane else None
+    scratch = None if keep_membrane else torch.empty_like(x[0])
+    fired = torch.empty(x.shape[1:], dtype=torch.bool, device=x.device)
+    scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    u = None  # post-reset membrane of the previous step (u_0 = 0)
+    for t in range(x.shape[0]):
+        v = membrane[t] if membrane is not None else scratch
+        if scale != 1.0:
+            torch.mul(x[t], scale, out=v)
+            if u is not None:
+                v.add_(u, alpha=cfg.decay)
+        elif u is None:
+            v.copy_(x[t])
+        else:
+            torch.add(x[t], u, alpha=cfg.decay, out=v)
+        torch.ge(v, cfg.threshold, out=fired)
+        spikes[t].copy_(fired)
+        if t + 1 == x.shape[0]:
+            break
+        if cfg.reset == "hard":
+            u = v.masked_fill(fired, 0.0)
+        else:
+            u = torch.sub(v, spikes[t], alpha=cfg.threshold)
+    return spikes, membrane
+
+
+def lif_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
+    """``dL/dx [T, ...]`` from ``dL/ds`` and the saved pre-reset membrane (see module doc)."""
+    sg = surrogate_derivative(cfg.surrogate, membrane - cfg.threshold, cfg.alpha)
+    grad = grad_spikes * sg  # becomes g_t in place, step by step
+    if cfg.reset == "soft" and cfg.detach_reset:
+        coeff = None  # c_t = decay
+    elif cfg.reset == "soft":
+        coeff = sg.mul_(-cfg.threshold * cfg.decay).add_(cfg.decay)
+    else:
+        not_fired = (membrane < cfg.threshold).to(membrane.dtype)
+        coeff = not_fired if cfg.detach_reset else not_fired.sub_(sg.mul_(membrane))
+        coeff.mul_(cfg.decay)
+    for t in range(grad.shape[0] - 2, -1, -1):
+        if coeff is None:
+            grad[t].add_(grad[t + 1], alpha=cfg.decay)
+        else:
+            grad[t].addcmul_(coeff[t], grad[t + 1])
+    if cfg.decay_input:
+        grad.mul_(1.0 - cfg.decay)
+    return grad
+
+
+class MultiStepLIF(torch.autograd.Function):
+    """``(x [T, ...], cfg) -> (spikes [T, ...], membrane [T, ...] or None)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cfg: NeuronConfig, return_membrane: bool):
+        needs_grad = ctx.needs_input_grad[0]
+        spikes, membrane = lif_forward(x, cfg, keep_membrane=needs_grad or return_membrane)
+        ctx.cfg = cfg
+        if needs_grad:
+            ctx.save_for_backward(membrane)
+        if membrane is not None:
+            ctx.mark_non_differentiable(membrane)
+        return spikes, membrane if return_membrane else None
+
+    @staticmethod
+    def backward(ctx, grad_spikes, _grad_membrane):
+        (membrane,) = ctx.saved_tensors
+        return lif_backward(grad_spikes.contiguous(), membrane, ctx.cfg), None, None

@@ -1,0 +1,55 @@
+r"""Surrogate derivatives of the Heaviside spike function.
+
+The forward pass always fires ``s = H(x) = 1[x >= 0]`` with ``x = v - threshold``; only the
+backward pass uses a smooth stand-in ``sg(x) = d s / d x``. Every surrogate takes one sharpness
+parameter ``alpha`` with SpikingJelly's convention, so ``alpha`` means the same thing here and there:
+
+============  ===============================================  ======================================
+name          ``sg(x)``                                        SpikingJelly equivalent
+============  ===============================================  ======================================
+triangle      ``max(0, alpha - alpha^2 |x|)`` (width ``1/alpha``,  ``PiecewiseQuadratic(alpha)``
+              peak ``alpha``; the "ZIF" of tdBN with gamma=1/alpha)
+sigmoid       ``alpha * sig(alpha x) * (1 - sig(alpha x))``      ``Sigmoid(alpha)``
+atan          ``alpha / (2 * (1 + (pi/2 * alpha * x)^2))``       ``ATan(alpha)``
+rectangle     ``alpha * 1[|x| < 1/(2 alpha)]``                   ``Rect(alpha)``
+============  ===============================================  ======================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..registry import Registry
+
+SurrogateFn = Callable[[torch.Tensor, float], torch.Tensor]
+SURROGATES: Registry[SurrogateFn] = Registry("surrogate")
+
+
+@SURROGATES.register("triangle")
+def triangle(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return (alpha - alpha * alpha * x.abs()).clamp_(min=0.0)
+
+
+@SURROGATES.register("sigmoid")
+def sigmoid(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    sig = torch.sigmoid(x * alpha)
+    return sig.mul_(1.0 - sig).mul_(alpha)
+
+
+@SURROGATES.register("atan")
+def atan(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    scaled = x * (math.pi / 2 * alpha)
+    return scaled.square_().add_(1.0).reciprocal_().mul_(alpha / 2)
+
+
+@SURROGATES.register("rectangle")
+def rectangle(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return (x.abs() < 0.5 / alpha).to(x.dtype).mul_(alpha)
+
+
+def surrogate_derivative(name: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``sg(x)`` of the named surrogate (a new tensor of ``x``'s shape and dtype)."""
+    return SURROGATES.get(name)(x, alpha)
