@@ -37,7 +37,7 @@ class ResNet(ZooModel):
         self.stem = nn.Sequential(conv, nn.BatchNorm2d(stem_channels))
         self.stem_act = self.act()
         cin = stem_channels
-        for i, (width, depth) in enumerate(zip(widths, depths)):
+        for i, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             blocks: list[nn.Module] = [nn.MaxPool2d(3, 2, 1)] if imagenet_stem and i == 0 else []
             for j in range(depth):
                 stride = 2 if i > 0 and j == 0 else 1

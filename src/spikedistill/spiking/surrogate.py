@@ -1,18 +1,14 @@
 r"""Surrogate derivatives of the Heaviside spike function.
 
 The forward pass always fires ``s = H(x) = 1[x >= 0]`` with ``x = v - threshold``; only the
-backward pass uses a smooth stand-in ``sg(x) = d s / d x``. Every surrogate takes one sharpness
-parameter ``alpha`` with SpikingJelly's convention, so ``alpha`` means the same thing here and there:
+backward pass uses a smooth stand-in ``sg(x) = ds/dx``. Every surrogate takes one sharpness
+parameter ``alpha`` with SpikingJelly's convention (its class in brackets):
 
-============  ===============================================  ======================================
-name          ``sg(x)``                                        SpikingJelly equivalent
-============  ===============================================  ======================================
-triangle      ``max(0, alpha - alpha^2 |x|)`` (width ``1/alpha``,  ``PiecewiseQuadratic(alpha)``
-              peak ``alpha``; the "ZIF" of tdBN with gamma=1/alpha)
-sigmoid       ``alpha * sig(alpha x) * (1 - sig(alpha x))``      ``Sigmoid(alpha)``
-atan          ``alpha / (2 * (1 + (pi/2 * alpha * x)^2))``       ``ATan(alpha)``
-rectangle     ``alpha * 1[|x| < 1/(2 alpha)]``                   ``Rect(alpha)``
-============  ===============================================  ======================================
+- ``triangle``:  ``max(0, alpha - alpha^2 |x|)``, width ``1/alpha``, peak ``alpha``; the "ZIF"
+  of the tdBN code with ``gamma = 1/alpha`` [``PiecewiseQuadratic``];
+- ``sigmoid``:   ``alpha * sig(alpha x) * (1 - sig(alpha x))``, peak ``alpha/4`` [``Sigmoid``];
+- ``atan``:      ``alpha / (2 (1 + (pi/2 alpha x)^2))``, peak ``alpha/2`` [``ATan``];
+- ``rectangle``: ``alpha * 1[|x| < 1/(2 alpha)]`` [``Rect``].
 """
 
 from __future__ import annotations
