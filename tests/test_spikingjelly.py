@@ -66,3 +66,23 @@ def test_same_spikes_and_input_gradients_as_spikingjelly_lifnode(case):
     assert s_ours.sum() > 0
     assert torch.equal(s_ours, s_theirs)
     torch.testing.assert_close(g_ours, g_theirs, rtol=0, atol=1e-6)
+
+
+def test_zoo_model_with_spikingjelly_neurons_matches_ours():
+    from spikedistill.interop.spikingjelly import reset, use_spikingjelly_neurons
+    from spikedistill.models import build_model
+
+    torch.manual_seed(0)
+    ours = build_model("resnet8", 10, spiking=True, T=3, neuron="ratebp")
+    theirs = build_model("resnet8", 10, spiking=True, T=3, neuron="ratebp")
+    theirs.load_state_dict(ours.state_dict())
+    use_spikingjelly_neurons(theirs)
+    x = torch.randn(4, 3, 32, 32)
+    out_ours, out_theirs = ours(x), theirs(x)
+    out_ours.sum().backward()
+    out_theirs.sum().backward()
+    reset(theirs)
+    torch.testing.assert_close(out_ours, out_theirs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        ours.stem[0].weight.grad, theirs.stem[0].weight.grad, rtol=1e-4, atol=1e-5
+    )

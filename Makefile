@@ -1,0 +1,22 @@
+# Quick start: `make demo` runs the embedded default, `make test` runs the test suite.
+# Both create ./.venv on first use (CPU torch unless torch is already installed there).
+PY := .venv/bin/python
+
+.PHONY: demo test lint bench
+
+demo:
+	bash scripts/setup.sh
+	.venv/bin/spikedistill demo
+
+test:
+	bash scripts/setup.sh --test
+	$(PY) -m pytest
+
+lint:
+	bash scripts/setup.sh --test
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/ruff format --check src tests benchmarks
+
+bench:
+	bash scripts/setup.sh --test
+	$(PY) benchmarks/step_time.py --model resnet19 --T 4 --batch 16 --reps 5

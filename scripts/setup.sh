@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create ./.venv once: a CPU build of torch (unless torch is already there), then spikedistill
+# in editable mode. `scripts/setup.sh --test` adds the test tools and SpikingJelly (for the
+# equivalence tests; installed without its heavy dependencies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  # CPU wheels first: the default PyPI torch for Linux is the multi-GB CUDA build.
+  pip_install "${TORCH_SPEC:-torch==2.13.0}" --extra-index-url https://download.pytorch.org/whl/cpu
+fi
+if [ "${1:-}" = "--test" ]; then
+  pip_install -e ".[dev]"
+  "$PY" -c "import spikingjelly" 2>/dev/null || pip_install --no-deps "spikingjelly>=0.0.0.0.14"
+else
+  pip_install -e .
+fi

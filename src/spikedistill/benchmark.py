@@ -1,0 +1,51 @@
+"""Side-by-side timing: training steps of several variants, interleaved, medians of reps.
+
+Timing on shared machines is noisy, so variants are compared by ratios of medians measured in
+one process, never by absolute times.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def train_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, after: Callable[[], None] | None = None
+) -> Callable[[], None]:
+    """A closure running one SGD step of ``model`` on ``(x, y)`` (``after`` runs at its end)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if after is not None:
+            after()
+
+    return step
+
+
+def interleaved_medians(
+    steps: dict[str, Callable[[], None]], reps: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each step; one call of each per round, rounds repeated."""
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(reps):
+        for name, fn in steps.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}

@@ -1,0 +1,63 @@
+"""SpikingJelly interop: the ``LIFNode`` with the same dynamics as a ``NeuronConfig``.
+
+Requires the optional ``spikingjelly`` package (``pip install spikedistill[spikingjelly]``).
+SpikingJelly neurons keep state between calls: call ``reset(model)`` after every batch.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..spiking import FoldedNeuron, NeuronConfig
+
+
+def _import():
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except ImportError as err:
+        raise ConfigError(
+            f"SpikingJelly is not importable ({err}); install it with "
+            "`pip install spikingjelly loguru` (or `--no-deps` plus loguru)"
+        ) from err
+    return functional, neuron, surrogate
+
+
+SURROGATE_CLASSES = {
+    "triangle": "PiecewiseQuadratic",
+    "sigmoid": "Sigmoid",
+    "atan": "ATan",
+    "rectangle": "Rect",
+}
+
+
+def spikingjelly_lif(cfg: NeuronConfig) -> nn.Module:
+    """A multi-step SpikingJelly ``LIFNode`` (``IFNode`` for decay 1) equal to ``cfg``."""
+    _, neuron, surrogate = _import()
+    surrogate_fn = getattr(surrogate, SURROGATE_CLASSES[cfg.surrogate])(alpha=cfg.alpha)
+    common = dict(
+        v_threshold=cfg.threshold,
+        v_reset=0.0 if cfg.reset == "hard" else None,
+        surrogate_function=surrogate_fn,
+        detach_reset=cfg.detach_reset,
+        step_mode="m",
+    )
+    if cfg.decay == 1.0:
+        return neuron.IFNode(**common)
+    if cfg.decay == 0.0:
+        raise ConfigError("SpikingJelly's LIFNode cannot express decay 0 (tau = 1)")
+    return neuron.LIFNode(tau=1.0 / (1.0 - cfg.decay), decay_input=cfg.decay_input, **common)
+
+
+def use_spikingjelly_neurons(model: nn.Module) -> nn.Module:
+    """Swap every folded neuron of a zoo SNN for its SpikingJelly twin (in place)."""
+    for module in model.modules():
+        if isinstance(module, FoldedNeuron):
+            module.neuron = spikingjelly_lif(module.neuron.config)
+    return model
+
+
+def reset(model: nn.Module) -> None:
+    """Reset SpikingJelly neuron states (our own neurons need no reset)."""
+    functional, _, _ = _import()
+    functional.reset_net(model)
