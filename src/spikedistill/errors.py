@@ -16,3 +16,11 @@ class UnknownNameError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DataError(SpikeDistillError):
+    """Missing, corrupt or mismatching data files (bad format, size or checksum)."""
+
+
+class CheckpointError(SpikeDistillError):
+    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
