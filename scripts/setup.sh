@@ -11,8 +11,14 @@ fi
 PY="$VENV/bin/python"
 pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  # CPU wheels first: the default PyPI torch for Linux is the multi-GB CUDA build.
-  pip_install "${TORCH_SPEC:-torch==2.13.0}" --extra-index-url https://download.pytorch.org/whl/cpu
+  # CPU wheels first: the default PyPI torch for Linux is the multi-GB CUDA build. The CPU
+  # index is added only when it answers (offline mirrors would make pip retry every package).
+  CPU_INDEX=https://download.pytorch.org/whl/cpu
+  extra=()
+  if "$PY" -c "import urllib.request as u; u.urlopen('$CPU_INDEX/', timeout=5)" 2>/dev/null; then
+    extra=(--extra-index-url "$CPU_INDEX")
+  fi
+  pip_install "${TORCH_SPEC:-torch==2.13.0}" "${extra[@]}"
 fi
 if [ "${1:-}" = "--test" ]; then
   pip_install -e ".[dev]"
