@@ -37,7 +37,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def run_demo(epochs: int = 8, T: int = 4, batch_size: int = 64, seed: int = 0) -> float:
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = load_digits_tensors(seed)
-    model = build_model("convnet3", 10, spiking=True, T=T, in_channels=1, width=16)
+    model = build_model("convnet3", 10, spiking=True, T=T, in_channels=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     print(f"spiking convnet3 (T={T}) on digits: {len(y_train)} train / {len(y_test)} test")
     start = time.perf_counter()

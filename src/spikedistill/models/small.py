@@ -12,16 +12,17 @@ from .registry import register_variant
 
 
 class ConvNet3(ZooModel):
-    """Three conv layers: ``conv-bn-act``, then two ``conv-bn-act-maxpool`` stages, GAP, fc."""
+    """Three conv layers, ``width``, ``2 width``, ``4 width`` channels: ``conv-bn-act``, then
+    two ``maxpool-conv-bn-act`` stages (28 -> 14 -> 7 on MNIST), global average pool, fc."""
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 1, width: int = 32, **zoo: Any
+        self, num_classes: int = 10, in_channels: int = 1, width: int = 16, **zoo: Any
     ) -> None:
         super().__init__(**zoo)
         self.stem = conv_bn(in_channels, width)
         self.stem_act = self.act()
-        self.layer1 = nn.Sequential(*conv_bn(width, 2 * width), self.act(), nn.MaxPool2d(2))
-        self.layer2 = nn.Sequential(*conv_bn(2 * width, 4 * width), self.act(), nn.MaxPool2d(2))
+        self.layer1 = nn.Sequential(nn.MaxPool2d(2), *conv_bn(width, 2 * width), self.act())
+        self.layer2 = nn.Sequential(nn.MaxPool2d(2), *conv_bn(2 * width, 4 * width), self.act())
         self.stage_names = ["layer1", "layer2"]
         self.head = classifier_head(4 * width, num_classes, self.act)
 
