@@ -1,0 +1,93 @@
+"""Checkpoints: atomic writes, a schema version, ``weights_only=True`` loading, teacher layouts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+SCHEMA_VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``:
+    a reader never sees a half-written file, whenever the process dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with one clear error for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, wrong format, disallowed globals ...
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is unreadable or corrupt ({first_line})"
+        ) from None
+
+
+def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    """The weights of a plain state dict or of a dict holding them under ``model`` /
+    ``state_dict`` (RepDistiller, torchdistill, Lightning); strips ``module.`` prefixes."""
+    for key in ("model", "state_dict", "net"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            "checkpoint holds no state dict (looked at the top, model, state_dict)"
+        )
+    prefix = "module."
+    if obj and all(k.startswith(prefix) for k in obj):
+        obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    return obj
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> None:
+    """Strict load with a message naming missing/unexpected keys and mismatching shapes."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
+        raise CheckpointError(
+            f"{what} checkpoint does not fit the architecture: {'; '.join(parts)}. "
+            "Check the model name, num_classes and options."
+        )
+    model.load_state_dict(state)

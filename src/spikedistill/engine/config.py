@@ -1,0 +1,122 @@
+"""The experiment configuration: YAML -> ``ExperimentConfig`` (validated, with overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from .schema import apply_overrides, from_dict, load_yaml, to_dict
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"
+    root: str | None = None  # else --data-dir, $SPIKEDISTILL_DATA, ~/.cache/spikedistill/data
+    download: bool = False
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    augment: list[str] = field(default_factory=list)  # crop, flip, cutout, autoaugment
+    train_subset: int | None = None  # class-balanced subset of the training set
+    label_noise: float = 0.0  # symmetric label noise on the training labels
+    num_workers: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific options
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.eval_batch_size >= 1, "data.eval_batch_size must be >= 1")
+        _check(
+            0.0 <= self.label_noise < 1.0,
+            f"data.label_noise must lie in [0, 1), got {self.label_noise}",
+        )
+        _check(self.num_workers >= 0, "data.num_workers must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "convnet3"
+    spiking: bool = False
+    T: int = 4
+    neuron: str = "tdbn"
+    neuron_kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # architecture options (width, ...)
+
+    def validate(self) -> None:
+        _check(self.T >= 1, f"model.T must be >= 1, got {self.T}")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    no_decay_bn_bias: bool = False  # weight decay on conv/linear weights only
+
+    def validate(self) -> None:
+        _check(self.name in ("sgd", "adamw"), f"optim.name must be sgd or adamw, got {self.name!r}")
+        _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
+        _check(0 <= self.momentum < 1, "optim.momentum must lie in [0, 1)")
+
+
+@dataclass
+class SchedConfig:
+    name: str = "cosine"  # none | step | multistep | cosine
+    step_size: int = 30  # step: decay every step_size epochs
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear warmup from 0, per step
+    min_lr: float = 0.0  # cosine floor
+
+    def validate(self) -> None:
+        names = ("none", "step", "multistep", "cosine")
+        _check(self.name in names, f"sched.name must be one of {names}, got {self.name!r}")
+        _check(self.warmup_epochs >= 0, "sched.warmup_epochs must be >= 0")
+        _check(self.step_size >= 1, "sched.step_size must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    amp: str = "none"  # none | bf16 (autocast)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    grad_clip: float | None = None
+    log_every: int = 20  # steps between log lines
+    threads: int | None = None  # torch CPU threads
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.amp in ("none", "bf16"), f"train.amp must be none or bf16, got {self.amp!r}")
+        _check(self.log_every >= 1, "train.log_every must be >= 1")
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a YAML experiment (or the defaults) and apply dotted ``key=value`` overrides."""
+    data = load_yaml(path) if path else {}
+    return from_dict(ExperimentConfig, apply_overrides(data, list(overrides or [])))
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    return from_dict(ExperimentConfig, data)
