@@ -1,30 +1,132 @@
-"""The ``spikedistill`` command line."""
+"""The ``spikedistill`` command line: ``train``, ``eval``, ``demo``.
+
+Mistakes (bad config, missing data, corrupt checkpoint, ...) print one line on stderr and exit
+with status 2; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+
+from .errors import SpikeDistillError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine.config import load_config
+    from .engine.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    stem = Path(args.config).stem if args.config else cfg.name
+    run_dir = Path(args.out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    has_run = (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists()
+    if has_run and not args.resume:
+        raise SpikeDistillError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
+    if args.resume and (run_dir / "last.pt").exists():
+        trainer.resume()
+    print(f"run directory: {run_dir}")
+    summary = trainer.fit()
+    print(
+        f"done: best top-1 {summary['best_top1']:.2f}%, last top-1 {summary['last_top1']:.2f}% "
+        f"({summary['epochs']} epochs); metrics in {run_dir / 'metrics.json'}"
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .data import build_datasets, make_loader
+    from .engine.checkpoint import load_checkpoint
+    from .engine.config import config_from_dict
+    from .engine.evaluate import evaluate
+    from .engine.trainer import build_student, resolve_device
+
+    ckpt = load_checkpoint(args.checkpoint)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise SpikeDistillError(
+            f"{args.checkpoint} is not a spikedistill training checkpoint (no config/model)"
+        )
+    cfg = config_from_dict(ckpt["config"])
+    name = args.data or cfg.data.name
+    _, test_set, info = build_datasets(name, args.data_dir or cfg.data.root)
+    if args.T is not None:
+        cfg.model.T = args.T
+    model = build_student(cfg, info.num_classes, info.in_channels)
+    model.load_state_dict(ckpt["model"])
+    device = resolve_device(args.device)
+    model.to(device)
+    loader = make_loader(test_set, args.batch_size, train=False, info=info)
+    result = evaluate(model, loader, device)
+    result.update(checkpoint=str(args.checkpoint), dataset=name, model=cfg.model.name)
+    if cfg.model.spiking:
+        result["T"] = cfg.model.T
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{cfg.model.name} on {name}: top-1 {result['top1']:.2f}% "
+            f"({int(result['samples'])} samples), loss {result['loss']:.4f}"
+        )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(epochs=args.epochs, T=args.T, seed=args.seed)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikedistill", description="Train spiking networks by distillation from ANNs."
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a teacher or a student from a YAML config")
+    train.add_argument("config", help="experiment YAML file (see configs/)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
+    train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--data-dir", help="data root (else $SPIKEDISTILL_DATA, then ~/.cache)")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
+    ev.add_argument("--checkpoint", required=True, help="a last.pt / best.pt of a run")
+    ev.add_argument("--data", help="dataset name (default: the one it was trained on)")
+    ev.add_argument("--data-dir", help="data root")
+    ev.add_argument("--T", type=int, help="evaluate a spiking model at another T")
+    ev.add_argument("--batch-size", type=int, default=1000)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.set_defaults(func=_eval)
+
     demo = sub.add_parser("demo", help="train a small spiking CNN on the bundled digits")
     demo.add_argument("--epochs", type=int, default=8)
     demo.add_argument("--T", type=int, default=4, help="time steps")
     demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
-
-        run_demo(epochs=args.epochs, T=args.T, seed=args.seed)
-    return 0
+    try:
+        return args.func(args)
+    except (SpikeDistillError, FloatingPointError) as err:
+        if args.debug:
+            raise
+        print(f"spikedistill: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spikedistill: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ def parameter_groups(modules: Iterable[nn.Module], cfg: OptimConfig) -> list[dic
     """Trainable parameters; with ``no_decay_bn_bias`` biases and norm parameters get wd 0."""
     decay, no_decay, seen = [], [], set()
     for module in modules:
-        for name, param in module.named_parameters():
+        for param in module.parameters():
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
             (no_decay if cfg.no_decay_bn_bias and param.ndim <= 1 else decay).append(param)
-        del name
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
