@@ -1,0 +1,30 @@
+"""``DatasetInfo``: what a model and a loader need to know about a dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset.
+
+    ``mean``/``std`` are per channel, for inputs scaled to [0, 1]; the loader normalises with them.
+    """
+
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise ConfigError(
+                f"mean {self.mean} and std {self.std} need one value per channel "
+                f"({self.in_channels} channels)"
+            )
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std must be positive, got {self.std}")

@@ -1,0 +1,79 @@
+"""The dataset registry and ``build_datasets``, the single entry point of the trainer."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError, DataError
+from ..registry import Registry
+from .info import DatasetInfo
+from .paths import resolve_data_root
+from .subsets import class_balanced_indices, noisy_labels
+
+DatasetBuilder = Callable[..., tuple[Dataset, Dataset, DatasetInfo]]
+DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+"""Builders ``fn(root: Path, *, download: bool, seed: int, **options) -> (train, test, info)``;
+the options a dataset accepts are its builder's other keyword arguments."""
+
+_COMMON = ("root", "download", "seed")
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+    """The options of dataset ``name`` with their defaults."""
+    params = inspect.signature(DATASETS.get(name)).parameters
+    return {k: p.default for k, p in params.items() if k not in _COMMON}
+
+
+def build_datasets(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = False,
+    train_subset: int | None = None,
+    label_noise: float = 0.0,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """Build ``(train, test, info)`` for the registered dataset ``name``.
+
+    ``train_subset``: keep a class-balanced random subset of that many training samples;
+    ``label_noise``: replace each training label, with that probability, by a different class
+    drawn uniformly. Both are deterministic from ``seed``; the test set is never changed.
+    """
+    builder = DATASETS.get(name)
+    valid = dataset_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        accepted = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; "
+            f"valid options: {accepted}"
+        )
+    if train_subset is not None and (
+        isinstance(train_subset, bool) or not isinstance(train_subset, numbers.Integral)
+    ):
+        raise ConfigError(f"train_subset must be an integer or None, got {train_subset!r}")
+    if isinstance(label_noise, bool) or not isinstance(label_noise, numbers.Real):
+        raise ConfigError(f"label_noise must be a number in [0, 1), got {label_noise!r}")
+    if not 0.0 <= float(label_noise) < 1.0:
+        raise ConfigError(f"label_noise must be in [0, 1), got {label_noise}")
+
+    train, test, info = builder(resolve_data_root(root), download=download, seed=seed, **options)
+
+    if train_subset is not None:
+        train = train.subset(
+            class_balanced_indices(train.labels, info.num_classes, int(train_subset), seed)
+        )
+    if label_noise > 0:
+        if int(train.labels.max()) >= info.num_classes:
+            raise DataError(f"{name}: labels exceed num_classes={info.num_classes}")
+        train = train.with_labels(
+            noisy_labels(train.labels, info.num_classes, float(label_noise), seed)
+        )
+    return train, test, info

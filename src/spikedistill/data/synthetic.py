@@ -1,0 +1,68 @@
+"""A learnable random dataset for tests and smoke runs: each class has its own mean image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .info import DatasetInfo
+from .registry import DATASETS
+from .seeding import make_generator
+from .tensor_dataset import ImageTensorDataset
+
+
+def _positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"synthetic: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def synthetic_split(
+    prototypes: Tensor, n: int, generator: torch.Generator, noise: float = 40.0
+) -> ImageTensorDataset:
+    """``n`` balanced samples: the class prototype (0..255 floats) plus Gaussian pixel noise."""
+    num_classes = len(prototypes)
+    labels = torch.arange(n) % num_classes
+    labels = labels[torch.randperm(n, generator=generator)]
+    pixels = prototypes[labels] + noise * torch.randn(
+        (n, *prototypes.shape[1:]), generator=generator
+    )
+    return ImageTensorDataset(pixels.round().clamp(0, 255).to(torch.uint8), labels)
+
+
+@DATASETS.register("synthetic")
+def build_synthetic(
+    root: Path,
+    *,
+    download: bool = False,
+    seed: int = 0,
+    shape: Sequence[int] = (3, 32, 32),
+    num_classes: int = 10,
+    n_train: int = 512,
+    n_test: int = 256,
+) -> tuple[ImageTensorDataset, ImageTensorDataset, DatasetInfo]:
+    """Random ``uint8 [N, *shape]`` images, deterministic from ``seed``: class ``k``'s images
+    are a smooth random prototype (a 4x4 pattern upsampled) plus pixel noise, so a model can
+    learn the classes. Labels are balanced; ``root`` and ``download`` are unused."""
+    if isinstance(shape, (str, bytes)) or len(shape) != 3:
+        raise ConfigError(f"synthetic: shape must be (channels, height, width), got {shape!r}")
+    c, h, w = (_positive_int("shape", s) for s in shape)
+    k = _positive_int("num_classes", num_classes, 2)
+    n_tr = _positive_int("n_train", n_train, k)
+    n_te = _positive_int("n_test", n_test, 1)
+    generator = make_generator(seed, "synthetic")
+    coarse = torch.rand((k, c, 4, 4), generator=generator)
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(h, w), mode="bilinear", align_corners=False
+    )
+    prototypes = 48.0 + 160.0 * smooth  # class means in [48, 208]
+    train = synthetic_split(prototypes, n_tr, generator)
+    test = synthetic_split(prototypes, n_te, generator)
+    pixels = train.images.to(torch.float64) / 255.0
+    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(pixels.std(dim=(0, 2, 3)).clamp(min=1e-3).tolist())
+    return train, test, DatasetInfo(k, c, (h, w), mean, std)

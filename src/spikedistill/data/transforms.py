@@ -1,0 +1,147 @@
+"""Batched augmentations on float images ``[B, C, H, W]`` in [0, 1].
+
+Every random choice is drawn from the ``torch.Generator`` passed in, so a batch is reproducible
+from its generator's seed alone (the loader seeds one per (seed, epoch, rank, batch)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .autoaugment import autoaugment_cifar10
+from .info import DatasetInfo
+
+BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+TRANSFORM_NAMES = ("crop", "flip", "autoaugment", "cutout")  # also the order they are applied in
+
+__all__ = [
+    "TRANSFORM_NAMES",
+    "BatchTransform",
+    "ComposedTransform",
+    "autoaugment_cifar10",
+    "build_batch_transform",
+    "cutout",
+    "normalize",
+    "random_crop",
+    "random_hflip",
+]
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def random_crop(
+    x: Tensor, size: int | Sequence[int], padding: int, generator: torch.Generator
+) -> Tensor:
+    """Zero-pad ``x [B, C, H, W]`` by ``padding`` on every side, then cut a random ``size``
+    window per sample (offsets uniform over all valid positions). Returns ``[B, C, h, w]``."""
+    b, c, height, width = x.shape
+    h, w = _pair(size)
+    if padding:
+        x = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    ph, pw = height + 2 * padding, width + 2 * padding
+    if h > ph or w > pw:
+        raise ConfigError(f"crop size {(h, w)} exceeds the padded image size {(ph, pw)}")
+    top = torch.randint(0, ph - h + 1, (b,), generator=generator)
+    left = torch.randint(0, pw - w + 1, (b,), generator=generator)
+    rows = (top[:, None] + torch.arange(h))[:, None, :, None]  # [B, 1, h, 1]
+    cols = (left[:, None] + torch.arange(w))[:, None, None, :]  # [B, 1, 1, w]
+    batch = torch.arange(b)[:, None, None, None]
+    chan = torch.arange(c)[None, :, None, None]
+    return x[batch, chan, rows, cols]
+
+
+def random_hflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
+    """Mirror left-right the samples for which ``torch.rand(B, generator=generator) < p``."""
+    flip = torch.rand(x.shape[0], generator=generator) < p
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def cutout(
+    x: Tensor,
+    length: int,
+    generator: torch.Generator,
+    holes: int = 1,
+    fill: float | Sequence[float] = 0.0,
+) -> Tensor:
+    """Cutout (DeVries & Taylor, 2017): per sample, ``holes`` squares of side ``length`` with
+    uniformly drawn centres (clipped at the border) are set to ``fill`` (a value or one per
+    channel; use the dataset mean so that the holes are 0 after normalisation)."""
+    b, c, h, w = x.shape
+    cy = torch.randint(0, h, (b, holes, 1), generator=generator)
+    cx = torch.randint(0, w, (b, holes, 1), generator=generator)
+    half = length // 2
+    ys, xs = torch.arange(h), torch.arange(w)
+    in_rows = (ys >= cy - half) & (ys < cy + length - half)  # [B, holes, H]
+    in_cols = (xs >= cx - half) & (xs < cx + length - half)  # [B, holes, W]
+    mask = (in_rows[:, :, :, None] & in_cols[:, :, None, :]).any(1)  # [B, H, W]
+    value = torch.as_tensor(fill, dtype=x.dtype).reshape(-1, 1, 1)
+    if value.numel() not in (1, c):
+        raise ConfigError(f"cutout fill needs 1 or {c} values, got {value.numel()}")
+    return torch.where(mask[:, None], value.expand(c, h, w), x)
+
+
+def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """``(x - mean[c]) / std[c]`` per channel of ``x [B, C, H, W]``; returns a new tensor."""
+    m = torch.as_tensor(mean, dtype=x.dtype).reshape(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype).reshape(1, -1, 1, 1)
+    if m.shape[1] != x.shape[1] or s.shape[1] != x.shape[1]:
+        raise ConfigError(
+            f"normalize: {m.shape[1]} means / {s.shape[1]} stds for {x.shape[1]} channels"
+        )
+    return (x - m) / s
+
+
+class ComposedTransform:
+    """Named batch transforms applied in sequence, all drawing from one generator."""
+
+    def __init__(self, names: Sequence[str], steps: Sequence[BatchTransform]) -> None:
+        self.names = tuple(names)
+        self.steps = tuple(steps)
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        for step in self.steps:
+            x = step(x, generator)
+        return x
+
+    def __repr__(self) -> str:
+        return f"ComposedTransform({list(self.names)})"
+
+
+def build_batch_transform(names: Sequence[str] | str, info: DatasetInfo) -> ComposedTransform:
+    """A batch transform from names in ``TRANSFORM_NAMES`` (a list or a comma-separated string).
+
+    ``crop``: random crop to ``info.image_size`` after zero padding of 4 pixels (scaled down for
+    images smaller than 32 px); ``flip``: horizontal flip with probability 1/2; ``autoaugment``:
+    the CIFAR-10 AutoAugment policy; ``cutout``: one hole of 16 px for 32 px images (scaled with
+    the image size), filled with the dataset mean. They are applied in the order of
+    ``TRANSFORM_NAMES`` whatever the order given (crop, flip, autoaugment, cutout).
+    """
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TRANSFORM_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"unknown transform(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(TRANSFORM_NAMES)}"
+        )
+    size = min(info.image_size)
+    padding = 4 if size >= 32 else max(1, round(4 * size / 32))
+    length = max(1, round(16 * size / 32))
+    fill = tuple(info.mean)
+    makers: dict[str, BatchTransform] = {
+        "crop": lambda x, g: random_crop(x, info.image_size, padding, g),
+        "flip": random_hflip,
+        "autoaugment": autoaugment_cifar10,
+        "cutout": lambda x, g: cutout(x, length, g, fill=fill),
+    }
+    chosen = [n for n in TRANSFORM_NAMES if n in names]
+    return ComposedTransform(chosen, [makers[n] for n in chosen])
