@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
     if args.resume and (run_dir / "last.pt").exists():
-        trainer.resume()
+        trainer.resume(force=args.force)
     print(f"run directory: {run_dir}")
     summary = trainer.fit()
     print(
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
     train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--force", action="store_true", help="resume even if the config changed")
     train.add_argument("--data-dir", help="data root (else $SPIKEDISTILL_DATA, then ~/.cache)")
     train.set_defaults(func=_train)
 

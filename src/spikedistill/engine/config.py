@@ -91,12 +91,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     grad_clip: float | None = None
     log_every: int = 20  # steps between log lines
+    checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
     threads: int | None = None  # torch CPU threads
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.amp in ("none", "bf16"), f"train.amp must be none or bf16, got {self.amp!r}")
         _check(self.log_every >= 1, "train.log_every must be >= 1")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
 
 
 @dataclass

@@ -13,10 +13,16 @@ from .registry import register_variant
 
 class ConvNet3(ZooModel):
     """Three conv layers, ``width``, ``2 width``, ``4 width`` channels: ``conv-bn-act``, then
-    two ``maxpool-conv-bn-act`` stages (28 -> 14 -> 7 on MNIST), global average pool, fc."""
+    two ``maxpool-conv-bn-act`` stages (28 -> 14 -> 7 on MNIST), then an adaptive average pool
+    to ``head_pool x head_pool`` (1: global pooling; 7 on MNIST: plain flatten) and fc."""
 
     def __init__(
-        self, num_classes: int = 10, in_channels: int = 1, width: int = 16, **zoo: Any
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        width: int = 16,
+        head_pool: int = 1,
+        **zoo: Any,
     ) -> None:
         super().__init__(**zoo)
         self.stem = conv_bn(in_channels, width)
@@ -24,7 +30,9 @@ class ConvNet3(ZooModel):
         self.layer1 = nn.Sequential(nn.MaxPool2d(2), *conv_bn(width, 2 * width), self.act())
         self.layer2 = nn.Sequential(nn.MaxPool2d(2), *conv_bn(2 * width, 4 * width), self.act())
         self.stage_names = ["layer1", "layer2"]
-        self.head = classifier_head(4 * width, num_classes, self.act)
+        features = 4 * width * head_pool * head_pool
+        pool = nn.AdaptiveAvgPool2d(head_pool)
+        self.head = classifier_head(features, num_classes, self.act, pool=pool)
 
 
 register_variant("convnet3", ConvNet3)

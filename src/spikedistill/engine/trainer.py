@@ -1,0 +1,336 @@
+"""The training loop: data -> student (+ objective) -> one backward -> optimizer, with
+per-epoch evaluation on the full test set, atomic ``last``/``best`` checkpoints and resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data import build_batch_transform, build_datasets, make_loader
+from ..errors import CheckpointError, ConfigError
+from ..models import build_model
+from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint
+from .config import ExperimentConfig
+from .evaluate import evaluate
+from .objective import CrossEntropyObjective
+from .optim import build_optimizer, build_scheduler
+from .run_logger import RunLogger
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available; use cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def build_student(cfg: ExperimentConfig, num_classes: int, in_channels: int) -> nn.Module:
+    m = cfg.model
+    options = {"in_channels": in_channels, **m.options}
+    if m.spiking:
+        options.update(T=m.T, neuron=m.neuron, neuron_kwargs=m.neuron_kwargs)
+    elif m.neuron_kwargs:
+        raise ConfigError("model.neuron_kwargs is set but model.spiking is false")
+    return build_model(m.name, num_classes, spiking=m.spiking, **options)
+
+
+@dataclass
+class TrainState:
+    """Everything besides module/optimizer states that resume must restore."""
+
+    epoch: int = 0  # current (0-based) epoch
+    step_in_epoch: int = 0  # batches of `epoch` already done
+    global_step: int = 0
+    running: dict[str, float] = field(default_factory=dict)  # sums of the partial epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_top1: float = -1.0
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run_dir: str | os.PathLike,
+        *,
+        data_dir: str | None = None,
+        objective: nn.Module | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed, t.deterministic)
+        self.device = resolve_device(t.device)
+        self.autocast_dtype = torch.bfloat16 if t.amp == "bf16" else None
+
+        d = cfg.data
+        self.train_set, self.test_set, self.info = build_datasets(
+            d.name,
+            d.root or data_dir,
+            download=d.download,
+            train_subset=d.train_subset,
+            label_noise=d.label_noise,
+            seed=t.seed,
+            **d.options,
+        )
+        transform = build_batch_transform(d.augment, self.info) if d.augment else None
+        self.train_loader = make_loader(
+            self.train_set,
+            d.batch_size,
+            train=True,
+            transform=transform,
+            info=self.info,
+            seed=t.seed,
+            num_workers=d.num_workers,
+        )
+        self.test_loader = make_loader(
+            self.test_set,
+            d.eval_batch_size,
+            train=False,
+            info=self.info,
+            num_workers=d.num_workers,
+        )
+        if len(self.train_loader) == 0:
+            raise ConfigError(
+                f"data.batch_size={d.batch_size} exceeds the {len(self.train_set)} training "
+                "samples (incomplete batches are dropped)"
+            )
+
+        self.model = build_student(cfg, self.info.num_classes, self.info.in_channels)
+        self.model.to(self.device)
+        self.objective = (objective or CrossEntropyObjective()).to(self.device)
+        self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.sched, t.epochs, len(self.train_loader)
+        )
+        self.state = TrainState()
+        self.logger = RunLogger(self.run_dir)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model_name": self.cfg.model.name,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "state": {
+                "epoch": s.epoch,
+                "step_in_epoch": s.step_in_epoch,
+                "global_step": s.global_step,
+                "running": dict(s.running),
+                "history": list(s.history),
+                "best_top1": s.best_top1,
+            },
+            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+        }
+
+    def resume(self, path: str | os.PathLike | None = None, force: bool = False) -> None:
+        """Restore model, objective, optimizer, scheduler, RNG and loop position. A checkpoint
+        written under another config is refused (naming the keys) unless ``force``."""
+        ckpt = load_checkpoint(path or self.run_dir / "last.pt", map_location=self.device)
+        if not isinstance(ckpt, dict) or ckpt.get("schema_version") != SCHEMA_VERSION:
+            version = ckpt.get("schema_version") if isinstance(ckpt, dict) else None
+            raise CheckpointError(f"checkpoint schema {version} is not {SCHEMA_VERSION}")
+        changed = config_diff(ckpt["config"], self.cfg.to_dict())
+        if changed and not force:
+            raise ConfigError(
+                f"the config differs from the run's in {', '.join(changed)}; "
+                "resume with the same config, or pass --force"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.objective.load_state_dict(ckpt["objective"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        st = ckpt["state"]
+        self.state = TrainState(
+            epoch=st["epoch"],
+            step_in_epoch=st["step_in_epoch"],
+            global_step=st["global_step"],
+            running=dict(st["running"]),
+            history=list(st["history"]),
+            best_top1=st["best_top1"],
+        )
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        random.setstate((3, tuple(ckpt["rng"]["python"]), None))
+        self.logger.log(f"resumed at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
+
+    def save(self, name: str) -> None:
+        atomic_save(self.checkpoint(), self.run_dir / name)
+
+    # -- loop -------------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            logits, terms = self.objective(self.model, x, y)
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            raise FloatingPointError(
+                f"non-finite loss at step {self.state.global_step} (terms: {', '.join(bad)})"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return logits.detach(), {k: v.detach() for k, v in terms.items()}
+
+    def train_epoch(self) -> dict[str, float]:
+        s, cfg = self.state, self.cfg
+        self.model.train()
+        self.objective.train()
+        self.train_loader.set_epoch(s.epoch)
+        n_batches = len(self.train_loader)
+        run = s.running
+        bar = tqdm(
+            total=n_batches,
+            initial=s.step_in_epoch,
+            desc=f"epoch {s.epoch + 1}/{cfg.train.epochs}",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
+        run.setdefault("seconds", 0.0)
+        start = time.perf_counter()  # of the time not yet added to run["seconds"]
+        rate_start, seen_now = start, 0
+        for x, y in self.train_loader.iter_from(s.step_in_epoch):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            logits, terms = self.train_step(x, y)
+            total = float(sum(v.item() for v in terms.values()))
+            run["loss"] = run.get("loss", 0.0) + total * y.numel()
+            for k, v in terms.items():
+                run[k] = run.get(k, 0.0) + v.item() * y.numel()
+            run["correct"] = run.get("correct", 0.0) + (logits.argmax(1) == y).sum().item()
+            run["samples"] = run.get("samples", 0.0) + y.numel()
+            s.step_in_epoch += 1
+            s.global_step += 1
+            seen_now += y.numel()
+            rate = seen_now / max(time.perf_counter() - rate_start, 1e-9)
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{total:.3f}",
+                acc=f"{100 * run['correct'] / run['samples']:.1f}",
+                img_s=f"{rate:.0f}",
+            )
+            if s.global_step % cfg.train.log_every == 0:
+                parts = " ".join(f"{k} {v.item():.4f}" for k, v in terms.items())
+                self.logger.log(
+                    f"epoch {s.epoch + 1} step {s.step_in_epoch}/{n_batches} loss {total:.4f} "
+                    f"[{parts}] lr {self.optimizer.param_groups[0]['lr']:.5f} {rate:.0f} img/s"
+                )
+                self.logger.scalars(
+                    {f"train/{k}": v.item() for k, v in terms.items()}, s.global_step
+                )
+            every = cfg.train.checkpoint_every
+            if every and s.global_step % every == 0 and s.step_in_epoch < n_batches:
+                run["seconds"] += time.perf_counter() - start
+                start = time.perf_counter()
+                self.save("last.pt")
+        bar.close()
+        run["seconds"] += time.perf_counter() - start
+        n = max(run.get("samples", 0.0), 1.0)
+        out = {k: v / n for k, v in run.items() if k not in ("correct", "samples", "seconds")}
+        out["top1"] = 100.0 * run.get("correct", 0.0) / n
+        out["seconds"] = run["seconds"]
+        return out
+
+    def fit(self) -> dict[str, Any]:
+        cfg, s = self.cfg, self.state
+        if s.epoch == 0 and s.step_in_epoch == 0:
+            self.logger.save_config(cfg.to_dict())
+            kind = f"SNN T={cfg.model.T}" if cfg.model.spiking else "ANN"
+            self.logger.log(
+                f"start: {cfg.model.name} ({kind})"
+                f" on {cfg.data.name}, {sum(p.numel() for p in self.model.parameters())} params, "
+                f"{len(self.train_set)} train / {len(self.test_set)} test, device {self.device}"
+            )
+        while s.epoch < cfg.train.epochs:
+            train = self.train_epoch()
+            test = evaluate(self.model, self.test_loader, self.device, self.autocast_dtype)
+            row = {
+                "epoch": s.epoch + 1,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **{f"train_{k}": v for k, v in train.items() if k != "seconds"},
+                "test_loss": test["loss"],
+                "test_top1": test["top1"],
+                "seconds": train["seconds"],
+            }
+            s.history.append(row)
+            improved = test["top1"] > s.best_top1
+            s.best_top1 = max(s.best_top1, test["top1"])
+            s.epoch += 1
+            s.step_in_epoch = 0
+            s.running = {}
+            summary = self.summary()
+            self.logger.epoch_metrics(row, summary)
+            self.logger.scalars({"test/top1": test["top1"], "test/loss": test["loss"]}, s.epoch)
+            self.logger.log(
+                f"epoch {s.epoch}: train loss {train['loss']:.4f} top1 {train['top1']:.2f} | "
+                f"test loss {test['loss']:.4f} top1 {test['top1']:.2f} | "
+                f"best {s.best_top1:.2f} | {train['seconds']:.1f}s"
+            )
+            tqdm.write(
+                f"epoch {s.epoch}/{cfg.train.epochs}: test top-1 {test['top1']:.2f}% "
+                f"(best {s.best_top1:.2f}%), train loss {train['loss']:.4f}, "
+                f"{train['seconds']:.1f}s"
+            )
+            if improved:
+                self.save("best.pt")
+            self.save("last.pt")
+        self.logger.close()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        h = self.state.history
+        if not all(math.isfinite(r["test_top1"]) for r in h):
+            raise FloatingPointError("non-finite test accuracy")
+        return {
+            "name": self.cfg.name,
+            "model": self.cfg.model.name,
+            "spiking": self.cfg.model.spiking,
+            "T": self.cfg.model.T if self.cfg.model.spiking else None,
+            "best_top1": max((r["test_top1"] for r in h), default=None),
+            "last_top1": h[-1]["test_top1"] if h else None,
+            "epochs": len(h),
+            "history": h,
+        }
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
