@@ -86,7 +86,7 @@ class Trainer:
         d = cfg.data
         self.train_set, self.test_set, self.info = build_datasets(
             d.name,
-            d.root or data_dir,
+            data_dir or d.root,
             download=d.download,
             train_subset=d.train_subset,
             label_noise=d.label_noise,
