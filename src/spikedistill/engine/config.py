@@ -102,6 +102,24 @@ class TrainConfig:
 
 
 @dataclass
+class TeacherConfig:
+    name: str | None = None  # a zoo model name, built as ANN
+    checkpoint: str | None = None  # state dict, or weights under model / state_dict
+    options: dict[str, Any] = field(default_factory=dict)  # architecture options
+    train_bn: bool = False  # reproduce CKDSNN's train-mode teacher BN (off: eval mode)
+
+
+@dataclass
+class DistillConfig:
+    method: str = "none"  # none, kd, fitnet, sastc, samd, nld, brd, or a + combination
+    ce_weight: float = 1.0  # weight of the cross-entropy on the student's logits
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: {kd: {tau: 4}}
+
+    def validate(self) -> None:
+        _check(self.ce_weight >= 0, f"distill.ce_weight must be >= 0, got {self.ce_weight}")
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
@@ -109,6 +127,8 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

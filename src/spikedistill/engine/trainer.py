@@ -16,12 +16,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data import build_batch_transform, build_datasets, make_loader
+from ..distill.build import build_objective
 from ..errors import CheckpointError, ConfigError
 from ..models import build_model
 from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint
 from .config import ExperimentConfig
 from .evaluate import evaluate
-from .objective import CrossEntropyObjective
 from .optim import build_optimizer, build_scheduler
 from .run_logger import RunLogger
 
@@ -118,7 +118,14 @@ class Trainer:
 
         self.model = build_student(cfg, self.info.num_classes, self.info.in_channels)
         self.model.to(self.device)
-        self.objective = (objective or CrossEntropyObjective()).to(self.device)
+        if objective is None:
+            objective = build_objective(
+                cfg, self.model, self.info.num_classes, self.info.in_channels
+            )
+        self.objective = objective.to(self.device)
+        if hasattr(self.objective, "build"):  # create method modules from real shapes
+            x, y = next(iter(self.train_loader))
+            self.objective.build(self.model, x.to(self.device), y.to(self.device))
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.sched, t.epochs, len(self.train_loader)

@@ -1,0 +1,65 @@
+"""The interface every distillation method implements.
+
+A method is an ``nn.Module`` (so its trainable extras are optimised with the student and saved
+in checkpoints). It names the feature taps it needs, builds its modules once from the real
+feature shapes, and maps a ``DistillBatch`` to named loss terms, each already multiplied by its
+weight. Adding a method means one file with one class and one ``@register_method`` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+
+@dataclass
+class DistillBatch:
+    """What a method sees for one training batch (``S`` = student, ``A`` = ANN teacher).
+
+    - ``y``: labels ``[B]``;
+    - ``student_logits``: ``[B, K]``, the mean over time of ``step_logits`` ``[T, B, K]``
+      (``T = 1`` for an ANN student);
+    - ``teacher_logits``: ``[B, K]``, detached;
+    - ``student_features[path]``: ``[T, B, C, H, W]`` (time-first; ``T = 1`` for an ANN);
+    - ``teacher_features[path]``: ``[B, C, H, W]``, detached;
+    - ``teacher``: the frozen teacher module (e.g. its classifier weights for CAMs).
+    """
+
+    y: torch.Tensor
+    student_logits: torch.Tensor
+    step_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+    student_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    teacher_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    teacher: nn.Module | None = None
+
+
+class DistillMethod(nn.Module):
+    """Base class. A subclass is constructed as ``Method(student, teacher, **options)`` (the
+    options come from the config's ``distill.options.<name>`` and must have defaults); it
+    overrides ``forward``, and feature methods also ``student_taps`` / ``teacher_taps``
+    (module paths, resolved with ``taps.resolve_taps``) and ``build`` (create modules from
+    the first batch's real shapes). Keep references to ``student``/``teacher`` out of the
+    module tree (they are not this method's parameters)."""
+
+    name: str = ""
+
+    def student_taps(self) -> list[str]:
+        return []
+
+    def teacher_taps(self) -> list[str]:
+        return []
+
+    def build(self, batch: DistillBatch) -> None:
+        """Called once, before training, with a batch of the real shapes (no grad)."""
+
+    def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[DistillMethod]] = Registry("distillation method")
+register_method = METHODS.register

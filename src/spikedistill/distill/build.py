@@ -1,0 +1,42 @@
+"""``build_objective``: the training objective a config asks for (CE, or distillation)."""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from ..engine.config import ExperimentConfig
+from ..engine.objective import CrossEntropyObjective
+from ..errors import ConfigError
+from .base import METHODS
+from .objective import DistillObjective, build_method, parse_methods
+from .teacher import load_teacher
+
+
+def build_objective(
+    cfg: ExperimentConfig,
+    student: nn.Module,
+    num_classes: int,
+    in_channels: int,
+    world_size: int = 1,
+) -> nn.Module:
+    names = parse_methods(cfg.distill.method)
+    extra = sorted(set(cfg.distill.options) - set(names))
+    if extra:
+        raise ConfigError(
+            f"distill.options has sections {extra} for methods not in "
+            f"distill.method={cfg.distill.method!r}"
+        )
+    if not names:
+        return CrossEntropyObjective()
+    t = cfg.teacher
+    teacher = load_teacher(t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn)
+    methods = []
+    for name in names:
+        options = dict(cfg.distill.options.get(name, {}))
+        params = inspect.signature(METHODS.get(name).__init__).parameters
+        if "batch_size" in params and "batch_size" not in options:
+            options["batch_size"] = cfg.data.batch_size // world_size  # per device
+        methods.append(build_method(name, student, teacher.model, options))
+    return DistillObjective(student, teacher, methods, ce_weight=cfg.distill.ce_weight)

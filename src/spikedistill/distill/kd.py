@@ -1,0 +1,37 @@
+"""Logit KD (Hinton et al.) on the time-averaged student logits.
+
+``L_kd = weight * tau^2 * KL( softmax(z_A / tau) || softmax(z_S / tau) )`` (batchmean).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .base import DistillBatch, DistillMethod, register_method
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """``tau^2 * KL(softmax(t / tau) || softmax(s / tau))``, mean over the batch."""
+    log_p_s = F.log_softmax(student_logits / tau, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / tau, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * tau * tau
+
+
+@register_method("kd")
+class KD(DistillMethod):
+    name = "kd"
+
+    def __init__(
+        self, student: nn.Module, teacher: nn.Module, tau: float = 4.0, weight: float = 1.0
+    ) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ConfigError(f"kd tau must be > 0, got {tau}")
+        self.tau, self.weight = tau, weight
+
+    def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        loss = kd_loss(batch.student_logits, batch.teacher_logits, self.tau)
+        return {"kd": self.weight * loss}

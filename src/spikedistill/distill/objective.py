@@ -1,0 +1,111 @@
+"""``DistillObjective``: frozen teacher + student with feature taps -> named loss terms.
+
+Per batch: the teacher runs under ``no_grad`` (logits and taps detached); the student runs
+once with its taps (time-folded outputs unfolded to ``[T, B, ...]``); every method maps the
+``DistillBatch`` to weighted terms; the trainer sums them and does one backward.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..spiking import unfold_time
+from .base import METHODS, DistillBatch, DistillMethod
+from .taps import FeatureTaps
+from .teacher import FrozenTeacher
+
+
+def parse_methods(spec: str) -> list[str]:
+    """``"kd+sastc"`` -> ``["kd", "sastc"]``; ``"none"`` -> ``[]``."""
+    names = [n.strip() for n in spec.split("+") if n.strip()]
+    if names == ["none"]:
+        return []
+    for name in names:
+        METHODS.get(name)  # raises with the valid names
+    if len(set(names)) != len(names):
+        raise ConfigError(f"distill.method {spec!r} names a method twice")
+    return names
+
+
+def build_method(
+    name: str, student: nn.Module, teacher: nn.Module, options: dict[str, Any]
+) -> DistillMethod:
+    cls = METHODS.get(name)
+    valid = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", "student", "teacher")
+    ]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for method {name!r}; valid: {valid}")
+    return cls(student, teacher, **options)
+
+
+def _time_first(x: torch.Tensor, student: nn.Module) -> torch.Tensor:
+    if getattr(student, "spiking", False):
+        return unfold_time(x, student.T)
+    return x.unsqueeze(0)
+
+
+class DistillObjective(nn.Module):
+    """``forward(student, x, y) -> (student logits [B, K], {term: weighted loss})``."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: FrozenTeacher,
+        methods: list[DistillMethod],
+        ce_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.methods = nn.ModuleDict({m.name: m for m in methods})
+        self.ce_weight = ce_weight
+        student_paths = [p for m in methods for p in m.student_taps()]
+        teacher_paths = [p for m in methods for p in m.teacher_taps()]
+        self._student_taps = FeatureTaps(student, student_paths) if student_paths else None
+        self._teacher_taps = FeatureTaps(teacher.model, teacher_paths) if teacher_paths else None
+
+    def distill_batch(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> DistillBatch:
+        teacher_logits = self.teacher(x).detach()
+        teacher_feats = self._teacher_taps.pop() if self._teacher_taps else {}
+        steps = student(x, per_step=True) if getattr(student, "spiking", False) else None
+        if steps is None:
+            steps = student(x).unsqueeze(0)
+        student_feats = self._student_taps.pop() if self._student_taps else {}
+        return DistillBatch(
+            y=y,
+            student_logits=steps.mean(0),
+            step_logits=steps,
+            teacher_logits=teacher_logits,
+            student_features={k: _time_first(v, student) for k, v in student_feats.items()},
+            teacher_features={k: v.detach() for k, v in teacher_feats.items()},
+            teacher=self.teacher.model,
+        )
+
+    @torch.no_grad()
+    def build(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Create the methods' modules from one batch of real shapes (eval mode, no grad)."""
+        was_training = student.training
+        student.eval()
+        batch = self.distill_batch(student, x, y)
+        for method in self.methods.values():
+            method.build(batch)
+        student.train(was_training)
+
+    def forward(
+        self, student: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        batch = self.distill_batch(student, x, y)
+        terms: dict[str, torch.Tensor] = {}
+        if self.ce_weight:
+            terms["ce"] = self.ce_weight * nn.functional.cross_entropy(batch.student_logits, y)
+        for method in self.methods.values():
+            terms.update(method(batch))
+        return batch.student_logits, terms

@@ -1,0 +1,57 @@
+"""The frozen ANN teacher: eval mode, ``requires_grad=False``, run under ``no_grad``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..engine.checkpoint import extract_state_dict, load_checkpoint, load_weights
+from ..errors import ConfigError
+from ..models import build_model
+
+
+class FrozenTeacher(nn.Module):
+    """Wraps a teacher so that ``train()`` never puts it in train mode.
+
+    ``train_bn=True`` reproduces the CKDSNN reference, whose teacher BN ran in train mode
+    (batch statistics, running stats updated; methods.md §3.7) — off by default.
+    """
+
+    def __init__(self, model: nn.Module, train_bn: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.train_bn = train_bn
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> FrozenTeacher:
+        super().train(mode)
+        self.model.train(mode and self.train_bn)
+        return self
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def load_teacher(
+    name: str,
+    checkpoint: str | None,
+    num_classes: int,
+    in_channels: int,
+    options: dict[str, Any] | None = None,
+    train_bn: bool = False,
+) -> FrozenTeacher:
+    """Build zoo ANN ``name`` and load its weights from a plain state dict or a dict holding
+    them under ``model`` / ``state_dict`` (``weights_only=True``)."""
+    if not name:
+        raise ConfigError("distillation needs teacher.name (a zoo model name)")
+    opts = {"in_channels": in_channels, **(options or {})}
+    model = build_model(name, num_classes, spiking=False, **opts)
+    if checkpoint:
+        state = extract_state_dict(load_checkpoint(checkpoint))
+        load_weights(model, state, what=f"teacher {name!r}")
+    return FrozenTeacher(model, train_bn=train_bn)

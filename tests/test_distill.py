@@ -1,0 +1,184 @@
+import math
+
+import pytest
+import torch
+
+from spikedistill.distill import (
+    DistillObjective,
+    FrozenTeacher,
+    load_teacher,
+    parse_methods,
+    resolve_tap,
+)
+from spikedistill.distill.fitnet import FitNet
+from spikedistill.distill.kd import KD
+from spikedistill.engine.config import load_config
+from spikedistill.engine.trainer import Trainer
+from spikedistill.errors import CheckpointError, ConfigError, UnknownNameError
+from spikedistill.models import build_model
+
+
+def test_kd_loss_equals_explicit_formula():
+    torch.manual_seed(0)
+    s, t, tau = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64), 4.0
+    expected = 0.0
+    for b in range(5):
+        p_t = [math.exp(v / tau) for v in t[b].tolist()]
+        p_s = [math.exp(v / tau) for v in s[b].tolist()]
+        zt, zs = sum(p_t), sum(p_s)
+        expected += sum(
+            pt / zt * (math.log(pt / zt) - math.log(ps / zs))
+            for pt, ps in zip(p_t, p_s, strict=True)
+        )
+    expected = expected / 5 * tau * tau
+    from spikedistill.distill import DistillBatch
+
+    kd = KD(None, None, tau=tau, weight=0.5)
+    batch = DistillBatch(y=None, student_logits=s, step_logits=s[None], teacher_logits=t)
+    assert kd(batch)["kd"].item() == pytest.approx(0.5 * expected, rel=1e-12)
+
+
+def test_fitnet_regresses_time_averaged_map_and_pools_the_larger_one():
+    torch.manual_seed(0)
+    student = build_model("convnet3", 10, spiking=True, T=2, in_channels=1)
+    teacher = build_model("resnet8", 10, in_channels=1)
+    method = FitNet(student, teacher, student_tap="layer1", teacher_tap="layer3")
+    s = torch.rand(2, 4, 32, 14, 14)  # [T, B, C, H, W]
+    a = torch.randn(4, 64, 7, 7)
+    from spikedistill.distill import DistillBatch
+
+    batch = DistillBatch(
+        y=None,
+        student_logits=None,
+        step_logits=None,
+        teacher_logits=None,
+        student_features={"layer1": s},
+        teacher_features={"layer3": a},
+    )
+    method.build(batch)
+    loss = method(batch)["fitnet"]
+    regressed = method.regressor(s.mean(0))  # [B, 64, 14, 14]
+    pooled = torch.nn.functional.avg_pool2d(regressed, 2)  # 14 -> 7 exactly
+    assert loss.item() == pytest.approx(((pooled - a) ** 2).mean().item(), rel=1e-6)
+
+
+def test_frozen_teacher_stays_in_eval_mode_and_gets_no_gradient():
+    teacher = FrozenTeacher(build_model("convnet3", 10, in_channels=1))
+    teacher.train()
+    assert not teacher.model.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    out = teacher(torch.randn(2, 1, 28, 28))
+    assert not out.requires_grad
+    reference = FrozenTeacher(build_model("convnet3", 10, in_channels=1), train_bn=True).train()
+    assert reference.model.training  # the CKDSNN behaviour, on request only
+
+
+def test_teacher_checkpoint_layouts_and_mismatches(tmp_path):
+    model = build_model("convnet3", 10, in_channels=1)
+    torch.save(model.state_dict(), tmp_path / "plain.pt")
+    torch.save({"epoch": 240, "model": model.state_dict()}, tmp_path / "repdistiller.pt")
+    for name in ("plain.pt", "repdistiller.pt"):
+        teacher = load_teacher("convnet3", str(tmp_path / name), 10, 1)
+        assert torch.equal(teacher.model.stem[0].weight, model.stem[0].weight)
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_teacher("convnet3", str(tmp_path / "plain.pt"), 100, 1)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_teacher("resnet8", str(tmp_path / "plain.pt"), 10, 1)
+
+
+def test_method_spec_and_tap_errors():
+    assert parse_methods("none") == [] and parse_methods("kd+fitnet") == ["kd", "fitnet"]
+    with pytest.raises(UnknownNameError, match="Did you mean 'kd'"):
+        parse_methods("kdd")
+    with pytest.raises(ConfigError, match="twice"):
+        parse_methods("kd+kd")
+    model = build_model("resnet8", 10)
+    assert resolve_tap(model, -1) == "layer3" and resolve_tap(model, "layer2.0.act1")
+    with pytest.raises(ConfigError, match="stages: \\['layer1', 'layer2', 'layer3'\\]"):
+        resolve_tap(model, "layer4")
+    with pytest.raises(ConfigError, match="out of range"):
+        resolve_tap(model, 5)
+
+
+BASE = """
+data: {name: digits, batch_size: 64, eval_batch_size: 500}
+model: {name: convnet3, spiking: true, T: 2, options: {width: 8}}
+optim: {name: sgd, lr: 0.05, momentum: 0.9}
+sched: {name: cosine}
+train: {epochs: 2, seed: 5, deterministic: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teacher")
+    (root / "t.yaml").write_text(BASE)
+    cfg = load_config(str(root / "t.yaml"), ["model.spiking=false", "train.epochs=2"])
+    Trainer(cfg, root / "run").fit()
+    return str(root / "run" / "best.pt")
+
+
+def student_cfg(tmp_path, teacher_ckpt, method, *extra):
+    (tmp_path / "s.yaml").write_text(BASE)
+    return load_config(
+        str(tmp_path / "s.yaml"),
+        [
+            "teacher.name=convnet3",
+            f"teacher.checkpoint={teacher_ckpt}",
+            "teacher.options={width: 8}",
+            f"distill.method={method}",
+            *extra,
+        ],
+    )
+
+
+def test_distillation_trains_with_named_terms(tmp_path, teacher_ckpt):
+    cfg = student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", "distill.options={kd: {tau: 2}}")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert isinstance(trainer.objective, DistillObjective)
+    assert set(trainer.objective.methods) == {"kd", "fitnet"}
+    # the FitNet regressor is optimised with the student
+    optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert all(id(p) in optimised for p in trainer.objective.methods["fitnet"].parameters())
+    assert not any(id(p) in optimised for p in trainer.objective.teacher.parameters())
+    summary = trainer.fit()
+    assert {"train_ce", "train_kd", "train_fitnet"} <= set(summary["history"][-1])
+    assert summary["last_top1"] > 50
+    assert "kd" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_distillation_resume_restores_method_modules(tmp_path, teacher_ckpt):
+    overrides = ["train.checkpoint_every=9"]
+    full = Trainer(student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", *overrides), tmp_path / "a")
+    full_summary = full.fit()
+    part = Trainer(student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", *overrides), tmp_path / "b")
+    original = part.save
+
+    def crash(name):
+        original(name)
+        if part.state.global_step == 27:
+            raise KeyboardInterrupt
+
+    part.save = crash
+    with pytest.raises(KeyboardInterrupt):
+        part.fit()
+    resumed = Trainer(student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", *overrides), tmp_path / "b")
+    resumed.resume()
+    assert resumed.state.step_in_epoch == 5  # mid epoch 2 (22 batches per epoch)
+    summary = resumed.fit()
+    assert summary["history"] == [
+        {**r, "seconds": s["seconds"]}
+        for r, s in zip(full_summary["history"], summary["history"], strict=True)
+    ]
+    fa = full.objective.methods["fitnet"].state_dict()
+    fb = resumed.objective.methods["fitnet"].state_dict()
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
+
+
+def test_options_for_methods_not_selected_are_refused(tmp_path, teacher_ckpt):
+    cfg = student_cfg(tmp_path, teacher_ckpt, "kd", "distill.options={fitnet: {weight: 2}}")
+    with pytest.raises(ConfigError, match="not in distill.method"):
+        Trainer(cfg, tmp_path / "r")
+    cfg = student_cfg(tmp_path, teacher_ckpt, "kd", "distill.options={kd: {temperature: 2}}")
+    with pytest.raises(ConfigError, match="valid: \\['tau', 'weight'\\]"):
+        Trainer(cfg, tmp_path / "r2")
