@@ -1,0 +1,202 @@
+"""SAMD: Saliency-scaled Activation Map Distillation (CKDSNN, "A Closer Look at KD in SNN
+Training"), following the reference code's HEAD formulas.
+
+For the student's feature map ``F_s`` ``[T, B, C, H, W]`` and the teacher's ``F_t``
+``[B, C, H, W]`` (by default both taken at ``feature_map_path``: the input of the classifier's
+global pooling):
+
+- student spike activation map (SAM): ``A_s[b,h,w] = sum_t sum_c F_s[t,b,c,h,w]``;
+- teacher class activation map (CAM): ``A_t[b,h,w] = ReLU(sum_c W[k_b, c] F_t[b,c,h,w])`` with
+  ``k_b = argmax_k z_t[b,k]`` (the teacher's predicted class) and ``W`` the (detached) weight
+  of the teacher's final linear layer ``head.fc``;
+- saliency scaling ``M = (A - min A) / (max(A - min A) + 1e-3)``, with min and max over the
+  whole batch tensor (``scaling="batch"``, the reference behaviour: a sample's map depends on
+  the rest of the batch) or per sample (``scaling="sample"``);
+- ``P = softmax_hw(M / tau) + 1e-10`` and
+  ``L = weight * (1/B) sum_b sum_hw P_t (log P_t - log P_s)`` (no ``tau^2`` factor).
+
+Gradient reaches the student only through ``P_s``. If the two maps differ in spatial size, the
+larger one is adaptive-average-pooled to the smaller size (per axis, ``min`` of the two) before
+the scaling; the reference only distils same-size maps.
+
+The teacher must have a CAM: its head must be global pooling + a single linear layer ``fc``
+over the feature map's channels (e.g. ``resnet19`` built with ``head_hidden=None``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .base import DistillBatch, DistillMethod, register_method
+from .taps import TapSpec, feature_map_path, resolve_tap
+
+SCALINGS = ("batch", "sample")
+SCALE_EPS = 1e-3  # denominator guard of the saliency scaling
+PROB_EPS = 1e-10  # added to both spatial distributions
+
+
+def _check_cam_teacher(teacher: nn.Module) -> None:
+    """Raise ``ConfigError`` unless ``teacher.head`` is global pooling + one linear ``fc``."""
+    hint = (
+        "SAMD needs a teacher whose classifier is global pooling followed by one linear layer "
+        "(head.pool -> head.fc) on the feature map's channels, so that a class activation map "
+        "can be formed, e.g. resnet19 built with head_hidden=None"
+    )
+    head = getattr(teacher, "head", None)
+    if head is None:
+        raise ConfigError(f"{hint}; {type(teacher).__name__} has no 'head'")
+    fc = getattr(head, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        raise ConfigError(f"{hint}; the teacher's head has no linear layer 'fc'")
+    hidden = [n for n, m in head.named_modules() if isinstance(m, nn.Linear) and m is not fc]
+    if hasattr(head, "fc1") or hidden:
+        names = ", ".join(hidden) or "fc1"
+        raise ConfigError(f"{hint}; the teacher's head has a hidden linear layer ({names})")
+    pool = getattr(head, "pool", None)
+    is_global = False
+    if isinstance(pool, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        size = pool.output_size
+        is_global = tuple(size) == (1, 1) if isinstance(size, (tuple, list)) else size == 1
+    if not is_global:
+        raise ConfigError(f"{hint}; the teacher's head.pool is {pool!r}, not a global pooling")
+
+
+def saliency_scale(a: torch.Tensor, scaling: str = "batch") -> torch.Tensor:
+    """``(A - min A) / (max(A - min A) + 1e-3)`` for maps ``[B, H, W]``; min/max over the whole
+    tensor (``"batch"``) or over each sample's map (``"sample"``)."""
+    if scaling == "batch":
+        shifted = a - a.min()
+        return shifted / (shifted.max() + SCALE_EPS)
+    if scaling == "sample":
+        flat = a.flatten(1)
+        shifted = flat - flat.min(dim=1, keepdim=True).values
+        return (shifted / (shifted.max(dim=1, keepdim=True).values + SCALE_EPS)).view_as(a)
+    raise ConfigError(f"samd scaling must be one of {SCALINGS}, got {scaling!r}")
+
+
+def spatial_log_probs(m: torch.Tensor, tau: float) -> torch.Tensor:
+    """``log(softmax_hw(M / tau) + 1e-10)`` for maps ``[B, H, W]``, as ``[B, H*W]``."""
+    return (F.softmax(m.flatten(1) / tau, dim=1) + PROB_EPS).log()
+
+
+def match_sizes(a_s: torch.Tensor, a_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adaptive-average-pool maps ``[B, H, W]`` to the smaller size on each axis."""
+    size = (min(a_s.shape[1], a_t.shape[1]), min(a_s.shape[2], a_t.shape[2]))
+
+    def pool(a: torch.Tensor) -> torch.Tensor:
+        if tuple(a.shape[1:]) == size:
+            return a
+        return F.adaptive_avg_pool2d(a.unsqueeze(1), size).squeeze(1)
+
+    return pool(a_s), pool(a_t)
+
+
+def student_sam(features: torch.Tensor) -> torch.Tensor:
+    """``[T, B, C, H, W]`` (or ``[B, C, H, W]`` as ``T = 1``) -> ``[B, H, W]``: sum over T, C."""
+    if features.dim() == 4:
+        return features.sum(1)
+    if features.dim() == 5:
+        return features.sum(dim=(0, 2))
+    raise ConfigError(
+        f"samd student features must be [T, B, C, H, W], got shape {tuple(features.shape)}"
+    )
+
+
+def teacher_cam(
+    features: torch.Tensor, logits: torch.Tensor, fc_weight: torch.Tensor
+) -> torch.Tensor:
+    """``ReLU(sum_c W[argmax z_t, c] F_t[b, c])``: ``[B, C, H, W]`` -> ``[B, H, W]``, detached."""
+    if features.dim() != 4:
+        raise ConfigError(
+            f"samd teacher features must be [B, C, H, W], got shape {tuple(features.shape)}"
+        )
+    if fc_weight.shape[1] != features.shape[1]:
+        raise ConfigError(
+            f"samd: the teacher feature map has {features.shape[1]} channels but its head.fc "
+            f"takes {fc_weight.shape[1]} inputs; tap the module that feeds the global pooling"
+        )
+    rows = fc_weight.detach()[logits.detach().argmax(dim=1)].to(features.dtype)  # [B, C]
+    return torch.einsum("bc,bchw->bhw", rows, features.detach()).relu()
+
+
+def samd_loss(
+    student_features: torch.Tensor,
+    teacher_features: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    fc_weight: torch.Tensor,
+    tau: float = 2.0,
+    scaling: str = "batch",
+) -> torch.Tensor:
+    """The unweighted SAMD loss ``(1/B) sum_b KL(P_t[b] || P_s[b])``."""
+    a_s = student_sam(student_features)
+    a_t = teacher_cam(teacher_features, teacher_logits, fc_weight)
+    if a_s.shape[0] != a_t.shape[0]:
+        raise ConfigError(
+            f"samd: student batch {a_s.shape[0]} does not match teacher batch {a_t.shape[0]}"
+        )
+    dtype = torch.promote_types(torch.promote_types(a_s.dtype, a_t.dtype), torch.float32)
+    a_s, a_t = match_sizes(a_s.to(dtype), a_t.to(dtype))
+    log_p_s = spatial_log_probs(saliency_scale(a_s, scaling), tau)
+    log_p_t = spatial_log_probs(saliency_scale(a_t, scaling), tau)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum() / a_s.shape[0]
+
+
+@register_method("samd")
+class SAMD(DistillMethod):
+    """Options: ``tau`` (spatial softmax temperature, 2 in the reference), ``weight``,
+    ``scaling`` (``"batch"``: reference min-max over the batch, or ``"sample"``),
+    ``student_tap`` / ``teacher_tap`` (default: ``feature_map_path`` of each model)."""
+
+    name = "samd"
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        tau: float = 2.0,
+        weight: float = 1.0,
+        scaling: str = "batch",
+        student_tap: TapSpec | None = None,
+        teacher_tap: TapSpec | None = None,
+    ) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ConfigError(f"samd tau must be > 0, got {tau}")
+        if scaling not in SCALINGS:
+            raise ConfigError(f"samd scaling must be one of {SCALINGS}, got {scaling!r}")
+        _check_cam_teacher(teacher)
+        self.tau, self.weight, self.scaling = float(tau), float(weight), scaling
+        self.student_tap = resolve_tap(
+            student, feature_map_path(student) if student_tap is None else student_tap
+        )
+        self.teacher_tap = resolve_tap(
+            teacher, feature_map_path(teacher) if teacher_tap is None else teacher_tap
+        )
+
+    def student_taps(self) -> list[str]:
+        return [self.student_tap]
+
+    def teacher_taps(self) -> list[str]:
+        return [self.teacher_tap]
+
+    def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        if batch.teacher is None:
+            raise ConfigError("samd needs the teacher module in the batch (for head.fc)")
+        loss = samd_loss(
+            batch.student_features[self.student_tap],
+            batch.teacher_features[self.teacher_tap],
+            batch.teacher_logits,
+            batch.teacher.head.fc.weight,
+            self.tau,
+            self.scaling,
+        )
+        return {"samd": self.weight * loss}
+
+    def extra_repr(self) -> str:
+        return (
+            f"tau={self.tau}, weight={self.weight}, scaling={self.scaling!r}, "
+            f"student_tap={self.student_tap!r}, teacher_tap={self.teacher_tap!r}"
+        )
