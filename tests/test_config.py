@@ -72,3 +72,14 @@ def test_override_creates_nested_sections():
 
 def test_defaults_are_valid():
     assert load_config() == ExperimentConfig()
+
+
+def test_base_recipe_is_deep_merged(tmp_path):
+    recipe = "optim: {lr: 0.01, momentum: 0.9}\ntrain: {epochs: 240}\n"
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    (tmp_path / "pair.yaml").write_text("base: recipe.yaml\noptim: {lr: 0.02}\nmodel: {T: 3}\n")
+    cfg = load_config(str(tmp_path / "pair.yaml"))
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.train.epochs, cfg.model.T) == (0.02, 0.9, 240, 3)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(str(tmp_path / "loop.yaml"))

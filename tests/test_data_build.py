@@ -38,7 +38,7 @@ def test_unknown_option_names_valid_ones():
         {"label_noise": "0.1"},
         {"shape": (3, 8)},
         {"num_classes": 1},
-        {"n_train": 4},
+        {"n_train": 0},
     ],
 )
 def test_bad_values(kwargs):

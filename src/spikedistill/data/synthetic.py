@@ -47,12 +47,14 @@ def build_synthetic(
 ) -> tuple[ImageTensorDataset, ImageTensorDataset, DatasetInfo]:
     """Random ``uint8 [N, *shape]`` images, deterministic from ``seed``: class ``k``'s images
     are a smooth random prototype (a 4x4 pattern upsampled) plus pixel noise, so a model can
-    learn the classes. Labels are balanced; ``root`` and ``download`` are unused."""
+    learn the classes. Labels cycle through the classes (balanced when ``n`` is a multiple of
+    ``num_classes``; smaller sets, e.g. one-step smoke tests, see the first ``n`` classes);
+    ``root`` and ``download`` are unused."""
     if isinstance(shape, (str, bytes)) or len(shape) != 3:
         raise ConfigError(f"synthetic: shape must be (channels, height, width), got {shape!r}")
     c, h, w = (_positive_int("shape", s) for s in shape)
     k = _positive_int("num_classes", num_classes, 2)
-    n_tr = _positive_int("n_train", n_train, k)
+    n_tr = _positive_int("n_train", n_train, 1)
     n_te = _positive_int("n_test", n_test, 1)
     generator = make_generator(seed, "synthetic")
     coarse = torch.rand((k, c, 4, 4), generator=generator)

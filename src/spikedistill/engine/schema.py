@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from typing import Any, TypeVar
@@ -109,8 +110,36 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_yaml(path: str) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file and line."""
+def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``, merging nested mappings key by key."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(path: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; errors name the file and line.
+
+    A top-level ``base: other.yaml`` (relative to this file) is loaded first and this file's
+    keys are deep-merged over it: recipes shared by several experiments live in one file.
+    """
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a file name, got {base!r}")
+    base_path = os.path.normpath(os.path.join(os.path.dirname(path), base))
+    if base_path in _chain or base_path == os.path.normpath(path):
+        raise ConfigError(f"{path}: circular 'base' chain through {base_path}")
+    return deep_merge(load_yaml(base_path, (*_chain, os.path.normpath(path))), data)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
