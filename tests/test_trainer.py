@@ -119,6 +119,13 @@ def test_bad_config_gives_one_line_and_exit_code_2(config_file, tmp_path, capsys
     assert not (tmp_path / "r").exists()
 
 
+def test_eval_every_skips_evaluations_but_always_tests_the_last_epoch(config_file, tmp_path):
+    cfg = load_config(config_file, ["train.eval_every=2", "model.spiking=false"])
+    summary = Trainer(cfg, tmp_path / "run").fit()
+    assert [r["test_top1"] is not None for r in summary["history"]] == [False, True, True]
+    assert summary["best_top1"] == max(summary["history"][1]["test_top1"], summary["last_top1"])
+
+
 def test_bf16_autocast_trains(config_file, tmp_path):
     cfg = load_config(config_file, ["train.epochs=1", "train.amp=bf16", "model.spiking=false"])
     summary = Trainer(cfg, tmp_path / "bf16").fit()

@@ -78,7 +78,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(epochs=args.epochs, T=args.T, seed=args.seed)
+    run_demo(out=args.out, data_dir=args.data_dir, seed=args.seed)
     return 0
 
 
@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(func=_eval)
 
-    demo = sub.add_parser("demo", help="train a small spiking CNN on the bundled digits")
-    demo.add_argument("--epochs", type=int, default=8)
-    demo.add_argument("--T", type=int, default=4, help="time steps")
+    demo = sub.add_parser(
+        "demo", help="distil a spiking student from an ANN teacher (digits, or MNIST)"
+    )
+    demo.add_argument("--out", help="run directory (default: runs/demo-<time>)")
+    demo.add_argument("--data-dir", help="a data root holding MNIST (else the bundled digits)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
     return parser
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpikeDistillError, FloatingPointError) as err:
+    except (SpikeDistillError, FloatingPointError, OSError) as err:
         if args.debug:
             raise
         print(f"spikedistill: error: {err}", file=sys.stderr)

@@ -92,6 +92,7 @@ class TrainConfig:
     grad_clip: float | None = None
     log_every: int = 20  # steps between log lines
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
+    eval_every: int = 1  # evaluate on the test set every N epochs (and after the last one)
     threads: int | None = None  # torch CPU threads
 
     def validate(self) -> None:
@@ -99,6 +100,7 @@ class TrainConfig:
         _check(self.amp in ("none", "bf16"), f"train.amp must be none or bf16, got {self.amp!r}")
         _check(self.log_every >= 1, "train.log_every must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
+        _check(self.eval_every >= 1, "train.eval_every must be >= 1")
 
 
 @dataclass
