@@ -176,3 +176,16 @@ def test_digits_end_to_end():
     big = make_loader(train, len(train), train=False, info=info)
     x, _ = next(iter(big))
     assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
+
+
+def test_indices_name_the_samples_of_each_batch():
+    from spikedistill.data import ImageTensorDataset, make_loader
+    from spikedistill.data.info import DatasetInfo
+
+    images = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 1, 2, 2).clone()
+    data = ImageTensorDataset(images, torch.arange(20) % 3)
+    info = DatasetInfo(3, 1, (2, 2), (0.0,), (1.0 / 255,))  # x * 255 recovers the pixel value
+    loader = make_loader(data, 6, train=True, info=info, seed=4)
+    for x, y, idx in loader.iter_from(0, with_indices=True):
+        assert torch.equal(x[:, 0, 0, 0].round().long(), idx)
+        assert torch.equal(y, idx % 3)

@@ -29,6 +29,7 @@ from .tensor_dataset import ImageTensorDataset
 from .transforms import BatchTransform
 
 Batch = tuple[Tensor, Tensor]
+IndexedBatch = tuple[Tensor, Tensor, Tensor]
 _MASK63 = (1 << 63) - 1
 _GOLDEN = 0x9E3779B97F4A7C15  # odd constant spreading per-sample seeds
 
@@ -93,14 +94,17 @@ class Loader:
     def __iter__(self) -> Iterator[Batch]:
         return self.iter_from(0)
 
-    def iter_from(self, start_batch: int) -> Iterator[Batch]:
+    def iter_from(self, start_batch: int, with_indices: bool = False) -> Iterator:
         """Iterate the current epoch from batch ``start_batch`` on: exactly the batches a full
-        iteration yields from that point (same samples, same augmentation)."""
+        iteration yields from that point (same samples, same augmentation). With
+        ``with_indices`` each batch also carries its dataset indices ``[B]`` (for caches)."""
         if not 0 <= start_batch <= len(self):
             raise ConfigError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
-        return self._batches(start_batch, self.epoch, self.indices())
+        batches = self._batches(start_batch, self.epoch, self.indices())
+        return batches if with_indices else ((x, y) for x, y, _ in batches)
 
-    def _batches(self, start: int, epoch: int, indices: Tensor) -> Iterator[Batch]:
+    def _batches(self, start: int, epoch: int, indices: Tensor) -> Iterator[IndexedBatch]:
+        """``(x, y, dataset indices)`` for batches ``start ..`` of ``epoch``."""
         raise NotImplementedError
 
     def _finish(self, x: Tensor, y: Tensor, epoch: int, batch: int) -> Batch:
@@ -121,12 +125,12 @@ class TensorLoader(Loader):
 
     dataset: ImageTensorDataset
 
-    def _batches(self, start: int, epoch: int, indices: Tensor) -> Iterator[Batch]:
+    def _batches(self, start: int, epoch: int, indices: Tensor) -> Iterator[IndexedBatch]:
         images, labels, bs = self.dataset.images, self.dataset.labels, self.batch_size
         for b in range(start, len(self)):
             sel = indices[b * bs : (b + 1) * bs]
             x = images[sel].to(torch.float32).div_(255.0)
-            yield self._finish(x, labels[sel], epoch, b)
+            yield (*self._finish(x, labels[sel], epoch, b), sel)
 
 
 class _SeededView(Dataset):
@@ -171,7 +175,7 @@ class FolderLoader(Loader):
         super().__init__(*args, **kwargs)
         self.num_workers = num_workers
 
-    def _batches(self, start: int, epoch: int, indices: Tensor) -> Iterator[Batch]:
+    def _batches(self, start: int, epoch: int, indices: Tensor) -> Iterator[IndexedBatch]:
         base = derive_seed(self.seed, "sample", epoch, self.rank)
         sampler = _FixedSampler(indices, start * self.batch_size, base)
         loader = DataLoader(
@@ -182,8 +186,12 @@ class FolderLoader(Loader):
             num_workers=self.num_workers,
             generator=make_generator(self.seed, "workers", epoch, self.rank),
         )
+        bs = self.batch_size
         for b, (x, y) in enumerate(loader, start=start):
-            yield self._finish(x.to(torch.float32), torch.as_tensor(y, dtype=torch.int64), epoch, b)
+            x, y = self._finish(
+                x.to(torch.float32), torch.as_tensor(y, dtype=torch.int64), epoch, b
+            )
+            yield x, y, indices[b * bs : b * bs + len(y)]
 
 
 def make_loader(
