@@ -182,3 +182,35 @@ def test_options_for_methods_not_selected_are_refused(tmp_path, teacher_ckpt):
     cfg = student_cfg(tmp_path, teacher_ckpt, "kd", "distill.options={kd: {temperature: 2}}")
     with pytest.raises(ConfigError, match="valid: \\['tau', 'weight'\\]"):
         Trainer(cfg, tmp_path / "r2")
+
+
+def test_teacher_cache_skips_seen_samples_and_matches_uncached_training(tmp_path, teacher_ckpt):
+    runs = {}
+    for cache in (False, True):
+        cfg = student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", f"teacher.cache={cache}")
+        trainer = Trainer(cfg, tmp_path / f"cache-{cache}")
+        calls = []
+        trainer.objective.teacher.model.register_forward_hook(lambda *_, c=calls: c.append(1))
+        runs[cache] = (trainer.fit(), len(calls), trainer.model.state_dict())
+    (plain, plain_calls, w_plain), (cached, cached_calls, w_cached) = runs[False], runs[True]
+    # epoch 1 fills the cache (the incomplete last batch is dropped, so some samples stay
+    # unseen); in epoch 2 the teacher runs once per batch holding an unseen sample
+    loader = trainer.train_loader
+    loader.set_epoch(0)
+    seen = {int(i) for _, _, idx in loader.iter_from(0, with_indices=True) for i in idx}
+    loader.set_epoch(1)
+    misses = sum(
+        any(int(i) not in seen for i in idx) for _, _, idx in loader.iter_from(0, with_indices=True)
+    )
+    steps = len(loader)
+    assert plain_calls == 2 * steps and cached_calls == steps + misses < 2 * steps
+    # cached outputs were computed in other batch compositions: equal up to conv rounding
+    losses = ([r["train_loss"] for r in h["history"]] for h in (plain, cached))
+    assert next(losses) == pytest.approx(next(losses), rel=1e-6)
+    assert all(torch.allclose(w_plain[k], w_cached[k], rtol=1e-4, atol=1e-6) for k in w_plain)
+
+
+def test_teacher_cache_refuses_augmented_inputs(tmp_path, teacher_ckpt):
+    cfg = student_cfg(tmp_path, teacher_ckpt, "kd", "teacher.cache=true", "data.augment=[flip]")
+    with pytest.raises(ConfigError, match=r"teacher\.cache needs the same teacher input"):
+        Trainer(cfg, tmp_path / "r")

@@ -20,7 +20,9 @@ def build_objective(
     num_classes: int,
     in_channels: int,
     world_size: int = 1,
+    num_train: int | None = None,
 ) -> nn.Module:
+    """CE, or a ``DistillObjective``; ``num_train`` sizes the teacher cache."""
     names = parse_methods(cfg.distill.method)
     extra = sorted(set(cfg.distill.options) - set(names))
     if extra:
@@ -31,6 +33,11 @@ def build_objective(
     if not names:
         return CrossEntropyObjective()
     t = cfg.teacher
+    if t.cache and (cfg.data.augment or t.train_bn):
+        raise ConfigError(
+            "teacher.cache needs the same teacher input every epoch: remove data.augment "
+            "(and teacher.train_bn), or set teacher.cache: false"
+        )
     teacher = load_teacher(t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn)
     methods = []
     for name in names:
@@ -39,4 +46,7 @@ def build_objective(
         if "batch_size" in params and "batch_size" not in options:
             options["batch_size"] = cfg.data.batch_size // world_size  # per device
         methods.append(build_method(name, student, teacher.model, options))
-    return DistillObjective(student, teacher, methods, ce_weight=cfg.distill.ce_weight)
+    cache_size = num_train if t.cache else None
+    return DistillObjective(
+        student, teacher, methods, ce_weight=cfg.distill.ce_weight, cache_size=cache_size
+    )

@@ -18,6 +18,7 @@ from ..spiking import unfold_time
 from .base import METHODS, DistillBatch, DistillMethod
 from .taps import FeatureTaps
 from .teacher import FrozenTeacher
+from .teacher_cache import TeacherCache
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -62,7 +63,10 @@ class DistillObjective(nn.Module):
         teacher: FrozenTeacher,
         methods: list[DistillMethod],
         ce_weight: float = 1.0,
+        cache_size: int | None = None,
     ) -> None:
+        """``cache_size``: cache the teacher's outputs for that many dataset indices (see
+        ``TeacherCache``; only for inputs that are the same every epoch)."""
         super().__init__()
         self.teacher = teacher
         self.methods = nn.ModuleDict({m.name: m for m in methods})
@@ -71,10 +75,33 @@ class DistillObjective(nn.Module):
         teacher_paths = [p for m in methods for p in m.teacher_taps()]
         self._student_taps = FeatureTaps(student, student_paths) if student_paths else None
         self._teacher_taps = FeatureTaps(teacher.model, teacher_paths) if teacher_paths else None
+        self.cache = TeacherCache(cache_size) if cache_size else None
 
-    def distill_batch(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> DistillBatch:
-        teacher_logits = self.teacher(x).detach()
-        teacher_feats = self._teacher_taps.pop() if self._teacher_taps else {}
+    def run_teacher(
+        self, x: torch.Tensor, index: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Teacher logits and tapped features; with a cache, the teacher runs only on the
+        samples not stored yet."""
+        if self.cache is None or index is None:
+            logits = self.teacher(x).detach()
+            return logits, self._teacher_taps.pop() if self._teacher_taps else {}
+        missing = self.cache.missing(index)
+        if missing.any():
+            new = missing.to(x.device)
+            logits = self.teacher(x[new] if not missing.all() else x).detach()
+            feats = self._teacher_taps.pop() if self._teacher_taps else {}
+            self.cache.put(index[missing], {"__logits__": logits, **feats})
+        cached = self.cache.get(index)
+        return cached.pop("__logits__"), cached
+
+    def distill_batch(
+        self,
+        student: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor | None = None,
+    ) -> DistillBatch:
+        teacher_logits, teacher_feats = self.run_teacher(x, index)
         steps = student(x, per_step=True) if getattr(student, "spiking", False) else None
         if steps is None:
             steps = student(x).unsqueeze(0)
@@ -100,9 +127,13 @@ class DistillObjective(nn.Module):
         student.train(was_training)
 
     def forward(
-        self, student: nn.Module, x: torch.Tensor, y: torch.Tensor
+        self,
+        student: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        batch = self.distill_batch(student, x, y)
+        batch = self.distill_batch(student, x, y, index)
         terms: dict[str, torch.Tensor] = {}
         if self.ce_weight:
             terms["ce"] = self.ce_weight * nn.functional.cross_entropy(batch.student_logits, y)

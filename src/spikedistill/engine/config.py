@@ -109,6 +109,7 @@ class TeacherConfig:
     checkpoint: str | None = None  # state dict, or weights under model / state_dict
     options: dict[str, Any] = field(default_factory=dict)  # architecture options
     train_bn: bool = False  # reproduce CKDSNN's train-mode teacher BN (off: eval mode)
+    cache: bool = False  # store teacher outputs per sample (needs data without augmentation)
 
 
 @dataclass

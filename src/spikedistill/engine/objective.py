@@ -11,10 +11,15 @@ from torch import nn
 
 
 class CrossEntropyObjective(nn.Module):
-    """Plain supervised training: ``{"ce": CE(student(x), y)}``."""
+    """Plain supervised training: ``{"ce": CE(student(x), y)}`` (``index``, the batch's
+    dataset indices, is unused)."""
 
     def forward(
-        self, student: nn.Module, x: torch.Tensor, y: torch.Tensor
+        self,
+        student: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = student(x)
         return logits, {"ce": nn.functional.cross_entropy(logits, y)}

@@ -119,7 +119,11 @@ class Trainer:
         self.model.to(self.device)
         if objective is None:
             objective = build_objective(
-                cfg, self.model, self.info.num_classes, self.info.in_channels
+                cfg,
+                self.model,
+                self.info.num_classes,
+                self.info.in_channels,
+                num_train=len(self.train_set),
             )
         self.objective = objective.to(self.device)
         if hasattr(self.objective, "build"):  # create method modules from real shapes
@@ -188,13 +192,15 @@ class Trainer:
         atomic_save(self.checkpoint(), self.run_dir / name)
 
     # -- loop -------------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict]:
         with torch.autocast(
             self.device.type,
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
         ):
-            logits, terms = self.objective(self.model, x, y)
+            logits, terms = self.objective(self.model, x, y, index)
         loss = sum(terms.values())
         if not torch.isfinite(loss):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)]
@@ -227,9 +233,9 @@ class Trainer:
         run.setdefault("seconds", 0.0)
         start = time.perf_counter()  # of the time not yet added to run["seconds"]
         rate_start, seen_now = start, 0
-        for x, y in self.train_loader.iter_from(s.step_in_epoch):
+        for x, y, index in self.train_loader.iter_from(s.step_in_epoch, with_indices=True):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits, terms = self.train_step(x, y)
+            logits, terms = self.train_step(x, y, index)
             total = float(sum(v.item() for v in terms.values()))
             run["loss"] = run.get("loss", 0.0) + total * y.numel()
             for k, v in terms.items():
