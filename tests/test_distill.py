@@ -214,3 +214,32 @@ def test_teacher_cache_refuses_augmented_inputs(tmp_path, teacher_ckpt):
     cfg = student_cfg(tmp_path, teacher_ckpt, "kd", "teacher.cache=true", "data.augment=[flip]")
     with pytest.raises(ConfigError, match=r"teacher\.cache needs the same teacher input"):
         Trainer(cfg, tmp_path / "r")
+
+
+def test_eval_cli_reports_stm_of_a_sastc_run(tmp_path, teacher_ckpt, capsys):
+    import json
+
+    from spikedistill.cli import main
+
+    cfg_path = tmp_path / "s.yaml"
+    cfg_path.write_text(BASE)
+    out = tmp_path / "sastc"
+    args = [
+        "train",
+        str(cfg_path),
+        "train.epochs=1",
+        "teacher.name=convnet3",
+        f"teacher.checkpoint={teacher_ckpt}",
+        "teacher.options={width: 8}",
+        "distill.method=kd+sastc",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--stm", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 < result["stm"] < 10 and result["samples"] == 355
+    other = ["--teacher", "convnet3", "--teacher-checkpoint", teacher_ckpt]
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--stm", *other]) == 2  # width
+    assert "does not fit" in capsys.readouterr().err

@@ -62,15 +62,32 @@ def _eval(args: argparse.Namespace) -> int:
     model.to(device)
     loader = make_loader(test_set, args.batch_size, train=False, info=info)
     result = evaluate(model, loader, device)
+    if args.stm:
+        from .distill.stm_probe import stm_of_run
+
+        probe = make_loader(test_set, args.stm_batch or cfg.data.batch_size, train=False, info=info)
+        x, y = next(iter(probe))
+        result["stm"] = stm_of_run(
+            ckpt,
+            cfg,
+            model,
+            x.to(device),
+            y.to(device),
+            info.num_classes,
+            info.in_channels,
+            teacher_name=args.teacher,
+            teacher_checkpoint=args.teacher_checkpoint,
+        )
     result.update(checkpoint=str(args.checkpoint), dataset=name, model=cfg.model.name)
     if cfg.model.spiking:
         result["T"] = cfg.model.T
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        stm = f", STM {result['stm']:.4f}" if "stm" in result else ""
         print(
             f"{cfg.model.name} on {name}: top-1 {result['top1']:.2f}% "
-            f"({int(result['samples'])} samples), loss {result['loss']:.4f}"
+            f"({int(result['samples'])} samples), loss {result['loss']:.4f}{stm}"
         )
     return 0
 
@@ -106,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=1000)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument(
+        "--stm", action="store_true", help="also the STM score against the run's teacher"
+    )
+    ev.add_argument("--teacher", help="STM against this zoo teacher instead")
+    ev.add_argument("--teacher-checkpoint", help="weights of --teacher")
+    ev.add_argument("--stm-batch", type=int, help="test images for STM (default: train batch)")
     ev.set_defaults(func=_eval)
 
     demo = sub.add_parser(

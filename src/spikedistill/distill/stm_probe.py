@@ -66,3 +66,39 @@ def stm_probe(
         similarity_kind=similarity_kind,
         distance=distance,
     )
+
+
+def stm_of_run(
+    ckpt: dict,
+    cfg,
+    student: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    in_channels: int,
+    teacher_name: str | None = None,
+    teacher_checkpoint: str | None = None,
+) -> float:
+    """STM of a trained run: against its own teacher (and its SASTC attention, if any), or
+    against ``teacher_name`` / ``teacher_checkpoint`` when given."""
+    from ..errors import ConfigError
+    from .build import build_objective
+    from .objective import DistillObjective
+    from .teacher import load_teacher
+
+    if teacher_name:
+        teacher = load_teacher(teacher_name, teacher_checkpoint, num_classes, in_channels).model
+        return stm_probe(student, teacher.to(x.device), x)
+    if not cfg.teacher.name:
+        raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
+    objective = build_objective(cfg, student, num_classes, in_channels)
+    if not isinstance(objective, DistillObjective):  # a run without distillation
+        teacher = load_teacher(
+            cfg.teacher.name, cfg.teacher.checkpoint, num_classes, in_channels, cfg.teacher.options
+        )
+        return stm_probe(student, teacher.model.to(x.device), x)
+    objective.to(x.device)
+    objective.build(student, x, y)
+    objective.load_state_dict(ckpt["objective"])
+    sastc = dict(objective.methods).get("sastc")
+    return stm_probe(student, objective.teacher.model, x, sastc=sastc)
