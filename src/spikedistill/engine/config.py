@@ -93,6 +93,8 @@ class TrainConfig:
     log_every: int = 20  # steps between log lines
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
     eval_every: int = 1  # evaluate on the test set every N epochs (and after the last one)
+    backprop: str = "bptt"  # bptt (through time) | rate (rate-based backprop, Rate-BP)
+    rate_grad_scale: bool = False  # Rate-BP: scale the loss gradient by 1/T (the reference)
     threads: int | None = None  # torch CPU threads
 
     def validate(self) -> None:
@@ -101,6 +103,10 @@ class TrainConfig:
         _check(self.log_every >= 1, "train.log_every must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
         _check(self.eval_every >= 1, "train.eval_every must be >= 1")
+        _check(
+            self.backprop in ("bptt", "rate"),
+            f"train.backprop must be bptt or rate, got {self.backprop!r}",
+        )
 
 
 @dataclass

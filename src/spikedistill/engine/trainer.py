@@ -18,6 +18,7 @@ from ..data import build_batch_transform, build_datasets, make_loader
 from ..distill.build import build_objective
 from ..errors import CheckpointError, ConfigError
 from ..models import build_model
+from ..spiking.ratebp import RateBackprop
 from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint
 from .config import ExperimentConfig
 from .evaluate import evaluate
@@ -126,6 +127,9 @@ class Trainer:
                 num_train=len(self.train_set),
             )
         self.objective = objective.to(self.device)
+        # what the objective calls as the student while training: the model (BPTT) or its
+        # rate-based view (Rate-BP: spike pass without graph, then one rate pass)
+        self.train_forward = RateBackprop(self.model) if t.backprop == "rate" else self.model
         if hasattr(self.objective, "build"):  # create method modules from real shapes
             x, y = next(iter(self.train_loader))
             self.objective.build(self.model, x.to(self.device), y.to(self.device))
@@ -200,8 +204,11 @@ class Trainer:
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
         ):
-            logits, terms = self.objective(self.model, x, y, index)
+            logits, terms = self.objective(self.train_forward, x, y, index)
         loss = sum(terms.values())
+        if self.cfg.train.backprop == "rate" and self.cfg.train.rate_grad_scale:
+            scaled = loss / self.model.T  # same value, gradient scaled by 1/T
+            loss = loss.detach() + (scaled - scaled.detach())
         if not torch.isfinite(loss):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)]
             raise FloatingPointError(
