@@ -1,6 +1,6 @@
 """Distillation: frozen teacher, feature taps, the method registry and the methods."""
 
-from . import fitnet, kd, nld, samd, sastc  # noqa: F401  (register the methods)
+from . import brd, fitnet, kd, nld, samd, sastc  # noqa: F401  (register the methods)
 from .base import METHODS, DistillBatch, DistillMethod, register_method
 from .build import build_objective
 from .objective import DistillObjective, parse_methods

@@ -57,6 +57,9 @@ class DistillMethod(nn.Module):
     def build(self, batch: DistillBatch) -> None:
         """Called once, before training, with a batch of the real shapes (no grad)."""
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called at the start of every (0-based) epoch, for schedules inside a method."""
+
     def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

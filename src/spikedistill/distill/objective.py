@@ -116,6 +116,10 @@ class DistillObjective(nn.Module):
             teacher=self.teacher.model,
         )
 
+    def set_epoch(self, epoch: int) -> None:
+        for method in self.methods.values():
+            method.set_epoch(epoch)
+
     @torch.no_grad()
     def build(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         """Create the methods' modules from one batch of real shapes (eval mode, no grad)."""

@@ -227,6 +227,8 @@ class Trainer:
         self.model.train()
         self.objective.train()
         self.train_loader.set_epoch(s.epoch)
+        if hasattr(self.objective, "set_epoch"):
+            self.objective.set_epoch(s.epoch)
         n_batches = len(self.train_loader)
         run = s.running
         bar = tqdm(

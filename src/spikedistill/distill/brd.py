@@ -1,0 +1,146 @@
+r"""BRD: ANN-guided distillation by hybrid block-wise replacement (methods.md §5.3, our design;
+the paper's code is not public).
+
+Student and teacher share the macro-architecture (the same stages, channels and strides).
+For every block boundary ``k = 1 .. N-1`` a hybrid feeds the student's block-``k`` rate
+``r_k = mean_t s_k`` through a learnable mapping ``Phi_k`` into the frozen teacher's blocks
+``k+1 .. N`` and head:
+
+    z_k = head_A(A_N(... A_{k+1}(Phi_k(r_k))))
+    L_brd = sum_k w_k [ CE(z_k, y) + kd_weight * tau^2 KL(softmax(z_A/tau) || softmax(z_k/tau)) ]
+
+with ``w_k = 2^-(N-k)`` (``weights="exp"``) or 1 (``"uniform"``). The pure student (``k = N``)
+is trained by the objective's CE (and ``kd`` in ``brd+kd``). The teacher tail runs in eval mode
+with frozen weights but passes gradient, so shallow student blocks get short supervision from
+the ANN; under Rate-BP (``train.backprop: rate``) ``r_k`` is the rate-graph tensor. Inference
+uses the pure SNN only. Mappings: ``identity``, ``affine`` (per-channel scale and shift,
+identity-initialised) or ``conv1x1_bn`` (1x1 conv initialised to identity, then BN).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .base import DistillBatch, DistillMethod, register_method
+from .kd import kd_loss
+
+MAPPINGS = ("identity", "affine", "conv1x1_bn")
+
+
+class Affine(nn.Module):
+    """Per-channel ``scale * x + shift`` on ``[B, C, ...]``, starting as the identity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels))
+        self.shift = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+
+def make_mapping(kind: str, channels: int) -> nn.Module:
+    if kind == "identity":
+        return nn.Identity()
+    if kind == "affine":
+        return Affine(channels)
+    conv = nn.Conv2d(channels, channels, 1, bias=False)
+    nn.init.dirac_(conv.weight)
+    return nn.Sequential(conv, nn.BatchNorm2d(channels))
+
+
+@register_method("brd")
+class BRD(DistillMethod):
+    name = "brd"
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        mapping: str = "affine",
+        weights: str = "exp",
+        kd_weight: float = 1.0,
+        tau: float = 4.0,
+        ce: bool = True,
+        weight: float = 1.0,
+        curriculum_epochs: int = 0,
+        init_from_teacher: bool = False,
+    ) -> None:
+        """``curriculum_epochs`` > 0 drops the hybrids from the shallowest on, evenly over that
+        many epochs (none left after it); ``init_from_teacher`` copies the teacher's weights
+        into the student (same architecture and options needed)."""
+        super().__init__()
+        if mapping not in MAPPINGS:
+            raise ConfigError(f"brd mapping must be one of {MAPPINGS}, got {mapping!r}")
+        if weights not in ("exp", "uniform"):
+            raise ConfigError(f"brd weights must be exp or uniform, got {weights!r}")
+        if tau <= 0 or curriculum_epochs < 0:
+            raise ConfigError("brd needs tau > 0 and curriculum_epochs >= 0")
+        stages = list(getattr(student, "stage_names", []))
+        if stages != list(getattr(teacher, "stage_names", [])) or len(stages) < 2:
+            raise ConfigError(
+                "brd needs a student and a teacher with the same stages (>= 2); got "
+                f"{stages} and {getattr(teacher, 'stage_names', None)}"
+            )
+        if init_from_teacher:
+            own, theirs = student.state_dict(), teacher.state_dict()
+            if {k: v.shape for k, v in own.items()} != {k: v.shape for k, v in theirs.items()}:
+                raise ConfigError(
+                    "brd init_from_teacher needs the same architecture and options for the "
+                    "student and the teacher (their weights differ in names or shapes)"
+                )
+            student.load_state_dict(theirs)
+        self.stages = stages
+        self.mapping_kind, self.weights_kind = mapping, weights
+        self.kd_weight, self.tau, self.ce, self.weight = kd_weight, tau, ce, weight
+        self.curriculum_epochs = curriculum_epochs
+        self.first_hybrid = 1  # shallowest block boundary still trained (curriculum)
+        self.mappings = nn.ModuleList()
+
+    def student_taps(self) -> list[str]:
+        return self.stages[:-1]
+
+    def teacher_taps(self) -> list[str]:  # only to check the shapes at the boundaries
+        return self.stages[:-1]
+
+    def build(self, batch: DistillBatch) -> None:
+        for name in self.stages[:-1]:
+            s, t = batch.student_features[name], batch.teacher_features[name]
+            if s.shape[2:] != t.shape[1:]:
+                raise ConfigError(
+                    f"brd: student and teacher differ after {name!r}: "
+                    f"{tuple(s.shape[2:])} vs {tuple(t.shape[1:])} (channels, height, width)"
+                )
+            self.mappings.append(make_mapping(self.mapping_kind, s.shape[2]).to(s.device))
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.curriculum_epochs:
+            n = len(self.stages) - 1
+            self.first_hybrid = 1 + (n * epoch) // self.curriculum_epochs
+
+    def hybrid_weight(self, k: int) -> float:
+        return 2.0 ** -(len(self.stages) - k) if self.weights_kind == "exp" else 1.0
+
+    def hybrid_logits(self, batch: DistillBatch) -> dict[int, torch.Tensor]:
+        """``{k: z_k}`` for the active block boundaries ``k``."""
+        teacher = batch.teacher
+        out = {}
+        for k in range(self.first_hybrid, len(self.stages)):
+            h = self.mappings[k - 1](batch.student_features[self.stages[k - 1]].mean(0))
+            for name in self.stages[k:]:
+                h = getattr(teacher, name)(h)
+            out[k] = teacher.head(h)
+        return out
+
+    def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        terms = {}
+        for k, z in self.hybrid_logits(batch).items():
+            loss = self.kd_weight * kd_loss(z, batch.teacher_logits, self.tau)
+            if self.ce:
+                loss = loss + F.cross_entropy(z, batch.y)
+            terms[f"brd{k}"] = self.weight * self.hybrid_weight(k) * loss
+        return terms
