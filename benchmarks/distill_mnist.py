@@ -1,12 +1,15 @@
 """The MNIST distillation benchmark protocol (CPU).
 
-One ANN teacher (``resnet8``: global-pool head, so SAMD can build its CAM) is trained on all 60k
-training images. Every student is the same spiking ``convnet3`` trained on a reduced
-class-balanced subset (where a teacher's guidance matters) for a fixed number of epochs,
-with each method and several seeds, and is tested on the full 10k test set. STM is measured
-on the first ``batch`` test images (layer-wise pairing; SASTC's own attention for SASTC).
+One ANN teacher (``resnet8``: global-pool head, so SAMD can build its CAM) is trained on all
+60k training images; BRD, whose hybrids need the student's own macro-architecture, gets a
+``convnet3`` ANN teacher (the ``configs/mnist/teacher.yaml`` recipe). Every student is the same
+spiking ``convnet3`` trained on a reduced class-balanced subset (where a teacher's guidance
+matters) for a fixed number of epochs, with each method and several seeds, and is tested on the
+full 10k test set. STM is measured on the first ``batch`` test images (layer-wise pairing;
+SASTC's own attention for SASTC).
 
     python benchmarks/distill_mnist.py --data-dir ../shared/data --T 2 --seeds 0 1 2
+    python benchmarks/distill_mnist.py --backprop rate --methods none kd brd+kd
 """
 
 from __future__ import annotations
@@ -25,18 +28,29 @@ from spikedistill.distill.stm_probe import stm_probe
 from spikedistill.engine.config import config_from_dict
 from spikedistill.engine.trainer import Trainer
 
-METHODS = ["none", "kd", "fitnet", "kd+sastc", "samd", "nld", "samd+nld"]
+METHODS = ["none", "kd", "fitnet", "kd+sastc", "samd", "nld", "samd+nld", "brd+kd"]
+TEACHERS = {  # name -> (model options, epochs)
+    "resnet8": ({}, 2),
+    "convnet3": ({"width": 16, "head_pool": 7}, 3),
+}
+
+
+def teacher_of(method: str) -> str:
+    return "convnet3" if "brd" in method else "resnet8"
+
+
 STM_METHODS = {"none", "kd", "fitnet", "kd+sastc"}
 
 
-def teacher_config(args) -> dict:
+def teacher_config(name: str) -> dict:
+    options, epochs = TEACHERS[name]
     return {
-        "name": "mnist-bench-teacher",
+        "name": f"mnist-bench-teacher-{name}",
         "data": {"name": "mnist", "batch_size": 128, "eval_batch_size": 1000},
-        "model": {"name": "resnet8", "spiking": False},
+        "model": {"name": name, "spiking": False, "options": options},
         "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
         "sched": {"name": "cosine", "warmup_epochs": 0.2},
-        "train": {"epochs": args.teacher_epochs, "seed": 0},
+        "train": {"epochs": epochs, "seed": 0},
     }
 
 
@@ -59,7 +73,11 @@ def student_config(args, method: str, T: int, seed: int, backprop: str, teacher_
         "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
         "sched": {"name": "cosine"},
         "train": {"epochs": args.epochs, "seed": seed, "eval_every": args.epochs},
-        "teacher": {"name": "resnet8", "checkpoint": teacher_ckpt},
+        "teacher": {
+            "name": teacher_of(method),
+            "checkpoint": teacher_ckpt,
+            "options": TEACHERS[teacher_of(method)][0],
+        },
         "distill": {"method": method},
     }
     if backprop != "bptt":
@@ -84,7 +102,6 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--runs", default="runs/bench-mnist", help="where run directories go")
     args = parser.parse_args()
     runs = Path(args.runs)
@@ -93,16 +110,22 @@ def main() -> None:
     results_path = out.with_suffix(".json")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
 
-    teacher_dir = runs / "teacher"
-    if not (teacher_dir / "metrics.json").exists():
-        Trainer(config_from_dict(teacher_config(args)), teacher_dir, data_dir=args.data_dir).fit()
-    teacher_metrics = json.loads((teacher_dir / "metrics.json").read_text())
-    teacher_ckpt = str(teacher_dir / "best.pt")
-    results["teacher"] = {"best_top1": teacher_metrics["best_top1"], "model": "resnet8"}
+    teachers, checkpoints = {}, {}
+    for name in sorted({teacher_of(m) for m in args.methods}):
+        teacher_dir = runs / ("teacher" if name == "resnet8" else f"teacher-{name}")
+        if not (teacher_dir / "metrics.json").exists():
+            cfg = config_from_dict(teacher_config(name))
+            Trainer(cfg, teacher_dir, data_dir=args.data_dir).fit()
+        metrics = json.loads((teacher_dir / "metrics.json").read_text())
+        checkpoints[name] = str(teacher_dir / "best.pt")
+        teachers[name] = load_teacher(name, checkpoints[name], 10, 1, TEACHERS[name][0]).model
+        results["teacher" if name == "resnet8" else f"teacher-{name}"] = {
+            "best_top1": metrics["best_top1"],
+            "model": name,
+        }
 
     _, test_set, info = build_datasets("mnist", args.data_dir)
     probe_x, _ = next(iter(make_loader(test_set, args.batch, train=False, info=info)))
-    teacher = load_teacher("resnet8", teacher_ckpt, 10, 1).model
 
     for T in args.T:
         for method in args.methods:
@@ -110,9 +133,8 @@ def main() -> None:
                 key = f"{method}|T={T}|{args.backprop}|seed={seed}"
                 if key in results:
                     continue
-                cfg = config_from_dict(
-                    student_config(args, method, T, seed, args.backprop, teacher_ckpt)
-                )
+                ckpt = checkpoints[teacher_of(method)]
+                cfg = config_from_dict(student_config(args, method, T, seed, args.backprop, ckpt))
                 start = time.perf_counter()
                 trainer = Trainer(cfg, runs / cfg.name, data_dir=args.data_dir)
                 summary = trainer.fit()
@@ -128,6 +150,7 @@ def main() -> None:
                 }
                 if method in STM_METHODS:
                     sastc = dict(getattr(trainer.objective, "methods", {})).get("sastc")
+                    teacher = teachers[teacher_of(method)]
                     row["stm"] = stm_probe(trainer.model, teacher, probe_x, sastc=sastc)
                 results[key] = row
                 results_path.write_text(json.dumps(results, indent=2) + "\n")
@@ -136,7 +159,7 @@ def main() -> None:
 
 
 def write_table(results: dict, path: Path, args) -> None:
-    rows = [r for k, r in results.items() if k != "teacher"]
+    rows = [r for k, r in results.items() if not k.startswith("teacher")]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["backprop"], r["T"], r["method"]), []).append(r)
@@ -144,10 +167,19 @@ def write_table(results: dict, path: Path, args) -> None:
         "# MNIST distillation benchmark (CPU)",
         "",
         f"Teacher: ANN `resnet8` on all 60k images, best top-1 "
-        f"{results['teacher']['best_top1']:.2f}%. Students: spiking `convnet3` (width 16), "
+        f"{results['teacher']['best_top1']:.2f}%"
+        + (
+            f" (BRD: ANN `convnet3`, {results['teacher-convnet3']['best_top1']:.2f}%)"
+            if "teacher-convnet3" in results
+            else ""
+        )
+        + ". Students: spiking `convnet3` (width 16, head_pool 7), "
         f"{args.subset} class-balanced training images, {args.epochs} epochs, batch "
-        f"{args.batch}, SGD 0.05 cosine; top-1 on the full 10k test set, mean ± std over "
-        "seeds. STM: layer-wise pairing (SASTC: its attention), first batch of the test set.",
+        f"{args.batch}, SGD 0.05 cosine, `tdbn` neuron (Rate-BP rows: `ratebp`); top-1 on the "
+        "full 10k test set, mean ± std over seeds. STM: layer-wise pairing (SASTC: its "
+        "attention), first batch of the test set. `kd+sastc` is SASTC's total loss; `brd+kd` is "
+        "BRD's (hybrids plus CE + KD on the pure student). s/run: wall time, measured while "
+        "other jobs shared the 2 cores (not a speed comparison).",
         "",
         "Re-run: `python benchmarks/distill_mnist.py --data-dir ../shared/data --T 2 "
         "--seeds 0 1 2` (add `--backprop rate` for the Rate-BP rows).",

@@ -112,3 +112,27 @@ def test_plain_forward_in_eval_or_no_grad_and_nothing_left_patched():
 def test_rate_backprop_needs_a_spiking_model_with_our_neurons():
     with pytest.raises(ConfigError, match="needs a spiking model"):
         RateBackprop(build_model("resnet8", 10))
+
+
+@pytest.mark.parametrize("spec", ["kd", "fitnet", "sastc", "samd", "nld", "brd", "samd+nld"])
+def test_every_method_trains_under_rate_backprop(spec):
+    from spikedistill.distill import FrozenTeacher
+    from spikedistill.distill.objective import DistillObjective, build_method, parse_methods
+
+    torch.manual_seed(0)
+    student = build_model("resnet8", 10, spiking=True, T=3, neuron="ratebp").train()
+    teacher = FrozenTeacher(build_model("resnet8", 10))
+    methods = [
+        build_method(n, student, teacher.model, {"batch_size": 8} if n == "sastc" else {})
+        for n in parse_methods(spec)
+    ]
+    objective = DistillObjective(student, teacher, methods)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    objective.build(student, x, y)
+    view = RateBackprop(student)
+    batch = objective.distill_batch(view, x, y)
+    assert all(f.shape[0] == 1 for f in batch.student_features.values())  # rate maps
+    _, terms = objective(view, x, y)
+    assert all(torch.isfinite(v) for v in terms.values())
+    sum(terms.values()).backward()
+    assert student.stem[0].weight.grad.abs().sum() > 0
