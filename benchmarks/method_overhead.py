@@ -17,7 +17,7 @@ import platform
 
 import torch
 
-from spikedistill.benchmark import interleaved_medians
+from spikedistill.benchmark import emit_table, interleaved_medians
 from spikedistill.distill import FrozenTeacher
 from spikedistill.distill.objective import DistillObjective, build_method, parse_methods
 from spikedistill.engine.objective import CrossEntropyObjective
@@ -99,11 +99,7 @@ def main() -> None:
     ]
     for name, seconds in medians.items():
         lines.append(f"| {name} | {1000 * seconds:.1f} | {seconds / none:.3f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(table + "\n")
+    emit_table(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import platform
 
 import torch
 
-from spikedistill.benchmark import interleaved_medians, train_step
+from spikedistill.benchmark import emit_table, interleaved_medians, train_step
 from spikedistill.models import build_model
 
 
@@ -67,11 +67,7 @@ def main() -> None:
     for name, seconds in medians.items():
         vs_sj = f"{seconds / sj_time:.3f}" if sj_time else "n/a"
         lines.append(f"| {name} | {seconds:.3f} | {seconds / limit:.3f} | {vs_sj} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(table + "\n")
+    emit_table(lines, args.out)
 
 
 if __name__ == "__main__":

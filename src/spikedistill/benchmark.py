@@ -49,3 +49,13 @@ def interleaved_medians(
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def emit_table(lines: list[str], append_to: str | None = None) -> str:
+    """Print a Markdown table (``lines``) and append it to ``append_to`` if given."""
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if append_to:
+        with open(append_to, "a") as fh:
+            fh.write(table + "\n")
+    return table
