@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -45,21 +44,23 @@ def make_step(net: str, mode: str, T: int):
     return step
 
 
-def rss_bytes() -> int:
+def status_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process. ``VmHWM`` starts afresh at exec,
+    unlike ``getrusage``'s ``ru_maxrss``, which a child inherits from its parent's peak."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def memory_point(net: str, mode: str, T: int) -> None:
     """Run in a fresh process: prints the peak step memory above baseline, in bytes."""
     step = make_step(net, mode, T)
-    baseline = rss_bytes()
+    baseline = status_bytes("VmRSS")
     step()
     step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = status_bytes("VmHWM")
     print(json.dumps({"peak_above_baseline": peak - baseline}))
 
 
