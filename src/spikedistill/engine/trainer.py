@@ -110,11 +110,6 @@ class Trainer:
             info=self.info,
             num_workers=d.num_workers,
         )
-        if len(self.train_loader) == 0:
-            raise ConfigError(
-                f"data.batch_size={d.batch_size} exceeds the {len(self.train_set)} training "
-                "samples (incomplete batches are dropped)"
-            )
 
         self.model = build_student(cfg, self.info.num_classes, self.info.in_channels)
         self.model.to(self.device)
