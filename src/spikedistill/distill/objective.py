@@ -48,10 +48,20 @@ def build_method(
     return cls(student, teacher, **options)
 
 
-def _time_first(x: torch.Tensor, student: nn.Module) -> torch.Tensor:
+def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-step logits ``[T, B, K]`` of a student (``T = 1`` for an ANN)."""
     if getattr(student, "spiking", False):
-        return unfold_time(x, student.T)
-    return x.unsqueeze(0)
+        return student(x, per_step=True)
+    return student(x).unsqueeze(0)
+
+
+def time_first_features(
+    features: dict[str, torch.Tensor], student: nn.Module
+) -> dict[str, torch.Tensor]:
+    """Tapped student outputs as ``[T, B, ...]`` (unfolded time; ``T = 1`` for an ANN)."""
+    if getattr(student, "spiking", False):
+        return {k: unfold_time(v, student.T) for k, v in features.items()}
+    return {k: v.unsqueeze(0) for k, v in features.items()}
 
 
 class DistillObjective(nn.Module):
@@ -102,16 +112,14 @@ class DistillObjective(nn.Module):
         index: torch.Tensor | None = None,
     ) -> DistillBatch:
         teacher_logits, teacher_feats = self.run_teacher(x, index)
-        steps = student(x, per_step=True) if getattr(student, "spiking", False) else None
-        if steps is None:
-            steps = student(x).unsqueeze(0)
+        steps = student_forward(student, x)
         student_feats = self._student_taps.pop() if self._student_taps else {}
         return DistillBatch(
             y=y,
             student_logits=steps.mean(0),
             step_logits=steps,
             teacher_logits=teacher_logits,
-            student_features={k: _time_first(v, student) for k, v in student_feats.items()},
+            student_features=time_first_features(student_feats, student),
             teacher_features={k: v.detach() for k, v in teacher_feats.items()},
             teacher=self.teacher.model,
         )

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ..metrics.stm import layerwise_pairs, sastc_pairs, stm_score
-from ..spiking import unfold_time
 from .base import DistillBatch
+from .objective import student_forward, time_first_features
 from .taps import FeatureTaps
 
 
@@ -33,13 +33,8 @@ def stm_probe(
     teacher.eval()
     try:
         teacher_logits = teacher(x)
-        steps = student(x, per_step=True) if getattr(student, "spiking", False) else None
-        steps = student(x).unsqueeze(0) if steps is None else steps
-        T = steps.shape[0]
-        s_feats = {
-            k: unfold_time(v, T) if T > 1 or getattr(student, "spiking", False) else v[None]
-            for k, v in s_taps.pop().items()
-        }
+        steps = student_forward(student, x)
+        s_feats = time_first_features(s_taps.pop(), student)
         t_feats = t_taps.pop()
     finally:
         s_taps.remove()
