@@ -33,11 +33,13 @@ PLANS: dict[str, dict[str, Any]] = {
 }
 
 
-def _config(dataset: str, root: str | None, spiking: bool, plan: dict, seed: int, **extra):
+def _config(
+    name: str, dataset: str, root: str | None, spiking: bool, plan: dict, seed: int, **extra
+):
     width = 16 if not spiking else 8
     return config_from_dict(
         {
-            "name": extra.pop("name"),
+            "name": name,
             "data": {
                 "name": dataset,
                 "root": root,
@@ -79,16 +81,16 @@ def run_demo(out: str | None = None, data_dir: str | None = None, seed: int = 0)
     out_dir = Path(out or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
     print(f"demo on {dataset}: teacher and three spiking students, runs in {out_dir}")
-    teacher_cfg = _config(dataset, data_dir, False, plan["teacher"], seed, name="teacher")
+    teacher_cfg = _config("teacher", dataset, data_dir, False, plan["teacher"], seed)
     summaries = {"teacher (ANN)": Trainer(teacher_cfg, out_dir / "teacher").fit()}
     for label, method in METHODS.items():
         cfg = _config(
+            label,
             dataset,
             data_dir,
             True,
             plan["student"],
             seed,
-            name=label,
             teacher={
                 "name": "convnet3",
                 "checkpoint": str(out_dir / "teacher" / "best.pt"),
