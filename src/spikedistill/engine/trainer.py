@@ -240,10 +240,11 @@ class Trainer:
         for x, y, index in self.train_loader.iter_from(s.step_in_epoch, with_indices=True):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             logits, terms = self.train_step(x, y, index)
-            total = float(sum(v.item() for v in terms.values()))
+            values = {k: v.item() for k, v in terms.items()}  # one host sync per term
+            total = sum(values.values())
             run["loss"] = run.get("loss", 0.0) + total * y.numel()
-            for k, v in terms.items():
-                run[k] = run.get(k, 0.0) + v.item() * y.numel()
+            for k, v in values.items():
+                run[k] = run.get(k, 0.0) + v * y.numel()
             run["correct"] = run.get("correct", 0.0) + (logits.argmax(1) == y).sum().item()
             run["samples"] = run.get("samples", 0.0) + y.numel()
             s.step_in_epoch += 1
@@ -257,14 +258,12 @@ class Trainer:
                 img_s=f"{rate:.0f}",
             )
             if s.global_step % cfg.train.log_every == 0:
-                parts = " ".join(f"{k} {v.item():.4f}" for k, v in terms.items())
+                parts = " ".join(f"{k} {v:.4f}" for k, v in values.items())
                 self.logger.log(
                     f"epoch {s.epoch + 1} step {s.step_in_epoch}/{n_batches} loss {total:.4f} "
                     f"[{parts}] lr {self.optimizer.param_groups[0]['lr']:.5f} {rate:.0f} img/s"
                 )
-                self.logger.scalars(
-                    {f"train/{k}": v.item() for k, v in terms.items()}, s.global_step
-                )
+                self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
             every = cfg.train.checkpoint_every
             if every and s.global_step % every == 0 and s.step_in_epoch < n_batches:
                 run["seconds"] += time.perf_counter() - start
