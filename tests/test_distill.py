@@ -243,3 +243,16 @@ def test_eval_cli_reports_stm_of_a_sastc_run(tmp_path, teacher_ckpt, capsys):
     other = ["--teacher", "convnet3", "--teacher-checkpoint", teacher_ckpt]
     assert main(["eval", "--checkpoint", str(out / "last.pt"), "--stm", *other]) == 2  # width
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_a_tap_the_model_overwrites_in_place_is_refused():
+    from spikedistill.distill.taps import FeatureTaps
+
+    model = build_model("resnet8", 10)  # ANN: bn2 output is overwritten by the residual sum
+    taps = FeatureTaps(model, ["layer1.0.bn2", "layer1.0"])
+    model(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ConfigError, match=r"layer1\.0\.bn2"):
+        taps.pop()
+    taps = FeatureTaps(model, ["layer1.0"])
+    model(torch.randn(2, 3, 32, 32))
+    assert set(taps.pop()) == {"layer1.0"}

@@ -136,3 +136,49 @@ def test_every_method_trains_under_rate_backprop(spec):
     assert all(torch.isfinite(v) for v in terms.values())
     sum(terms.values()).backward()
     assert student.stem[0].weight.grad.abs().sum() > 0
+
+
+def _straight_through_bn_by_autograd(x, mu, var, weight, bias, eps):
+    """The same straight-through BN written as an autograd chain (methods.md §4.2)."""
+    dims = [0, 2, 3]
+    mean, v = x.mean(dims), x.var(dims, unbiased=False)
+    mean = mean + (mu - mean).detach()
+    v = v + (var - v).detach()
+    shape = (1, -1, 1, 1)
+    out = (x - mean.view(shape)) * torch.rsqrt(v + eps).view(shape)
+    return out * weight.view(shape) + bias.view(shape)
+
+
+def test_straight_through_batchnorm_matches_its_autograd_chain():
+    from spikedistill.spiking.ratebp import StraightThroughBatchNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    mu, var = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    ours = StraightThroughBatchNorm.apply(x, mu, var, w, b, 1e-5)
+    grads = torch.autograd.grad(ours, (x, w, b), g)
+    ref = _straight_through_bn_by_autograd(x, mu, var, w, b, 1e-5)
+    ref_grads = torch.autograd.grad(ref, (x, w, b), g)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    for a, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, r, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["resnet8", "vgg8", "pyramidnet20", "wrn_16_2", "convnet3"])
+def test_spike_pass_is_the_plain_forward(name):
+    """bool spikes, per-step layers and in-place BN change no value of the train forward."""
+    torch.manual_seed(0)
+    shape = (1, 28, 28) if name == "convnet3" else (3, 32, 32)
+    options = {"in_channels": 1} if name == "convnet3" else {}
+    model = build_model(name, 10, spiking=True, T=3, neuron="ratebp", **options).train()
+    x = torch.randn(4, *shape)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        plain = model(x, per_step=True)
+    model.load_state_dict(state)  # undo the running-stat update
+    view = RateBackprop(model)
+    view(x)
+    torch.testing.assert_close(view.last_spike_logits, plain, rtol=1e-5, atol=1e-5)

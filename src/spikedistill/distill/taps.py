@@ -59,18 +59,22 @@ def feature_map_path(model: nn.Module) -> str:
 class FeatureTaps:
     """Forward hooks on ``paths`` of ``model``; ``pop()`` returns and clears the captures.
 
-    A module that runs several times in one forward keeps its last output.
+    A module that runs several times in one forward keeps its last output. A capture that
+    the model changes in place afterwards (a BN output that a residual sum or an in-place
+    ReLU overwrites) raises an error at ``pop()``: tap the block or activation instead.
     """
 
     def __init__(self, model: nn.Module, paths: Sequence[str]) -> None:
         modules = dict(model.named_modules())
         self.paths = list(dict.fromkeys(paths))
         self.outputs: dict[str, torch.Tensor] = {}
+        self._versions: dict[str, int] = {}
         self._handles = [modules[p].register_forward_hook(self._hook(p)) for p in self.paths]
 
     def _hook(self, path: str):
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             self.outputs[path] = output
+            self._versions[path] = output._version
 
         return hook
 
@@ -79,6 +83,13 @@ class FeatureTaps:
         missing = [p for p in self.paths if p not in outputs]
         if missing:
             raise RuntimeError(f"feature taps {missing} did not run in the forward pass")
+        changed = [p for p, out in outputs.items() if out._version != self._versions[p]]
+        if changed:
+            raise ConfigError(
+                f"feature taps {changed} were overwritten in place by the model after they "
+                "were captured (e.g. a BatchNorm output that a residual sum or in-place ReLU "
+                "reuses); tap the enclosing block or the activation instead"
+            )
         return outputs
 
     def remove(self) -> None:

@@ -75,6 +75,8 @@ class ZooModel(nn.Module):
         """Input -> stem output after its activation, ``[B, ...]`` (ANN) or ``[T*B, ...]``."""
         if x.dim() == 4:
             z = self.stem(x)
+            if isinstance(self.stem_act, FoldedNeuron):  # one copy per step is never made
+                return self.stem_act(z, static=True)
             if self.spiking:
                 z = repeat_folded(z, self._T)
         elif x.dim() == 5 and self.spiking:

@@ -51,7 +51,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.act2(out + self.shortcut(x))
+        out += self.shortcut(x)  # in place: BN's backward does not need its output
+        return self.act2(out)
 
 
 def classifier_head(

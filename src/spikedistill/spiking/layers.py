@@ -53,8 +53,11 @@ class FoldedNeuron(nn.Module):
         self.neuron = neuron
         self.T = T
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fold_time(self.neuron(unfold_time(x, self.T)))
+    def forward(self, x: torch.Tensor, static: bool = False) -> torch.Tensor:
+        """``[T*B, ...] -> [T*B, ...]``; with ``static``, ``x [B, ...]`` is the input at every
+        step (direct encoding without materialising ``T`` copies)."""
+        steps = x.unsqueeze(0).expand(self.T, *x.shape) if static else unfold_time(x, self.T)
+        return fold_time(self.neuron(steps))
 
     def extra_repr(self) -> str:
         return f"T={self.T}"

@@ -12,24 +12,31 @@ with ``du/dv = 1 - s`` (hard, detached), ``1 - s - v * sg`` (hard), ``1`` (soft,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from .config import NeuronConfig
 from .surrogate import surrogate_derivative
 
 
-def lif_forward(
-    x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Spikes ``[T, ...]`` (dtype of ``x``) and, if asked, the pre-reset membrane ``[T, ...]``."""
-    spikes = torch.empty_like(x)
-    membrane = torch.empty_like(x) if keep_membrane else None
-    scratch = None if keep_membrane else torch.empty_like(x[0])
-    fired = torch.empty(x.shape[1:], dtype=torch.bool, device=x.device)
+def lif_steps(
+    x: torch.Tensor,
+    cfg: NeuronConfig,
+    membrane: torch.Tensor | None = None,
+    spikes: torch.Tensor | None = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Run the LIF over ``x [T, ...]`` and yield ``(t, v_t, s_t)`` at every step: the pre-reset
+    membrane and the spikes (0/1 in the dtype of ``x``). They are written into ``membrane[t]``
+    and ``spikes[t]`` when those ``[T, ...]`` buffers are given, else into scratch tensors that
+    the next step overwrites. Charge ``v_t = decay u_{t-1} + k x_t``, fire ``s_t = v_t >= th``,
+    reset ``u_t = v_t (1 - s_t)`` (hard) or ``v_t - th s_t`` (soft)."""
     scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    v_scratch = torch.empty_like(x[0]) if membrane is None else None
+    s_scratch = torch.empty_like(x[0]) if spikes is None else None
     u = None  # post-reset membrane of the previous step (u_0 = 0)
     for t in range(x.shape[0]):
-        v = membrane[t] if membrane is not None else scratch
+        v = v_scratch if membrane is None else membrane[t]
         if scale != 1.0:
             torch.mul(x[t], scale, out=v)
             if u is not None:
@@ -38,14 +45,25 @@ def lif_forward(
             v.copy_(x[t])
         else:
             torch.add(x[t], u, alpha=cfg.decay, out=v)
-        torch.ge(v, cfg.threshold, out=fired)
-        spikes[t].copy_(fired)
+        s = s_scratch if spikes is None else spikes[t]
+        torch.ge(v, cfg.threshold, out=s)
+        yield t, v, s
         if t + 1 == x.shape[0]:
             break
         if cfg.reset == "hard":
-            u = v.masked_fill(fired, 0.0)
+            u = torch.addcmul(v, v, s, value=-1.0)
         else:
-            u = torch.sub(v, spikes[t], alpha=cfg.threshold)
+            u = torch.sub(v, s, alpha=cfg.threshold)
+
+
+def lif_forward(
+    x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes ``[T, ...]`` (dtype of ``x``) and, if asked, the pre-reset membrane ``[T, ...]``."""
+    spikes = torch.empty_like(x)
+    membrane = torch.empty_like(x) if keep_membrane else None
+    for _ in lif_steps(x, cfg, membrane, spikes):
+        pass
     return spikes, membrane
 
 

@@ -7,13 +7,14 @@ For an input ``x [T, ...]`` the neuron's firing rate ``r = mean_t s_t`` and its 
 where ``c`` is the input scale (``1 - decay`` with ``decay_input``, else 1) and ``eps_t`` is
 ``d v_t / d xbar`` for an input held constant over time:
 
-- soft reset, detached:     ``rho_t = decay``
+- soft reset, detached:     ``rho_t = decay``  (``eps_t`` is then a number, not a tensor)
 - soft reset, not detached: ``rho_t = decay * (1 - threshold * sg_t)``
 - hard reset, detached:     ``rho_t = decay * (1 - s_t)``
 - hard reset, not detached: ``rho_t = decay * (1 - s_t - v_t * sg_t)``
 
 so ``e`` approximates ``d r / d xbar``, the slope of the rate-versus-mean-input curve. Computed
-without autograd in one pass over time (nothing of size ``T`` is kept).
+without autograd while the neuron runs (``lif_steps``): only ``[B, ...]`` tensors are kept,
+and the spikes are returned as ``bool``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from .config import NeuronConfig
+from .lif_function import lif_steps
 from .surrogate import surrogate_derivative
 
 
@@ -28,27 +30,32 @@ from .surrogate import surrogate_derivative
 def rate_and_eligibility(
     x: torch.Tensor, cfg: NeuronConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(spikes [T, ...], rate [...], eligibility [...])`` of a LIF neuron driven by ``x``."""
+    """``(spikes [T, ...] bool, rate [...], eligibility [...])`` of a LIF driven by ``x``.
+
+    ``x`` may be any ``[T, ...]`` view, e.g. a static input expanded over time."""
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    spikes = torch.empty_like(x)
+    T = x.shape[0]
+    spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device)
     rate = torch.zeros_like(x[0])
     elig = torch.zeros_like(x[0])
-    u = torch.zeros_like(x[0])
-    eps = torch.full_like(x[0], c)
-    for t in range(x.shape[0]):
-        v = cfg.decay * u + c * x[t]
-        fired = v >= cfg.threshold
-        s = fired.to(x.dtype)
+    eps: float | torch.Tensor = c
+    constant_eps = cfg.reset == "soft" and cfg.detach_reset
+    for t, v, s in lif_steps(x, cfg):
+        spikes[t].copy_(s)
+        rate.add_(s)
         sg = surrogate_derivative(cfg.surrogate, v - cfg.threshold, cfg.alpha)
-        spikes[t] = s
-        rate += s
-        elig += eps * sg
-        if cfg.reset == "hard":
-            u = v * (1 - s)
-            rho = (1 - s) if cfg.detach_reset else (1 - s - v * sg)
+        if isinstance(eps, float):
+            elig.add_(sg, alpha=eps)
         else:
-            u = v - cfg.threshold * s
-            rho = torch.ones_like(v) if cfg.detach_reset else 1 - cfg.threshold * sg
-        eps = c + cfg.decay * rho * eps
-    T = x.shape[0]
-    return spikes, rate / T, elig / T
+            elig.addcmul_(sg, eps)
+        if constant_eps:
+            eps = c + cfg.decay * eps
+            continue
+        if t + 1 == T:
+            break
+        if cfg.reset == "hard":  # rho / decay = 1 - s [- v sg]
+            rho = 1.0 - s if cfg.detach_reset else (1.0 - s).sub_(sg.mul_(v))
+        else:  # rho / decay = 1 - threshold sg
+            rho = sg.mul_(-cfg.threshold).add_(1.0)
+        eps = rho.mul_(eps).mul_(cfg.decay).add_(c)
+    return spikes, rate.div_(T), elig.div_(T)

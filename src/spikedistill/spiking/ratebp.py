@@ -10,11 +10,16 @@ T-free "rate graph" instead of unrolling time.
    image itself for direct encoding), with every neuron returning ``r + (x e - (x e).detach())``
    (value: the spike-pass rate; gradient: ``e * dL/dr``) and every BatchNorm normalising with
    the spike-pass statistics (value) while its gradient is that of a train-mode BN on the rate
-   tensor (straight-through statistics); running stats are left alone.
+   tensor (straight-through statistics, ``StraightThroughBatchNorm``); running stats are left
+   alone.
 
 Convolutions, linear layers, average pooling and residual sums are linear, so the rate-pass
-logits equal the spike-pass mean logits (max-pooling is the exception). Memory is independent
-of ``T``: two ``[B, ...]`` tensors per neuron and two vectors per BatchNorm.
+logits equal the spike-pass mean logits (max-pooling is the exception). The rate graph is
+independent of ``T``. The spike pass keeps its ``[T*B, ...]`` tensors small: neurons emit
+``bool`` spikes, layers fed by spikes run one time step at a time on a float copy of that step
+(max-pooling stays ``bool``), a static input is not copied ``T`` times, and a BatchNorm
+normalises a convolution's fresh output in place. What grows with ``T`` is then one float
+pre-activation and a few ``bool`` spike maps per layer.
 
 Only modules inside ``model`` are switched (a BRD teacher's BatchNorms are never touched), the
 switch is undone when the call returns, and nothing changes the global grad mode: inside
@@ -24,7 +29,7 @@ switch is undone when the call returns, and nothing changes the global grad mode
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -36,6 +41,9 @@ from .neuron import LIF
 from .rate_stats import rate_and_eligibility
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
+_MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
+_SHAPE_ONLY = (nn.Identity, nn.Flatten, nn.Unflatten)  # fine on bool tensors as they are
+_FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer holds
 
 
 def _bn_dims(x: torch.Tensor) -> list[int]:
@@ -44,6 +52,55 @@ def _bn_dims(x: torch.Tensor) -> list[int]:
 
 def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+class StraightThroughBatchNorm(torch.autograd.Function):
+    r"""BatchNorm whose value uses given statistics ``(mu, var)`` and whose gradient is that
+    of a train-mode BN on ``x`` itself, evaluated at those statistics:
+
+        y = w k (x - mu) + b,     k = (var + eps)^{-1/2}
+        dL/dx = w k (g - mean(g)) - w k^3 (x - mean(x)) mean(g (x - mu))
+
+    with means over ``N = B*H*W`` per channel. Saves ``x`` only (the autograd chain of the
+    same formula keeps four ``[B, ...]`` tensors)."""
+
+    @staticmethod
+    def forward(ctx, x, mu, var, weight, bias, eps: float):
+        k = torch.rsqrt(var + eps)
+        scale = k if weight is None else k * weight
+        shift = -mu * scale if bias is None else bias - mu * scale
+        ctx.save_for_backward(x, mu, k, weight)
+        return x * _per_channel(scale, x) + _per_channel(shift, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, mu, k, weight = ctx.saved_tensors
+        dims = _bn_dims(x)
+        g_sum = g.sum(dims)
+        gx_sum = (g * x).sum(dims)  # sum g (x - mu) = gx_sum - mu g_sum
+        n = g.numel() // g.shape[1]
+        g_mean, x_mean = g_sum / n, x.mean(dims)
+        gxc_mean = gx_sum / n - mu * g_mean
+        w = torch.ones_like(k) if weight is None else weight
+        a = w * k  # dL/dx = a g - a mean(g) - w k^3 mean(g (x - mu)) (x - mean(x))
+        c = w * k**3 * gxc_mean
+        grad_x = g * _per_channel(a, g) + _per_channel(c * x_mean - a * g_mean, g)
+        grad_x.sub_(x * _per_channel(c, x))
+        grad_w = (gx_sum - mu * g_sum) * k if weight is not None else None
+        grad_b = g_sum if ctx.needs_input_grad[4] else None
+        return grad_x, None, None, grad_w, grad_b, None
+
+
+def _per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: int):
+    """``fn`` applied to each time step of a folded ``[T*B, ...]`` tensor, into one output."""
+    rows = x.shape[0] // T
+    out = None
+    for t in range(T):
+        y = fn(x[t * rows : (t + 1) * rows])
+        if out is None:
+            out = y.new_empty((x.shape[0], *y.shape[1:]))
+        out[t * rows : (t + 1) * rows] = y
+    return out
 
 
 class RateBackprop:
@@ -64,6 +121,14 @@ class RateBackprop:
                 f"rate-based backprop supports spikedistill LIF/IF neurons, not {bad}"
             )
         self.norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        inner = {id(n.neuron) for n in self.neurons}
+        self.leaves = [
+            m
+            for m in model.modules()
+            if not any(True for _ in m.children())
+            and not isinstance(m, (_BatchNorm, *_SHAPE_ONLY))
+            and id(m) not in inner
+        ]
         self.last_spike_logits: torch.Tensor | None = None  # [T, B, K] of the last spike pass
 
     @property
@@ -89,35 +154,37 @@ class RateBackprop:
 
     @contextlib.contextmanager
     def _patched(self, records: dict, phase: str) -> Iterator[None]:
-        """Swap the forward of every neuron and BatchNorm of the model for the phase's."""
+        """Swap the forward of the model's modules for the phase's (undone on exit)."""
+        record = phase == "record"
+        patched: list[nn.Module] = [*self.neurons, *self.norms]
         for m in self.neurons:
-            m.forward = (
-                self._neuron_record(m, records)
-                if phase == "record"
-                else self._neuron_rate(m, records)
-            )
+            m.forward = self._neuron_record(m, records) if record else self._neuron_rate(m, records)
         for m in self.norms:
-            m.forward = (
-                self._norm_record(m, records) if phase == "record" else self._norm_rate(m, records)
-            )
+            m.forward = self._norm_record(m, records) if record else self._norm_rate(m, records)
+        if record:
+            dtype = next(self.model.parameters()).dtype
+            for m in self.leaves:
+                m.forward = self._leaf_record(m, self.model.T, dtype)
+            patched += self.leaves
         try:
             yield
         finally:
-            for m in (*self.neurons, *self.norms):
+            for m in patched:
                 del m.forward  # back to the class's forward
 
     @staticmethod
     def _neuron_record(m: FoldedNeuron, records: dict):
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            spikes, rate, elig = rate_and_eligibility(unfold_time(x, m.T), m.neuron.config)
+        def forward(x: torch.Tensor, static: bool = False) -> torch.Tensor:
+            steps = x.unsqueeze(0).expand(m.T, *x.shape) if static else unfold_time(x, m.T)
+            spikes, rate, elig = rate_and_eligibility(steps, m.neuron.config)
             records[m] = (rate, elig)
-            return fold_time(spikes)
+            return fold_time(spikes)  # bool
 
         return forward
 
     @staticmethod
     def _neuron_rate(m: FoldedNeuron, records: dict):
-        def forward(x: torch.Tensor) -> torch.Tensor:
+        def forward(x: torch.Tensor, static: bool = False) -> torch.Tensor:
             rate, elig = records[m]
             xe = x * elig
             return rate + (xe - xe.detach())
@@ -125,13 +192,43 @@ class RateBackprop:
         return forward
 
     @staticmethod
-    def _norm_record(m: _BatchNorm, records: dict):
+    def _leaf_record(m: nn.Module, T: int, dtype: torch.dtype):
+        """Spike-pass forward of a stateless leaf: ``bool`` spikes in, one step at a time."""
         cls_forward = type(m).forward
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            dims = _bn_dims(x)
-            records[m] = (x.mean(dims), x.var(dims, unbiased=False))
-            return cls_forward(m, x)
+            if x.dtype != torch.bool:
+                out = cls_forward(m, x)
+            elif isinstance(m, _MAX_POOLS):  # the max of spikes is a spike
+                return cls_forward(m, x.view(torch.uint8)).view(torch.bool)
+            else:
+                out = _per_step(lambda xt: cls_forward(m, xt.to(dtype)), x, T)
+            setattr(out, _FRESH, True)
+            return out
+
+        return forward
+
+    @staticmethod
+    def _norm_record(m: _BatchNorm, records: dict):
+        """Train-mode BN as the class computes it, with the statistics recorded, normalising
+        in place when the input is a fresh layer output."""
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            x = x.to(m.weight.dtype if m.weight is not None else torch.get_default_dtype())
+            if m.training or m.running_mean is None:
+                var, mean = torch.var_mean(x, _bn_dims(x), correction=0)
+                if m.training and m.running_mean is not None:
+                    _update_running_stats(m, mean, var, x.numel() // x.shape[1])
+            else:
+                mean, var = m.running_mean, m.running_var
+            records[m] = (mean, var)
+            scale = torch.rsqrt(var + m.eps)
+            if m.weight is not None:
+                scale = scale * m.weight
+            shift = -mean * scale if m.bias is None else m.bias - mean * scale
+            fresh = getattr(x, _FRESH, False)
+            out = x.mul_(_per_channel(scale, x)) if fresh else x * _per_channel(scale, x)
+            return out.add_(_per_channel(shift, x))
 
         return forward
 
@@ -139,13 +236,17 @@ class RateBackprop:
     def _norm_rate(m: _BatchNorm, records: dict):
         def forward(x: torch.Tensor) -> torch.Tensor:
             spike_mean, spike_var = records[m]
-            dims = _bn_dims(x)
-            mean, var = x.mean(dims), x.var(dims, unbiased=False)
-            mean = mean + (spike_mean - mean).detach()  # value: spike stats; grad: rate BN
-            var = var + (spike_var - var).detach()
-            out = (x - _per_channel(mean, x)) * _per_channel(torch.rsqrt(var + m.eps), x)
-            if m.affine:
-                out = out * _per_channel(m.weight, x) + _per_channel(m.bias, x)
-            return out
+            return StraightThroughBatchNorm.apply(x, spike_mean, spike_var, m.weight, m.bias, m.eps)
 
         return forward
+
+
+def _update_running_stats(m: _BatchNorm, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+    """The running-statistics update of a train-mode ``nn.BatchNorm`` (unbiased variance)."""
+    momentum = m.momentum
+    if m.num_batches_tracked is not None:
+        m.num_batches_tracked.add_(1)
+        if momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(m.num_batches_tracked)
+    m.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+    m.running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)), alpha=momentum)
