@@ -19,4 +19,4 @@ lint:
 
 bench:
 	bash scripts/setup.sh --test
-	$(PY) benchmarks/step_time.py --model resnet19 --T 4 --batch 16 --reps 5
+	$(PY) -m spikedistill.cli bench --model resnet19 --T 1 2 4 8 --batch 16 --out benchmarks/results/bench_resnet19_cpu

@@ -17,7 +17,7 @@ import platform
 
 import torch
 
-from spikedistill.benchmark import emit_table, interleaved_medians
+from spikedistill.bench import emit_table, interleaved_medians
 from spikedistill.distill import FrozenTeacher
 from spikedistill.distill.objective import DistillObjective, build_method, parse_methods
 from spikedistill.engine.objective import CrossEntropyObjective

@@ -36,13 +36,11 @@ def rate_and_eligibility(
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
     T = x.shape[0]
     spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device)
-    rate = torch.zeros_like(x[0])
     elig = torch.zeros_like(x[0])
     eps: float | torch.Tensor = c
     constant_eps = cfg.reset == "soft" and cfg.detach_reset
     for t, v, s in lif_steps(x, cfg):
         spikes[t].copy_(s)
-        rate.add_(s)
         sg = surrogate_derivative(cfg.surrogate, v - cfg.threshold, cfg.alpha)
         if isinstance(eps, float):
             elig.add_(sg, alpha=eps)
@@ -58,4 +56,5 @@ def rate_and_eligibility(
         else:  # rho / decay = 1 - threshold sg
             rho = sg.mul_(-cfg.threshold).add_(1.0)
         eps = rho.mul_(eps).mul_(cfg.decay).add_(c)
-    return spikes, rate.div_(T), elig.div_(T)
+    rate = spikes.sum(0, dtype=x.dtype).div_(T)
+    return spikes, rate, elig.div_(T)

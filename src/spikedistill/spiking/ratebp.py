@@ -215,10 +215,12 @@ class RateBackprop:
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             x = x.to(m.weight.dtype if m.weight is not None else torch.get_default_dtype())
-            if m.training or m.running_mean is None:
+            if m.training and m.running_mean is not None:
+                mean, var = torch.batch_norm_update_stats(
+                    x, m.running_mean, m.running_var, _momentum(m)
+                )  # biased var; running stats updated as the class does
+            elif m.running_mean is None:
                 var, mean = torch.var_mean(x, _bn_dims(x), correction=0)
-                if m.training and m.running_mean is not None:
-                    _update_running_stats(m, mean, var, x.numel() // x.shape[1])
             else:
                 mean, var = m.running_mean, m.running_var
             records[m] = (mean, var)
@@ -241,12 +243,10 @@ class RateBackprop:
         return forward
 
 
-def _update_running_stats(m: _BatchNorm, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
-    """The running-statistics update of a train-mode ``nn.BatchNorm`` (unbiased variance)."""
-    momentum = m.momentum
+def _momentum(m: _BatchNorm) -> float:
+    """The momentum of this train-mode step of ``m``, counting the step as the class does."""
     if m.num_batches_tracked is not None:
         m.num_batches_tracked.add_(1)
-        if momentum is None:  # cumulative moving average
-            momentum = 1.0 / float(m.num_batches_tracked)
-    m.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-    m.running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)), alpha=momentum)
+        if m.momentum is None:  # cumulative moving average
+            return 1.0 / float(m.num_batches_tracked)
+    return 0.0 if m.momentum is None else m.momentum

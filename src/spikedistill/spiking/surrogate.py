@@ -32,7 +32,7 @@ def triangle(x: torch.Tensor, alpha: float) -> torch.Tensor:
 @SURROGATES.register("sigmoid")
 def sigmoid(x: torch.Tensor, alpha: float) -> torch.Tensor:
     sig = torch.sigmoid(x * alpha)
-    return sig.mul_(1.0 - sig).mul_(alpha)
+    return torch.addcmul(sig, sig, sig, value=-1.0).mul_(alpha)  # alpha (sig - sig^2)
 
 
 @SURROGATES.register("atan")

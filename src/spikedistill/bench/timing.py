@@ -1,4 +1,4 @@
-"""Side-by-side timing: training steps of several variants, interleaved, medians of reps.
+"""Side-by-side timing: steps of several variants, interleaved, medians of repetitions.
 
 Timing on shared machines is noisy, so variants are compared by ratios of medians measured in
 one process, never by absolute times.
@@ -15,20 +15,31 @@ from torch import nn
 
 
 def train_step(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, after: Callable[[], None] | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    after: Callable[[], None] | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Callable[[], None]:
-    """A closure running one SGD step of ``model`` on ``(x, y)`` (``after`` runs at its end)."""
+    """A closure running one SGD step of ``model`` on ``(x, y)``; ``forward`` replaces
+    ``model`` for the loss (e.g. a ``RateBackprop`` view), ``after`` runs at the end."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    forward = forward or model
     model.train()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        nn.functional.cross_entropy(forward(x), y).backward()
         optimizer.step()
         if after is not None:
             after()
 
     return step
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def interleaved_medians(
@@ -41,12 +52,10 @@ def interleaved_medians(
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(reps):
         for name, fn in steps.items():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            _sync()
             start = time.perf_counter()
             fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            _sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 

@@ -1,0 +1,73 @@
+"""Peak memory of a training step above the process's baseline.
+
+On CPU: one fresh process per point (``python -m spikedistill.bench.memory SPEC_JSON VARIANT``),
+peak RSS (``VmHWM``) during two steps minus the RSS just before the first. ``VmHWM`` starts
+afresh at ``exec``, unlike ``getrusage``'s ``ru_maxrss``, which a child inherits from its
+parent. On CUDA: the peak allocation above the allocation before the first step.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+import torch
+
+from .variants import VARIANTS, BenchSpec, Step
+
+
+def status_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from ``/proc/self/status``."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status (peak memory needs Linux)")
+
+
+def peak_step_bytes(step: Step, device: str, steps: int = 2) -> int:
+    """Peak memory of ``steps`` calls of ``step`` above the memory held before them."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - baseline
+    baseline = status_bytes("VmRSS")
+    for _ in range(steps):
+        step()
+    return status_bytes("VmHWM") - baseline
+
+
+def spec_to_json(spec: BenchSpec) -> str:
+    return json.dumps(spec.__dict__)
+
+
+def fresh_process_peak(spec: BenchSpec, variant: str, repeats: int = 1) -> int:
+    """``peak_step_bytes`` of the variant's training step, each measured in a new process;
+    the median of ``repeats`` processes (RSS peaks of small nets vary with the allocator)."""
+    peaks = []
+    for _ in range(repeats):
+        proc = subprocess.run(
+            [sys.executable, "-m", "spikedistill.bench.memory", spec_to_json(spec), variant],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory point {variant} failed: {proc.stderr.strip()[-500:]}")
+        peaks.append(int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_bytes"]))
+    return int(statistics.median(peaks))
+
+
+def main(argv: list[str]) -> None:
+    spec = BenchSpec(**json.loads(argv[0]))
+    step = VARIANTS.get(argv[1])(spec).train
+    print(json.dumps({"peak_bytes": peak_step_bytes(step, spec.device)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,145 @@
+"""``spikedistill bench``: training-step time, inference time and peak step memory of the
+variants (``variants.py``) over a list of ``T``, as a Markdown table, a CSV and a plot.
+
+Times are medians of interleaved repetitions in one process; memory is measured per variant
+in a fresh process (``memory.py``). Ratios are to the ANN limit and to SpikingJelly.
+"""
+
+from __future__ import annotations
+
+import csv
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .memory import fresh_process_peak
+from .timing import interleaved_medians
+from .variants import VARIANTS, BenchSpec, Variant
+
+LABELS = {
+    "limit": "ANN limit (batch T*B)",
+    "bptt": "spikedistill BPTT",
+    "rate": "spikedistill Rate-BP",
+    "spikingjelly": "SpikingJelly LIFNode BPTT",
+}
+
+
+def _build(spec: BenchSpec, names: Sequence[str]) -> dict[str, Variant]:
+    built = {}
+    for name in names:
+        try:
+            built[name] = VARIANTS.get(name)(spec)
+        except ConfigError as err:  # an optional comparison that is not installed
+            if name != "spikingjelly":
+                raise
+            print(f"skipping {name}: {err}")
+    return built
+
+
+def run_point(spec: BenchSpec, names: Sequence[str], reps: int, memory: bool) -> list[dict]:
+    """Rows ``{T, variant, train_s, infer_s, peak_mb}`` for one ``T`` (ratios added later)."""
+    variants = _build(spec, names)
+    train = interleaved_medians({n: v.train for n, v in variants.items()}, reps=reps)
+    infer = interleaved_medians(
+        {n: v.infer for n, v in variants.items() if v.infer is not None}, reps=reps
+    )
+    del variants
+    rows = []
+    for name in train:
+        peak = fresh_process_peak(spec, name) / 2**20 if memory else None
+        rows.append(
+            dict(T=spec.T, variant=name, train_s=train[name], infer_s=infer.get(name), peak_mb=peak)
+        )
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> list[dict]:
+    """``train_vs_limit``, ``train_vs_sj``, ``mem_vs_limit``, ``mem_vs_sj`` per row."""
+    for row in rows:
+        same_T = {r["variant"]: r for r in rows if r["T"] == row["T"]}
+        for ref, suffix in (("limit", "limit"), ("spikingjelly", "sj")):
+            other = same_T.get(ref)
+            for key, out in (("train_s", "train"), ("peak_mb", "mem")):
+                ok = other is not None and row[key] is not None and other[key]
+                row[f"{out}_vs_{suffix}"] = row[key] / other[key] if ok else None
+    return rows
+
+
+def run(
+    spec: BenchSpec, Ts: Sequence[int], names: Sequence[str], reps: int = 5, memory: bool = True
+) -> list[dict]:
+    rows: list[dict] = []
+    for T in Ts:
+        rows += run_point(spec.replace(T=T), names, reps, memory)
+        print(f"T={T} done", flush=True)
+    return add_ratios(rows)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
+    device = torch.cuda.get_device_name() if spec.device.startswith("cuda") else "CPU"
+    lines = [
+        f"### {spec.model}, batch {spec.batch}, input {spec.in_channels}x{spec.size}x{spec.size},"
+        f" neuron {spec.neuron}, {device}",
+        "",
+        f"`{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.machine()}. Train/inference: median seconds of interleaved repetitions; "
+        "memory: peak of a training step above the baseline, a fresh process per point.",
+        "",
+        "| T | variant | train s | / limit | / SJ | infer s | peak MB | mem / limit | mem / SJ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['T']} | {LABELS.get(r['variant'], r['variant'])} | {_fmt(r['train_s'], 3)} | "
+            f"{_fmt(r['train_vs_limit'], 3)} | {_fmt(r['train_vs_sj'], 3)} | "
+            f"{_fmt(r['infer_s'], 3)} | {_fmt(r['peak_mb'], 0)} | "
+            f"{_fmt(r['mem_vs_limit'], 2)} | {_fmt(r['mem_vs_sj'], 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows: list[dict], spec: BenchSpec, out: Path, command: str) -> str:
+    """``out.md``, ``out.csv`` and ``out.png``; returns the Markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = markdown(rows, spec, command)
+    out.with_suffix(".md").write_text(text)
+    plot(rows, spec, out.with_suffix(".png"))
+    return text
+
+
+def plot(rows: list[dict], spec: BenchSpec, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("train_vs_limit", "training step / ANN limit"),
+        ("mem_vs_limit", "peak memory / ANN limit"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 4))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for name in dict.fromkeys(r["variant"] for r in rows):
+            pts = [(r["T"], r[key]) for r in rows if r["variant"] == name and r[key] is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=LABELS.get(name, name))
+        Ts = sorted({r["T"] for r in rows})
+        ax.set(xscale="log", xlabel="T", ylabel=label, title=f"{spec.model}, batch {spec.batch}")
+        ax.set_xticks(Ts, [str(t) for t in Ts])
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,112 @@
+"""What ``spikedistill bench`` compares: one training step (and one inference) per variant.
+
+- ``limit``: the same architecture as an ANN on batch ``T*B``, the convolutions that an SNN
+  step cannot avoid;
+- ``bptt``: our SNN trained by backprop through time;
+- ``rate``: our SNN trained by rate-based backprop (inference is the ``bptt`` model's);
+- ``spikingjelly``: the SNN with SpikingJelly's ``LIFNode`` (multi-step, best backend).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import build_model
+from ..registry import Registry
+from .timing import train_step
+
+Step = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One point of the benchmark: a model, its input ``[B, C, size, size]`` and ``T``."""
+
+    model: str = "resnet19"
+    T: int = 4
+    batch: int = 16
+    size: int = 32
+    in_channels: int = 3
+    num_classes: int = 10
+    neuron: str = "tdbn"
+    options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    def replace(self, **changes: Any) -> BenchSpec:
+        return dataclasses.replace(self, **changes)
+
+    def inputs(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, self.in_channels, self.size, self.size, generator=g)
+        y = torch.randint(0, self.num_classes, (batch,), generator=g)
+        return x.to(self.device), y.to(self.device)
+
+    def build(self, spiking: bool) -> nn.Module:
+        torch.manual_seed(0)
+        kwargs = dict(self.options, in_channels=self.in_channels)
+        if spiking:
+            kwargs.update(spiking=True, T=self.T, neuron=self.neuron)
+        return build_model(self.model, self.num_classes, **kwargs).to(self.device)
+
+
+@dataclass
+class Variant:
+    train: Step
+    infer: Step | None  # None: the same forward as another variant
+
+
+def _inference(model: nn.Module, x: torch.Tensor, after: Step | None = None) -> Step:
+    def step() -> None:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+        model.train()
+        if after is not None:
+            after()
+
+    return step
+
+
+VARIANTS: Registry[Callable[[BenchSpec], Variant]] = Registry("benchmark variant")
+
+
+@VARIANTS.register("limit")
+def _limit(spec: BenchSpec) -> Variant:
+    model = spec.build(spiking=False)
+    x, y = spec.inputs(spec.T * spec.batch)
+    return Variant(train_step(model, x, y), _inference(model, x))
+
+
+@VARIANTS.register("bptt")
+def _bptt(spec: BenchSpec) -> Variant:
+    model = spec.build(spiking=True)
+    x, y = spec.inputs(spec.batch)
+    return Variant(train_step(model, x, y), _inference(model, x))
+
+
+@VARIANTS.register("rate")
+def _rate(spec: BenchSpec) -> Variant:
+    from ..spiking.ratebp import RateBackprop
+
+    model = spec.build(spiking=True)
+    x, y = spec.inputs(spec.batch)
+    return Variant(train_step(model, x, y, forward=RateBackprop(model)), None)
+
+
+@VARIANTS.register("spikingjelly")
+def _spikingjelly(spec: BenchSpec) -> Variant:
+    from ..interop.spikingjelly import reset, use_spikingjelly_neurons
+
+    model = use_spikingjelly_neurons(spec.build(spiking=True))
+    x, y = spec.inputs(spec.batch)
+
+    def after() -> None:
+        reset(model)
+
+    return Variant(train_step(model, x, y, after=after), _inference(model, x, after))

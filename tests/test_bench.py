@@ -1,0 +1,55 @@
+import csv
+import json
+
+import pytest
+
+from spikedistill.bench.memory import fresh_process_peak
+from spikedistill.bench.suite import add_ratios
+from spikedistill.bench.variants import BenchSpec
+from spikedistill.cli import main
+
+SMALL = ["--model", "convnet3", "--size", "12", "--in-channels", "1", "--batch", "2"]
+
+
+def test_bench_writes_table_csv_and_plot_with_ratios(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "bench"
+    argv = ["bench", *SMALL, "--options", json.dumps({"width": 4}), "--T", "1", "2"]
+    argv += ["--reps", "1", "--no-memory", "--out", str(out)]
+    assert main(argv) == 0
+    with open(out.with_suffix(".csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    variants = {r["variant"] for r in rows}
+    assert {"limit", "bptt", "rate"} <= variants
+    assert {r["T"] for r in rows} == {"1", "2"}
+    limit = [r for r in rows if r["variant"] == "limit"]
+    assert all(float(r["train_vs_limit"]) == 1.0 for r in limit)
+    text = out.with_suffix(".md").read_text()
+    assert "spikedistill bench --model convnet3" in text and "| 2 | spikedistill BPTT |" in text
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_bench_rejects_unknown_variants_and_bad_sizes(capsys):
+    assert main(["bench", *SMALL, "--variants", "bptt", "fastest", "--no-memory"]) == 2
+    assert "fastest" in capsys.readouterr().err
+    assert main(["bench", *SMALL, "--T", "0", "--no-memory"]) == 2
+
+
+def test_memory_point_in_a_fresh_process_grows_with_the_batch():
+    spec = BenchSpec("convnet3", T=2, batch=8, size=28, in_channels=1, options={"width": 8})
+    small = fresh_process_peak(spec, "limit")
+    large = fresh_process_peak(spec.replace(batch=256), "limit")
+    assert 0 < small < large
+
+
+def test_ratios_are_taken_at_the_same_T():
+    rows = [
+        dict(T=1, variant="limit", train_s=1.0, peak_mb=10.0),
+        dict(T=1, variant="bptt", train_s=2.0, peak_mb=5.0),
+        dict(T=2, variant="limit", train_s=4.0, peak_mb=20.0),
+        dict(T=2, variant="bptt", train_s=2.0, peak_mb=None),
+    ]
+    add_ratios(rows)
+    assert rows[1]["train_vs_limit"] == 2.0 and rows[1]["mem_vs_limit"] == 0.5
+    assert rows[3]["train_vs_limit"] == 0.5 and rows[3]["mem_vs_limit"] is None
+    assert rows[1]["train_vs_sj"] is None
