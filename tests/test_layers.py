@@ -58,3 +58,36 @@ def test_time_first_accepts_batch_first_frames():
     frames = torch.randn(2, 7, 2, 4, 4)  # [B, T, C, H, W]
     assert torch.equal(time_first(frames, batch_first=True)[3], frames[:, 3])
     assert time_first(frames) is frames
+
+
+def test_spikes_are_saved_once_as_bool_and_gradients_do_not_change(monkeypatch):
+    import contextlib
+
+    from spikedistill.models import base, build_model
+    from spikedistill.spiking import saved_spikes
+
+    packed = []
+
+    class Spy(saved_spikes._Packed):
+        def __init__(self, bits, dtype):
+            super().__init__(bits, dtype)
+            packed.append(bits)
+
+    monkeypatch.setattr(saved_spikes, "_Packed", Spy)
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, spiking=True, T=3).train()
+    x = torch.randn(2, 3, 32, 32)
+
+    def grads():
+        model.zero_grad()
+        model(x).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    with_bool = grads()
+    assert packed and all(b.dtype == torch.bool for b in packed)
+    # resnet8 has 7 neurons; the last feeds the average pool, which saves nothing, and the
+    # block inputs that feed both conv1 and the shortcut conv are packed once: 6 packs
+    assert len(packed) == 6
+    monkeypatch.setattr(base, "spikes_saved_as_bool", contextlib.nullcontext)
+    for a, b in zip(with_bool, grads(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

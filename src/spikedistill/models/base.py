@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
+from ..spiking.saved_spikes import spikes_saved_as_bool
 
 
 class ZooModel(nn.Module):
@@ -103,8 +104,9 @@ class ZooModel(nn.Module):
         return z
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        logits = self.head(self.forward_features(x))
         if not self.spiking:
-            return logits
+            return self.head(self.forward_features(x))
+        with spikes_saved_as_bool():  # layers fed by spikes save them as 1 byte, not 4
+            logits = self.head(self.forward_features(x))
         logits = logits.view(self._T, -1, logits.shape[-1])
         return logits if per_step else logits.mean(0)

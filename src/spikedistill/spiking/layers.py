@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .saved_spikes import mark_spikes
+
 
 def fold_time(x: torch.Tensor) -> torch.Tensor:
     """``[T, B, ...] -> [T*B, ...]`` (a view when ``x`` is contiguous)."""
@@ -57,7 +59,7 @@ class FoldedNeuron(nn.Module):
         """``[T*B, ...] -> [T*B, ...]``; with ``static``, ``x [B, ...]`` is the input at every
         step (direct encoding without materialising ``T`` copies)."""
         steps = x.unsqueeze(0).expand(self.T, *x.shape) if static else unfold_time(x, self.T)
-        return fold_time(self.neuron(steps))
+        return mark_spikes(fold_time(self.neuron(steps)))
 
     def extra_repr(self) -> str:
         return f"T={self.T}"
