@@ -104,6 +104,7 @@ def write_outputs(rows: list[dict], out: Path, args) -> None:
                 ax.plot(Ts, [r[f"{mode}_{key}"] for r in rs], marker="o", label=name)
             ax.set(xscale="log", xlabel="T", ylabel=label, title=f"{net}")
             ax.set_xticks(Ts, [str(t) for t in Ts])
+            ax.minorticks_off()
             ax.grid(alpha=0.3)
             ax.legend()
     fig.tight_layout()

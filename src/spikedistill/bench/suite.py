@@ -137,6 +137,7 @@ def plot(rows: list[dict], spec: BenchSpec, path: Path) -> None:
         Ts = sorted({r["T"] for r in rows})
         ax.set(xscale="log", xlabel="T", ylabel=label, title=f"{spec.model}, batch {spec.batch}")
         ax.set_xticks(Ts, [str(t) for t in Ts])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
