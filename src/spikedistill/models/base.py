@@ -76,7 +76,7 @@ class ZooModel(nn.Module):
         """Input -> stem output after its activation, ``[B, ...]`` (ANN) or ``[T*B, ...]``."""
         if x.dim() == 4:
             z = self.stem(x)
-            if isinstance(self.stem_act, FoldedNeuron):  # one copy per step is never made
+            if isinstance(self.stem_act, FoldedNeuron):  # the stem output is not copied T times
                 return self.stem_act(z, static=True)
             if self.spiking:
                 z = repeat_folded(z, self._T)
