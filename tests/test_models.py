@@ -125,3 +125,60 @@ def test_clear_errors_for_bad_model_requests():
 def test_in_channels_option_for_mnist():
     model = build_model("resnet8", 10, in_channels=1, spiking=True, T=2)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def _step_with_saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Loss, gradients and the bytes autograd saved during the forward (packed tensors)."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # (not model(): its
+        logits = model.head(model.forward_features(x))  # own hooks would hide the saves)
+        loss = nn.functional.cross_entropy(logits.view(-1, *y.shape, 10).mean(0), y)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return loss.detach(), grads, sum(saved)
+
+
+@pytest.mark.parametrize(
+    ("name", "spiking", "unit"),
+    [
+        ("resnet8", True, "BasicBlock"),
+        ("convnet3", True, "Sequential"),
+        ("vgg8", False, "Sequential"),
+    ],
+)
+def test_block_checkpointing_gives_the_same_step_with_less_saved(name, spiking, unit):
+    from spikedistill.models.base import checkpoint_units
+
+    size, channels = (28, 1) if name == "convnet3" else (32, 3)
+    snn_kwargs = {"T": 2} if spiking else {}
+    torch.manual_seed(0)
+    x, y = torch.randn(4, channels, size, size), torch.randint(0, 10, (4,))
+    runs = []
+    for flag in (False, True):
+        torch.manual_seed(1)
+        model = build_model(
+            name, 10, spiking=spiking, in_channels=channels, checkpoint_blocks=flag, **snn_kwargs
+        )
+        loss, grads, saved = _step_with_saved_bytes(model, x, y)
+        bn = model.stages()[0][1].modules()
+        stats = [
+            (m.running_mean.clone(), m.num_batches_tracked.item())
+            for m in bn
+            if isinstance(m, nn.BatchNorm2d)
+        ]
+        runs.append((loss, grads, saved, stats))
+    (loss0, grads0, saved0, stats0), (loss1, grads1, saved1, stats1) = runs
+    torch.testing.assert_close(loss1, loss0, rtol=0, atol=0)
+    for n in grads0:
+        torch.testing.assert_close(grads1[n], grads0[n], rtol=1e-6, atol=1e-7)
+    for (mean0, n0), (mean1, n1) in zip(stats0, stats1, strict=True):
+        assert n0 == n1 == 1  # the recompute does not count the batch twice
+        torch.testing.assert_close(mean1, mean0, rtol=0, atol=0)
+    assert saved1 < 0.6 * saved0
+    stage = build_model(name, 10, spiking=spiking, in_channels=channels).stages()[0][1]
+    assert {type(u).__name__ for u in checkpoint_units(stage)} == {unit}

@@ -182,3 +182,18 @@ def test_spike_pass_is_the_plain_forward(name):
     view = RateBackprop(model)
     view(x)
     torch.testing.assert_close(view.last_spike_logits, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_block_checkpointing_is_bypassed_by_the_rate_pass():
+    """A model built with ``checkpoint_blocks`` trains by Rate-BP exactly as without (the rate
+    graph is T-free; a recompute would miss the rate-pass forwards) and keeps its flag."""
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = build_model("resnet8", 10, spiking=True, T=3, checkpoint_blocks=flag)
+        nn.functional.cross_entropy(RateBackprop(model)(x), y).backward()
+        grads.append([p.grad for p in model.parameters()])
+        assert model.checkpoint_blocks is flag and model.T == 3
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -115,12 +115,17 @@ def _bench(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     options = json.loads(args.options) if args.options else {}
+    from .spiking import neuron_backend
+
+    with neuron_backend(args.backend, device) as backend:  # resolves auto, checks the name
+        pass
     spec = BenchSpec(
         model=args.model,
         batch=args.batch,
         size=args.size,
         in_channels=args.in_channels,
         neuron=args.neuron,
+        backend=backend,
         options=options,
         device=device,
     )
@@ -182,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=32, help="input height and width")
     bench.add_argument("--in-channels", type=int, default=3)
     bench.add_argument("--neuron", default="tdbn", help="neuron preset")
+    bench.add_argument("--backend", default="auto", help="neuron backend: auto, torch, compile")
     bench.add_argument("--options", help="model options as JSON, e.g. '{\"width\": 16}'")
     bench.add_argument("--variants", nargs="+", default=["limit", "bptt", "rate", "spikingjelly"])
     bench.add_argument("--reps", type=int, default=5, help="timed repetitions (medians)")

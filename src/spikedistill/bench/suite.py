@@ -22,6 +22,7 @@ from .variants import VARIANTS, BenchSpec, Variant
 LABELS = {
     "limit": "ANN limit (batch T*B)",
     "bptt": "spikedistill BPTT",
+    "bptt_checkpoint": "spikedistill BPTT, block checkpoints",
     "rate": "spikedistill Rate-BP",
     "spikingjelly": "SpikingJelly LIFNode BPTT",
 }
@@ -86,7 +87,7 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
     device = torch.cuda.get_device_name() if spec.device.startswith("cuda") else "CPU"
     lines = [
         f"### {spec.model}, batch {spec.batch}, input {spec.in_channels}x{spec.size}x{spec.size},"
-        f" neuron {spec.neuron}, {device}",
+        f" neuron {spec.neuron} on the {spec.backend} backend, {device}",
         "",
         f"`{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.machine()}. Train/inference: median seconds of interleaved repetitions; "

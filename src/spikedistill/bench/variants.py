@@ -2,7 +2,8 @@
 
 - ``limit``: the same architecture as an ANN on batch ``T*B``, the convolutions that an SNN
   step cannot avoid;
-- ``bptt``: our SNN trained by backprop through time;
+- ``bptt``: our SNN trained by backprop through time, neurons on ``spec.backend``;
+- ``bptt_checkpoint``: the same with per-block activation checkpointing;
 - ``rate``: our SNN trained by rate-based backprop (inference is the ``bptt`` model's);
 - ``spikingjelly``: the SNN with SpikingJelly's ``LIFNode`` (multi-step, best backend).
 """
@@ -35,6 +36,7 @@ class BenchSpec:
     in_channels: int = 3
     num_classes: int = 10
     neuron: str = "tdbn"
+    backend: str = "torch"  # neuron backend of our variants (spiking.backends)
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
 
@@ -73,6 +75,20 @@ def _inference(model: nn.Module, x: torch.Tensor, after: Step | None = None) -> 
     return step
 
 
+def _on_backend(spec: BenchSpec, step: Step | None) -> Step | None:
+    """``step`` with our neurons on ``spec.backend`` (only while it runs)."""
+    from ..spiking import neuron_backend
+
+    if step is None:
+        return None
+
+    def run() -> None:
+        with neuron_backend(spec.backend, spec.device):
+            step()
+
+    return run
+
+
 VARIANTS: Registry[Callable[[BenchSpec], Variant]] = Registry("benchmark variant")
 
 
@@ -87,7 +103,15 @@ def _limit(spec: BenchSpec) -> Variant:
 def _bptt(spec: BenchSpec) -> Variant:
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
-    return Variant(train_step(model, x, y), _inference(model, x))
+    return Variant(
+        _on_backend(spec, train_step(model, x, y)), _on_backend(spec, _inference(model, x))
+    )
+
+
+@VARIANTS.register("bptt_checkpoint")
+def _bptt_checkpoint(spec: BenchSpec) -> Variant:
+    train = _bptt(spec.replace(options={**spec.options, "checkpoint_blocks": True})).train
+    return Variant(train, None)  # inference is the bptt model's
 
 
 @VARIANTS.register("rate")
@@ -96,7 +120,7 @@ def _rate(spec: BenchSpec) -> Variant:
 
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
-    return Variant(train_step(model, x, y, forward=RateBackprop(model)), None)
+    return Variant(_on_backend(spec, train_step(model, x, y, forward=RateBackprop(model))), None)
 
 
 @VARIANTS.register("spikingjelly")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..spiking.backends import LIF_BACKENDS
 from .schema import apply_overrides, from_dict, load_yaml, to_dict
 
 
@@ -96,6 +97,7 @@ class TrainConfig:
     backprop: str = "bptt"  # bptt (through time) | rate (rate-based backprop, Rate-BP)
     rate_grad_scale: bool = False  # Rate-BP: scale the loss gradient by 1/T (the reference)
     threads: int | None = None  # torch CPU threads
+    neuron_backend: str = "auto"  # auto | torch | compile (spiking.backends; same results)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
@@ -106,6 +108,12 @@ class TrainConfig:
         _check(
             self.backprop in ("bptt", "rate"),
             f"train.backprop must be bptt or rate, got {self.backprop!r}",
+        )
+        backends = ["auto", *LIF_BACKENDS.names()]
+        _check(
+            self.neuron_backend in backends,
+            f"train.neuron_backend must be one of {', '.join(backends)}, "
+            f"got {self.neuron_backend!r}",
         )
 
 

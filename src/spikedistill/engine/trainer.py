@@ -18,6 +18,7 @@ from ..data import build_batch_transform, build_datasets, make_loader
 from ..distill.build import build_objective
 from ..errors import CheckpointError, ConfigError
 from ..models import build_model
+from ..spiking import neuron_backend
 from ..spiking.ratebp import RateBackprop
 from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint
 from .config import ExperimentConfig
@@ -278,10 +279,15 @@ class Trainer:
         return out
 
     def fit(self) -> dict[str, Any]:
+        """Train to ``train.epochs`` (from the resumed state), neurons on the run's backend."""
+        with neuron_backend(self.cfg.train.neuron_backend, self.device) as backend:
+            return self._fit(backend)
+
+    def _fit(self, backend: str) -> dict[str, Any]:
         cfg, s = self.cfg, self.state
         if s.epoch == 0 and s.step_in_epoch == 0:
             self.logger.save_config(cfg.to_dict())
-            kind = f"SNN T={cfg.model.T}" if cfg.model.spiking else "ANN"
+            kind = f"SNN T={cfg.model.T}, {backend} neurons" if cfg.model.spiking else "ANN"
             self.logger.log(
                 f"start: {cfg.model.name} ({kind})"
                 f" on {cfg.data.name}, {sum(p.numel() for p in self.model.parameters())} params, "

@@ -8,14 +8,23 @@ Shapes: ANN ``[B, C, H, W] -> [B, K]``. SNN: static ``[B, C, H, W]`` (direct enc
 stateless stem runs once, its output is repeated over T) or event frames ``[T, B, C, H, W]``
 (``[B, T, ...]`` with ``batch_first=True``) ``-> [B, K]``, the mean of the per-step logits, or
 ``[T, B, K]`` with ``forward(x, per_step=True)``.
+
+With ``checkpoint_blocks=True`` a training forward keeps only each block's input and
+recomputes the block in backward (``torch.utils.checkpoint``): a block is a residual block
+of a stage, or the whole stage when its children are plain layers (VGG, ``convnet3``).
+BatchNorm running statistics are restored after the recomputation, so they see every
+batch once, as without checkpointing.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
@@ -34,6 +43,7 @@ class ZooModel(nn.Module):
         neuron: str | NeuronConfig = "tdbn",
         neuron_kwargs: dict[str, Any] | None = None,
         batch_first: bool = False,
+        checkpoint_blocks: bool = False,
     ) -> None:
         super().__init__()
         if spiking and (not isinstance(T, int) or T < 1):
@@ -42,6 +52,7 @@ class ZooModel(nn.Module):
         self._T = T if spiking else 1
         self.neuron_config = neuron_config(neuron, **(neuron_kwargs or {})) if spiking else None
         self.batch_first = batch_first
+        self.checkpoint_blocks = checkpoint_blocks
         self.stage_names: list[str] = []
 
     # -- construction helpers -------------------------------------------------------------
@@ -99,8 +110,15 @@ class ZooModel(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         z = self.encode(x)
+        recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
         for _, stage in self.stages():
-            z = stage(z)
+            if not recompute:
+                z = stage(z)
+                continue
+            for block in checkpoint_units(stage):
+                z = checkpoint(
+                    block, z, use_reentrant=False, context_fn=lambda b=block: _recompute_ctx(b)
+                )
         return z
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
@@ -110,3 +128,27 @@ class ZooModel(nn.Module):
             logits = self.head(self.forward_features(x))
         logits = logits.view(self._T, -1, logits.shape[-1])
         return logits if per_step else logits.mean(0)
+
+
+def checkpoint_units(stage: nn.Module) -> list[nn.Module]:
+    """The blocks of a stage: its children when each holds an activation, else the stage."""
+    children = list(stage.children()) if isinstance(stage, nn.Sequential) else []
+    activations = (FoldedNeuron, nn.ReLU)
+    if children and all(any(isinstance(m, activations) for m in c.modules()) for c in children):
+        return children
+    return [stage]
+
+
+def _recompute_ctx(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:
+    """``checkpoint``'s (forward, recompute) contexts: the recompute restores BN buffers."""
+    return contextlib.nullcontext(), _buffers_restored(block)
+
+
+@contextlib.contextmanager
+def _buffers_restored(module: nn.Module) -> Iterator[None]:
+    saved = [(b, b.clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        for buffer, value in saved:
+            buffer.copy_(value)

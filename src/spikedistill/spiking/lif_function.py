@@ -1,4 +1,4 @@
-r"""The multi-step LIF as one autograd function (the pure-PyTorch reference backend).
+r"""The multi-step LIF scans in pure PyTorch (the reference ``torch`` backend, see ``backends``).
 
 Forward loops over ``T`` and keeps only the pre-reset membrane ``v [T, B, ...]`` for backward
 (spikes are ``v >= threshold``, so they need not be stored separately). Backward computes the
@@ -87,23 +87,3 @@ def lif_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronC
     if cfg.decay_input:
         grad.mul_(1.0 - cfg.decay)
     return grad
-
-
-class MultiStepLIF(torch.autograd.Function):
-    """``(x [T, ...], cfg) -> (spikes [T, ...], membrane [T, ...] or None)``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, cfg: NeuronConfig, return_membrane: bool):
-        needs_grad = ctx.needs_input_grad[0]
-        spikes, membrane = lif_forward(x, cfg, keep_membrane=needs_grad or return_membrane)
-        ctx.cfg = cfg
-        if needs_grad:
-            ctx.save_for_backward(membrane)
-        if membrane is not None:
-            ctx.mark_non_differentiable(membrane)
-        return spikes, membrane if return_membrane else None
-
-    @staticmethod
-    def backward(ctx, grad_spikes, _grad_membrane):
-        (membrane,) = ctx.saved_tensors
-        return lif_backward(grad_spikes.contiguous(), membrane, ctx.cfg), None, None

@@ -11,8 +11,31 @@ from typing import Any
 import torch
 from torch import nn
 
+from .backends import LIFBackend, active_backend
 from .config import NeuronConfig, neuron_config
-from .lif_function import MultiStepLIF
+
+
+class MultiStepLIF(torch.autograd.Function):
+    """``(x [T, ...], cfg, return_membrane) -> (spikes [T, ...], membrane [T, ...] or None)``
+    on the active backend; keeps only the pre-reset membrane for backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cfg: NeuronConfig, return_membrane: bool):
+        needs_grad = ctx.needs_input_grad[0]
+        backend = active_backend()
+        spikes, membrane = backend.forward(x, cfg, needs_grad or return_membrane)
+        ctx.cfg, ctx.backend = cfg, backend
+        if needs_grad:
+            ctx.save_for_backward(membrane)
+        if membrane is not None:
+            ctx.mark_non_differentiable(membrane)
+        return spikes, membrane if return_membrane else None
+
+    @staticmethod
+    def backward(ctx, grad_spikes, _grad_membrane):
+        (membrane,) = ctx.saved_tensors
+        backend: LIFBackend = ctx.backend
+        return backend.backward(grad_spikes.contiguous(), membrane, ctx.cfg), None, None
 
 
 def lif_multistep(

@@ -144,12 +144,15 @@ class RateBackprop:
             self.last_spike_logits = model(x, per_step=True)
         xbar = time_first(x, model.batch_first).mean(0) if x.dim() == 5 else x
         T = model.T
+        checkpointing = getattr(model, "checkpoint_blocks", False)
         with self._patched(records, "rate"):
-            model.T = 1
+            # the rate graph does not grow with T; a recompute in backward would also miss
+            # the patched forwards
+            model.T, model.checkpoint_blocks = 1, False
             try:
                 logits = model(xbar, per_step=True)  # [1, B, K]
             finally:
-                model.T = T
+                model.T, model.checkpoint_blocks = T, checkpointing
         return logits if per_step else logits[0]
 
     @contextlib.contextmanager

@@ -1,0 +1,162 @@
+r"""Compute backends of the multi-step LIF: the kernels behind ``MultiStepLIF``.
+
+A backend supplies the forward scan ``(x [T, ...], cfg, keep_membrane) -> (spikes, membrane)``
+and the backward scan ``(dL/ds, membrane, cfg) -> dL/dx`` of ``lif_function``'s recurrences.
+Backends change speed, not results: spikes are identical and gradients equal up to float
+rounding (tests check every backend against ``torch``).
+
+- ``torch``: the pure-PyTorch reference (``lif_forward`` / ``lif_backward``), a few full-size
+  ops per step;
+- ``compile``: the same scans written one step at a time and compiled by ``torch.compile``
+  (Inductor fuses each step's charge/fire/reset, or surrogate and reverse recurrence, into one
+  loop: C++ on a CPU, Triton on a GPU). The first call per shape compiles (seconds).
+
+The backend is chosen per run (``train.neuron_backend``, ``spikedistill bench --backend``), never
+by a model: ``use_backend("auto" | name, device)`` picks and says why when it falls back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .config import NeuronConfig
+from .lif_function import lif_backward, lif_forward
+from .surrogate import SURROGATES
+
+
+@dataclass(frozen=True)
+class LIFBackend:
+    """The forward and backward scans, and ``unavailable(device)``: why the backend cannot run
+    on ``device`` (``None`` when it can)."""
+
+    forward: Callable[[torch.Tensor, NeuronConfig, bool], tuple[torch.Tensor, torch.Tensor | None]]
+    backward: Callable[[torch.Tensor, torch.Tensor, NeuronConfig], torch.Tensor]
+    unavailable: Callable[[torch.device], str | None]
+
+
+LIF_BACKENDS: Registry[LIFBackend] = Registry("neuron backend")
+LIF_BACKENDS.register("torch")(LIFBackend(lif_forward, lif_backward, lambda device: None))
+
+
+# -- compile ----------------------------------------------------------------------------------
+def _membrane_scan(x: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
+    """Pre-reset membrane ``v [T, ...]``, one step at a time (same op order as ``lif_steps``)."""
+    scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    steps = []
+    u = None
+    for t in range(x.shape[0]):
+        v = x[t] * scale if scale != 1.0 else x[t]
+        if u is not None:
+            v = v + cfg.decay * u
+        steps.append(v)
+        fired = v >= cfg.threshold
+        if cfg.reset == "hard":
+            u = torch.where(fired, 0.0, v)
+        else:
+            u = v - cfg.threshold * fired.to(v.dtype)
+    return torch.stack(steps)
+
+
+def _gradient_scan(grad_spikes: torch.Tensor, v: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
+    """``dL/dx`` by the reverse recurrence of ``lif_backward``, one step at a time."""
+    surrogate = SURROGATES.get(cfg.surrogate)
+    grads: list[torch.Tensor] = []
+    later = None  # g_{t+1}
+    for t in range(v.shape[0] - 1, -1, -1):
+        sg = surrogate(v[t] - cfg.threshold, cfg.alpha)
+        g = grad_spikes[t] * sg
+        if later is not None:
+            if cfg.reset == "soft":
+                du_dv = 1.0 if cfg.detach_reset else 1.0 - cfg.threshold * sg
+            else:
+                not_fired = (v[t] < cfg.threshold).to(v.dtype)
+                du_dv = not_fired if cfg.detach_reset else not_fired - sg * v[t]
+            g = g + cfg.decay * du_dv * later
+        grads.append(g)
+        later = g
+    grad = torch.stack(grads[::-1])
+    return grad * (1.0 - cfg.decay) if cfg.decay_input else grad
+
+
+@functools.cache
+def _compiled(fn: Callable) -> Callable:
+    return torch.compile(fn, dynamic=False)
+
+
+def _compiled_forward(x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
+    membrane = _compiled(_membrane_scan)(x, cfg)
+    return (membrane >= cfg.threshold).to(x.dtype), membrane if keep_membrane else None
+
+
+def _compiled_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
+    return _compiled(_gradient_scan)(grad_spikes, membrane, cfg)
+
+
+def _compile_unavailable(device: torch.device) -> str | None:
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "torch.compile on CUDA needs Triton, which is not installed"
+        return None
+    if device.type == "cpu":
+        return None if shutil.which("c++") or shutil.which("g++") else "no C++ compiler on PATH"
+    return f"not set up for {device.type} devices"
+
+
+LIF_BACKENDS.register("compile")(
+    LIFBackend(_compiled_forward, _compiled_backward, _compile_unavailable)
+)
+
+
+# -- selection --------------------------------------------------------------------------------
+_active = "torch"
+
+
+def active_backend() -> LIFBackend:
+    """The backend ``MultiStepLIF`` runs now."""
+    return LIF_BACKENDS.get(_active)
+
+
+def use_backend(name: str, device: torch.device | str = "cpu") -> str:
+    """Make ``name`` (or ``auto``) the active backend for ``device``; returns the one chosen.
+
+    ``auto`` takes ``compile`` on a GPU (Inductor writes Triton kernels there) and ``torch``
+    on a CPU, where compiling takes longer than short runs save (``spikedistill bench
+    --backend`` shows the trade). A named backend that cannot run on ``device`` raises
+    ``ConfigError``; under ``auto`` the fallback is reported with ``warnings.warn``.
+    """
+    global _active
+    device = torch.device(device)
+    if name == "auto":
+        name = "compile" if device.type == "cuda" else "torch"
+        reason = LIF_BACKENDS.get(name).unavailable(device)
+        if reason:
+            message = f"neuron backend 'compile' unavailable ({reason}); using 'torch'"
+            warnings.warn(message, stacklevel=2)
+            name = "torch"
+    else:
+        reason = LIF_BACKENDS.get(name).unavailable(device)
+        if reason:
+            raise ConfigError(f"neuron backend {name!r} cannot run on {device}: {reason}")
+    _active = name
+    return name
+
+
+@contextlib.contextmanager
+def neuron_backend(name: str, device: torch.device | str = "cpu") -> Iterator[str]:
+    """``use_backend`` for the duration of a ``with`` block."""
+    previous = _active
+    try:
+        yield use_backend(name, device)
+    finally:
+        use_backend(previous, device)
