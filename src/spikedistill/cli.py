@@ -12,7 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError, SpikeDistillError
+from .errors import ConfigError, SpikeDistillError, is_out_of_memory
+
+OOM_HINT = (
+    "Lower data.batch_size or model.T, train with train.backprop=rate (memory does not grow "
+    "with T), set model.options.checkpoint_blocks=true, or use train.amp=bf16"
+)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -204,10 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
-    except (SpikeDistillError, FloatingPointError, OSError) as err:
+    except (SpikeDistillError, OSError) as err:
         if args.debug:
             raise
         print(f"spikedistill: error: {err}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:
+        if args.debug or not is_out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"spikedistill: error: out of memory ({first}). {OOM_HINT}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spikedistill: interrupted", file=sys.stderr)

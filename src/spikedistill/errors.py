@@ -24,3 +24,17 @@ class DataError(SpikeDistillError):
 
 class CheckpointError(SpikeDistillError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+class NonFiniteLossError(SpikeDistillError, FloatingPointError):
+    """A NaN or infinite training loss (more than ``train.skip_nonfinite`` times)."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (CUDA, CPU allocator or Python)."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )

@@ -50,6 +50,11 @@ def load_teacher(
     if not name:
         raise ConfigError("distillation needs teacher.name (a zoo model name)")
     opts = {"in_channels": in_channels, **(options or {})}
+    if opts.pop("num_classes", num_classes) != num_classes:
+        raise ConfigError(
+            f"teacher.options.num_classes={options['num_classes']}: a teacher with "  # type: ignore[index]
+            f"{options['num_classes']} classes cannot teach a student of {num_classes} classes"  # type: ignore[index]
+        )
     model = build_model(name, num_classes, spiking=False, **opts)
     if checkpoint:
         state = extract_state_dict(load_checkpoint(checkpoint))

@@ -97,6 +97,7 @@ class TrainConfig:
     backprop: str = "bptt"  # bptt (through time) | rate (rate-based backprop, Rate-BP)
     rate_grad_scale: bool = False  # Rate-BP: scale the loss gradient by 1/T (the reference)
     threads: int | None = None  # torch CPU threads
+    skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
     neuron_backend: str = "auto"  # auto | torch | compile (spiking.backends; same results)
 
     def validate(self) -> None:
@@ -109,6 +110,7 @@ class TrainConfig:
             self.backprop in ("bptt", "rate"),
             f"train.backprop must be bptt or rate, got {self.backprop!r}",
         )
+        _check(self.skip_nonfinite >= 0, "train.skip_nonfinite must be >= 0")
         backends = ["auto", *LIF_BACKENDS.names()]
         _check(
             self.neuron_backend in backends,

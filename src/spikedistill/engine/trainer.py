@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..data import build_batch_transform, build_datasets, make_loader
 from ..distill.build import build_objective
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..models import build_model
 from ..spiking import neuron_backend
 from ..spiking.ratebp import RateBackprop
@@ -64,6 +64,7 @@ class TrainState:
     running: dict[str, float] = field(default_factory=dict)  # sums of the partial epoch
     history: list[dict[str, Any]] = field(default_factory=list)
     best_top1: float = -1.0
+    skipped_steps: int = 0  # non-finite losses skipped so far (train.skip_nonfinite)
 
 
 class Trainer:
@@ -154,8 +155,13 @@ class Trainer:
                 "running": dict(s.running),
                 "history": list(s.history),
                 "best_top1": s.best_top1,
+                "skipped_steps": s.skipped_steps,
             },
-            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": list(random.getstate()[1]),
+                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+            },
         }
 
     def resume(self, path: str | os.PathLike | None = None, force: bool = False) -> None:
@@ -183,9 +189,12 @@ class Trainer:
             running=dict(st["running"]),
             history=list(st["history"]),
             best_top1=st["best_top1"],
+            skipped_steps=st.get("skipped_steps", 0),
         )
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         random.setstate((3, tuple(ckpt["rng"]["python"]), None))
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([r.cpu() for r in ckpt["rng"]["cuda"]])
         self.logger.log(f"resumed at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
 
     def save(self, name: str) -> None:
@@ -194,7 +203,9 @@ class Trainer:
     # -- loop -------------------------------------------------------------------------------
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict]:
+    ) -> tuple[torch.Tensor, dict] | None:
+        """One optimisation step: ``(logits, loss terms)``, or ``None`` when a non-finite loss
+        was skipped (``train.skip_nonfinite``); beyond that budget ``NonFiniteLossError``."""
         with torch.autocast(
             self.device.type,
             dtype=self.autocast_dtype or torch.float32,
@@ -206,10 +217,9 @@ class Trainer:
             scaled = loss / self.model.T  # same value, gradient scaled by 1/T
             loss = loss.detach() + (scaled - scaled.detach())
         if not torch.isfinite(loss):
-            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise FloatingPointError(
-                f"non-finite loss at step {self.state.global_step} (terms: {', '.join(bad)})"
-            )
+            self._nonfinite(terms)
+            self.scheduler.step()  # the schedule stays aligned with the data
+            return None
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip:
@@ -217,6 +227,19 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return logits.detach(), {k: v.detach() for k, v in terms.items()}
+
+    def _nonfinite(self, terms: dict[str, torch.Tensor]) -> None:
+        s, budget = self.state, self.cfg.train.skip_nonfinite
+        bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v))
+        where = f"non-finite loss ({bad}) at step {s.global_step + 1} (epoch {s.epoch + 1})"
+        s.skipped_steps += 1
+        if s.skipped_steps > budget:
+            raise NonFiniteLossError(
+                f"{where}; stopped after {budget} skipped step(s). The last good checkpoint is "
+                f"{self.run_dir / 'last.pt'}. Lower optim.lr, set train.grad_clip, or allow "
+                "skipping with train.skip_nonfinite=K"
+            )
+        self.logger.log(f"{where}: step skipped ({s.skipped_steps}/{budget})")
 
     def train_epoch(self) -> dict[str, float]:
         s, cfg = self.state, self.cfg
@@ -240,7 +263,13 @@ class Trainer:
         rate_start, seen_now = start, 0
         for x, y, index in self.train_loader.iter_from(s.step_in_epoch, with_indices=True):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits, terms = self.train_step(x, y, index)
+            result = self.train_step(x, y, index)
+            if result is None:  # skipped non-finite step
+                s.step_in_epoch += 1
+                s.global_step += 1
+                bar.update(1)
+                continue
+            logits, terms = result
             values = {k: v.item() for k, v in terms.items()}  # one host sync per term
             total = sum(values.values())
             run["loss"] = run.get("loss", 0.0) + total * y.numel()

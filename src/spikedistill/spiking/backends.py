@@ -89,16 +89,30 @@ def _gradient_scan(grad_spikes: torch.Tensor, v: torch.Tensor, cfg: NeuronConfig
 
 @functools.cache
 def _compiled(fn: Callable) -> Callable:
-    return torch.compile(fn, dynamic=False)
+    # a kernel per (T, cfg) and a few size classes: the scans see [T, N] with a dynamic N
+    # (shared by every layer shape and batch size) and unroll the loop over T. Many T and
+    # configs in one process (benchmarks, sweeps) must not hit Dynamo's default limit of 8,
+    # past which it silently runs eager
+    import torch._dynamo
+
+    key = (
+        "recompile_limit"
+        if hasattr(torch._dynamo.config, "recompile_limit")
+        else "cache_size_limit"
+    )
+    setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key), 64))
+    return torch.compile(fn, dynamic=True)
 
 
 def _compiled_forward(x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
-    membrane = _compiled(_membrane_scan)(x, cfg)
+    membrane = _compiled(_membrane_scan)(x.reshape(x.shape[0], -1), cfg).view(x.shape)
     return (membrane >= cfg.threshold).to(x.dtype), membrane if keep_membrane else None
 
 
 def _compiled_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
-    return _compiled(_gradient_scan)(grad_spikes, membrane, cfg)
+    T = membrane.shape[0]
+    grad = _compiled(_gradient_scan)(grad_spikes.reshape(T, -1), membrane.reshape(T, -1), cfg)
+    return grad.view(membrane.shape)
 
 
 def _compile_unavailable(device: torch.device) -> str | None:
