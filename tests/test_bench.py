@@ -2,6 +2,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from spikedistill.bench.memory import fresh_process_peak
 from spikedistill.bench.suite import add_ratios
@@ -53,3 +54,19 @@ def test_ratios_are_taken_at_the_same_T():
     assert rows[1]["train_vs_limit"] == 2.0 and rows[1]["mem_vs_limit"] == 0.5
     assert rows[3]["train_vs_limit"] == 0.5 and rows[3]["mem_vs_limit"] is None
     assert rows[1]["train_vs_sj"] is None
+
+
+def test_memory_warmup_peak_is_forgotten():
+    """A warm-up step's peak (e.g. compiling) does not count; the later steps' does."""
+    from spikedistill.bench.memory import peak_step_bytes
+
+    calls = []
+
+    def step():
+        calls.append(1)
+        size = 100_000_000 if len(calls) == 1 else 5_000_000  # 400 MB once, then 20 MB
+        torch.ones(size).sum()
+
+    peak = peak_step_bytes(step, "cpu", warmup=1)
+    assert len(calls) == 3
+    assert 10 * 2**20 < peak < 150 * 2**20

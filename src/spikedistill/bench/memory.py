@@ -4,10 +4,17 @@ On CPU: one fresh process per point (``python -m spikedistill.bench.memory SPEC_
 peak RSS (``VmHWM``) during two steps minus the RSS just before the first. ``VmHWM`` starts
 afresh at ``exec``, unlike ``getrusage``'s ``ru_maxrss``, which a child inherits from its
 parent. On CUDA: the peak allocation above the allocation before the first step.
+
+With ``warmup`` steps (the ``compile`` neuron backend needs one: compiling is not step memory)
+the warm-up runs first, freed memory goes back to the OS (``malloc_trim``), ``VmHWM`` is reset
+(``/proc/self/clear_refs``) and the baseline is taken after that.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import json
 import statistics
 import subprocess
@@ -27,8 +34,25 @@ def status_bytes(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status (peak memory needs Linux)")
 
 
-def peak_step_bytes(step: Step, device: str, steps: int = 2) -> int:
-    """Peak memory of ``steps`` calls of ``step`` above the memory held before them."""
+def _forget_peak() -> None:
+    """Return freed heap memory to the OS and restart ``VmHWM`` at the current RSS."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def peak_step_bytes(step: Step, device: str, steps: int = 2, warmup: int = 0) -> int:
+    """Peak memory of ``steps`` calls of ``step`` above the memory held before them, after
+    ``warmup`` calls whose own peak is forgotten."""
+    for _ in range(warmup):
+        step()
+    if warmup and device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    elif warmup:
+        _forget_peak()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -47,13 +71,20 @@ def spec_to_json(spec: BenchSpec) -> str:
     return json.dumps(spec.__dict__)
 
 
-def fresh_process_peak(spec: BenchSpec, variant: str, repeats: int = 1) -> int:
+def fresh_process_peak(spec: BenchSpec, variant: str, repeats: int = 1, warmup: int = 0) -> int:
     """``peak_step_bytes`` of the variant's training step, each measured in a new process;
     the median of ``repeats`` processes (RSS peaks of small nets vary with the allocator)."""
     peaks = []
     for _ in range(repeats):
         proc = subprocess.run(
-            [sys.executable, "-m", "spikedistill.bench.memory", spec_to_json(spec), variant],
+            [
+                sys.executable,
+                "-m",
+                "spikedistill.bench.memory",
+                spec_to_json(spec),
+                variant,
+                str(warmup),
+            ],
             capture_output=True,
             text=True,
         )
@@ -66,7 +97,8 @@ def fresh_process_peak(spec: BenchSpec, variant: str, repeats: int = 1) -> int:
 def main(argv: list[str]) -> None:
     spec = BenchSpec(**json.loads(argv[0]))
     step = VARIANTS.get(argv[1])(spec).train
-    print(json.dumps({"peak_bytes": peak_step_bytes(step, spec.device)}))
+    warmup = int(argv[2]) if len(argv) > 2 else 0
+    print(json.dumps({"peak_bytes": peak_step_bytes(step, spec.device, warmup=warmup)}))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..models import build_model
 from ..spiking import neuron_backend
 from ..spiking.ratebp import RateBackprop
-from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint
+from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint, remove_stale_temporaries
 from .config import ExperimentConfig
 from .evaluate import evaluate
 from .optim import build_optimizer, build_scheduler
@@ -136,6 +136,8 @@ class Trainer:
         )
         self.state = TrainState()
         self.logger = RunLogger(self.run_dir)
+        for path in remove_stale_temporaries(self.run_dir):
+            self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
 
     # -- checkpoints ------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
