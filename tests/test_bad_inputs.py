@@ -35,6 +35,8 @@ ROWS = [
     ("unknown-method", ["distill.method=kdd"], "Did you mean 'kd'"),
     ("unknown-dataset", ["data.name=mnsit"], "Did you mean 'mnist'"),
     ("unknown-neuron-preset", ["model.neuron=tdbm"], "Valid: if, ratebp, tdbn"),
+    ("fp16-on-cpu", ["train.amp=fp16"], "fp16 needs a GPU"),
+    ("compile-with-rate-bp", ["train.backprop=rate", "train.compile=true"], "bptt only"),
     ("unknown-neuron-backend", ["train.neuron_backend=cuda"], "neuron_backend must be one of"),
     ("teacher-class-count", [*TEACHER, "teacher.options={num_classes: 100}"], "100 classes"),
     (

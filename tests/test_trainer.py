@@ -130,3 +130,35 @@ def test_bf16_autocast_trains(config_file, tmp_path):
     cfg = load_config(config_file, ["train.epochs=1", "train.amp=bf16", "model.spiking=false"])
     summary = Trainer(cfg, tmp_path / "bf16").fit()
     assert summary["last_top1"] > 30
+
+
+def test_compiled_student_trains_like_the_eager_one(tmp_path):
+    """``train.compile`` (torch.compile of the SNN's training forward) changes nothing but
+    speed: the same weights after an epoch, within float tolerance."""
+    states = []
+    for flag in ("false", "true"):
+        cfg = load_config(
+            None,
+            [
+                "data.name=digits",
+                "data.train_subset=192",
+                "data.batch_size=64",
+                "model.name=convnet3",
+                "model.spiking=true",
+                "model.T=1",
+                "model.options={width: 4}",
+                "optim.lr=0.5",
+                "train.epochs=1",
+                "train.deterministic=true",
+                f"train.compile={flag}",
+            ],
+        )
+        trainer = Trainer(cfg, tmp_path / flag)
+        trainer.fit()
+        states.append(trainer.model.state_dict())
+    eager, compiled = states
+    assert not torch.equal(
+        eager["stem.0.weight"], Trainer(cfg, tmp_path / "init").model.stem[0].weight
+    )
+    for k in eager:
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)

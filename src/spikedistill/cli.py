@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ def _train(args: argparse.Namespace) -> int:
     from .engine.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
+    if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("under torchrun pass --out RUN_DIR (every process must use the same)")
     stem = Path(args.config).stem if args.config else cfg.name
     run_dir = Path(args.out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     has_run = (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists()
@@ -33,14 +36,21 @@ def _train(args: argparse.Namespace) -> int:
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
-    if args.resume and (run_dir / "last.pt").exists():
-        trainer.resume(force=args.force)
-    print(f"run directory: {run_dir}")
-    summary = trainer.fit()
-    print(
-        f"done: best top-1 {summary['best_top1']:.2f}%, last top-1 {summary['last_top1']:.2f}% "
-        f"({summary['epochs']} epochs); metrics in {run_dir / 'metrics.json'}"
-    )
+    try:
+        if args.resume and (run_dir / "last.pt").exists():
+            trainer.resume(force=args.force)
+        main_process = trainer.dist.is_main
+        if main_process:
+            print(f"run directory: {run_dir}")
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    if main_process:
+        print(
+            f"done: best top-1 {summary['best_top1']:.2f}%, last top-1 "
+            f"{summary['last_top1']:.2f}% ({summary['epochs']} epochs); "
+            f"metrics in {run_dir / 'metrics.json'}"
+        )
     return 0
 
 

@@ -88,7 +88,9 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     deterministic: bool = False
-    amp: str = "none"  # none | bf16 (autocast)
+    amp: str = "none"  # none | bf16 (autocast) | fp16 (autocast + gradient scaler, GPUs)
+    compile: bool = False  # torch.compile the student's training forward (BPTT)
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (GPUs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     grad_clip: float | None = None
     log_every: int = 20  # steps between log lines
@@ -102,7 +104,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
-        _check(self.amp in ("none", "bf16"), f"train.amp must be none or bf16, got {self.amp!r}")
+        _check(
+            self.amp in ("none", "bf16", "fp16"),
+            f"train.amp must be none, bf16 or fp16, got {self.amp!r}",
+        )
         _check(self.log_every >= 1, "train.log_every must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0")
         _check(self.eval_every >= 1, "train.eval_every must be >= 1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -14,8 +14,10 @@ def evaluate(
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    reduce: Callable[[list[float], torch.device], list[float]] | None = None,
 ) -> dict[str, float]:
-    """``{"top1": %, "loss": mean CE, "samples": n}`` over every batch of ``loader``."""
+    """``{"top1": %, "loss": mean CE, "samples": n}`` over every batch of ``loader``; with
+    ``reduce`` (a sum over processes, ``DistContext.sum``) over every process's shard."""
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -30,5 +32,7 @@ def evaluate(
         correct += (logits.argmax(1) == y).sum().item()
         total += y.numel()
     model.train(was_training)
+    if reduce is not None:
+        correct, total, loss_sum = reduce([correct, total, loss_sum], device)
     total = max(total, 1)
     return {"top1": 100.0 * correct / total, "loss": loss_sum / total, "samples": float(total)}

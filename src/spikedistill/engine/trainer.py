@@ -22,6 +22,7 @@ from ..spiking import neuron_backend
 from ..spiking.ratebp import RateBackprop
 from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint, remove_stale_temporaries
 from .config import ExperimentConfig
+from .distributed import DistContext
 from .evaluate import evaluate
 from .optim import build_optimizer, build_scheduler
 from .run_logger import RunLogger
@@ -54,6 +55,23 @@ def build_student(cfg: ExperimentConfig, num_classes: int, in_channels: int) -> 
     return build_model(m.name, num_classes, spiking=m.spiking, **options)
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainStep(nn.Module):
+    """``(x, y, index) -> (logits, loss terms)``: the objective applied to the training view
+    of the student. One module over every trained parameter, for DDP to wrap."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module, train_forward: Any) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+        # the model, its compiled form or its RateBackprop view (not registered again)
+        self.__dict__["train_forward"] = train_forward
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
+        return self.objective(self.train_forward, x, y, index)
+
+
 @dataclass
 class TrainState:
     """Everything besides module/optimizer states that resume must restore."""
@@ -82,8 +100,17 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed, t.deterministic)
-        self.device = resolve_device(t.device)
-        self.autocast_dtype = torch.bfloat16 if t.amp == "bf16" else None
+        device = resolve_device(t.device)
+        self.dist = DistContext.from_env(device)  # torchrun: one process per device
+        self.device = self.dist.device(device)
+        if t.amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.amp=fp16 needs a GPU (it uses a gradient scaler); use bf16")
+        if t.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU path)")
+        if t.backprop == "rate" and (t.sync_bn or t.compile):
+            raise ConfigError("train.sync_bn and train.compile work with train.backprop=bptt only")
+        self.autocast_dtype = AMP_DTYPES[t.amp]
+        self.scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
 
         d = cfg.data
         self.train_set, self.test_set, self.info = build_datasets(
@@ -96,24 +123,29 @@ class Trainer:
             **d.options,
         )
         transform = build_batch_transform(d.augment, self.info) if d.augment else None
+        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
         self.train_loader = make_loader(
             self.train_set,
-            d.batch_size,
+            self.dist.per_rank_batch(d.batch_size),
             train=True,
             transform=transform,
             info=self.info,
             seed=t.seed,
             num_workers=d.num_workers,
+            **shard,
         )
-        self.test_loader = make_loader(
+        self.test_loader = make_loader(  # each rank tests its share; counts are summed
             self.test_set,
             d.eval_batch_size,
             train=False,
             info=self.info,
             num_workers=d.num_workers,
+            **shard,
         )
 
         self.model = build_student(cfg, self.info.num_classes, self.info.in_channels)
+        if t.sync_bn and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         if objective is None:
             objective = build_objective(
@@ -121,22 +153,35 @@ class Trainer:
                 self.model,
                 self.info.num_classes,
                 self.info.in_channels,
+                world_size=self.dist.world_size,
                 num_train=len(self.train_set),
             )
         self.objective = objective.to(self.device)
         # what the objective calls as the student while training: the model (BPTT) or its
         # rate-based view (Rate-BP: spike pass without graph, then one rate pass)
-        self.train_forward = RateBackprop(self.model) if t.backprop == "rate" else self.model
+        if t.backprop == "rate":
+            self.train_forward: Any = RateBackprop(self.model)
+        else:
+            self.train_forward = torch.compile(self.model) if t.compile else self.model
         if hasattr(self.objective, "build"):  # create method modules from real shapes
             x, y = next(iter(self.train_loader))
             self.objective.build(self.model, x.to(self.device), y.to(self.device))
+        # one module holding every trained parameter (student and method modules): under
+        # torchrun, DDP averages all their gradients
+        self.step_module: nn.Module = TrainStep(self.model, self.objective, self.train_forward)
+        if self.dist.enabled:
+            self.step_module = nn.parallel.DistributedDataParallel(
+                self.step_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=any(p.requires_grad for p in self.objective.parameters()),
+            )
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.sched, t.epochs, len(self.train_loader)
         )
         self.state = TrainState()
-        self.logger = RunLogger(self.run_dir)
-        for path in remove_stale_temporaries(self.run_dir):
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -150,6 +195,8 @@ class Trainer:
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "world_size": self.dist.world_size,
             "state": {
                 "epoch": s.epoch,
                 "step_in_epoch": s.step_in_epoch,
@@ -174,6 +221,9 @@ class Trainer:
             version = ckpt.get("schema_version") if isinstance(ckpt, dict) else None
             raise CheckpointError(f"checkpoint schema {version} is not {SCHEMA_VERSION}")
         changed = config_diff(ckpt["config"], self.cfg.to_dict())
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world != self.dist.world_size:  # another sharding: another data order
+            changed.append(f"world size ({saved_world} -> {self.dist.world_size} processes)")
         if changed and not force:
             raise ConfigError(
                 f"the config differs from the run's in {', '.join(changed)}; "
@@ -183,6 +233,8 @@ class Trainer:
         self.objective.load_state_dict(ckpt["objective"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         st = ckpt["state"]
         self.state = TrainState(
             epoch=st["epoch"],
@@ -200,7 +252,10 @@ class Trainer:
         self.logger.log(f"resumed at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
 
     def save(self, name: str) -> None:
-        atomic_save(self.checkpoint(), self.run_dir / name)
+        """Write a checkpoint (rank 0 only; the others wait until it is on disk)."""
+        if self.dist.is_main:
+            atomic_save(self.checkpoint(), self.run_dir / name)
+        self.dist.barrier()
 
     # -- loop -------------------------------------------------------------------------------
     def train_step(
@@ -213,7 +268,7 @@ class Trainer:
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
         ):
-            logits, terms = self.objective(self.train_forward, x, y, index)
+            logits, terms = self.step_module(x, y, index)
         loss = sum(terms.values())
         if self.cfg.train.backprop == "rate" and self.cfg.train.rate_grad_scale:
             scaled = loss / self.model.T  # same value, gradient scaled by 1/T
@@ -223,10 +278,18 @@ class Trainer:
             self.scheduler.step()  # the schedule stays aligned with the data
             return None
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
         if self.cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
         return logits.detach(), {k: v.detach() for k, v in terms.items()}
 
@@ -257,7 +320,7 @@ class Trainer:
             initial=s.step_in_epoch,
             desc=f"epoch {s.epoch + 1}/{cfg.train.epochs}",
             leave=False,
-            disable=None,
+            disable=None if self.dist.is_main else True,
             dynamic_ncols=True,
         )
         run.setdefault("seconds", 0.0)
@@ -303,9 +366,11 @@ class Trainer:
                 self.save("last.pt")
         bar.close()
         run["seconds"] += time.perf_counter() - start
-        n = max(run.get("samples", 0.0), 1.0)
-        out = {k: v / n for k, v in run.items() if k not in ("correct", "samples", "seconds")}
-        out["top1"] = 100.0 * run.get("correct", 0.0) / n
+        keys = sorted(k for k in run if k != "seconds")
+        sums = dict(zip(keys, self.dist.sum([run[k] for k in keys], self.device), strict=True))
+        n = max(sums.get("samples", 0.0), 1.0)
+        out = {k: v / n for k, v in sums.items() if k not in ("correct", "samples")}
+        out["top1"] = 100.0 * sums.get("correct", 0.0) / n
         out["seconds"] = run["seconds"]
         return out
 
@@ -329,9 +394,11 @@ class Trainer:
             last = s.epoch + 1 == cfg.train.epochs
             evaluated = last or (s.epoch + 1) % cfg.train.eval_every == 0
             test = (
-                evaluate(self.model, self.test_loader, self.device, self.autocast_dtype)
+                evaluate(
+                    self.model, self.test_loader, self.device, self.autocast_dtype, self.dist.sum
+                )
                 if evaluated
-                else {"loss": None, "top1": None}
+                else {"loss": None, "top1": None, "samples": None}
             )
             row = {
                 "epoch": s.epoch + 1,
@@ -339,6 +406,7 @@ class Trainer:
                 **{f"train_{k}": v for k, v in train.items() if k != "seconds"},
                 "test_loss": test["loss"],
                 "test_top1": test["top1"],
+                "test_samples": test["samples"],
                 "seconds": train["seconds"],
             }
             s.history.append(row)
@@ -361,12 +429,17 @@ class Trainer:
                 f"top1 {train['top1']:.2f} | {tested} | {train['seconds']:.1f}s"
             )
             self.logger.log(message)
-            tqdm.write(message)
+            if self.dist.is_main:
+                tqdm.write(message)
             if improved:
                 self.save("best.pt")
             self.save("last.pt")
         self.logger.close()
         return self.summary()
+
+    def close(self) -> None:
+        """Leave the process group (under torchrun)."""
+        self.dist.close()
 
     def summary(self) -> dict[str, Any]:
         h = self.state.history

@@ -1,0 +1,71 @@
+"""``torchrun --nproc_per_node=2`` on CPUs (gloo) against one process over the same batches."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from spikedistill.cli import main
+from spikedistill.engine.checkpoint import load_checkpoint
+
+# no BatchNorm: PyTorch's SyncBatchNorm needs GPUs, and per-process BN statistics would differ
+CONFIG = """
+name: ddp
+data: {name: digits, batch_size: 32, eval_batch_size: 50}
+model: {name: convnet3, spiking: true, T: 2, options: {width: 8, batch_norm: false}}
+optim: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4}
+sched: {name: none}
+train: {epochs: 1, seed: 0, deterministic: true, threads: 1}
+"""
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
+
+
+def _torchrun(*args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*cmd, "-m", "spikedistill.cli", "train", *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def _assert_same_weights(a, b):
+    wa, wb = (load_checkpoint(r / "last.pt")["model"] for r in (a, b))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_two_process_ddp_equals_one_process_and_resumes(tmp_path, capsys):
+    config = tmp_path / "ddp.yaml"
+    config.write_text(CONFIG)
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert main(["train", str(config), "--out", str(single)]) == 0
+    out = _torchrun(str(config), "--out", str(ddp))
+    assert out.stdout.count("done: best top-1") == 1  # rank 0 reports, rank 1 stays quiet
+    _assert_same_weights(single, ddp)
+    ckpt = load_checkpoint(ddp / "last.pt")
+    assert ckpt["world_size"] == 2
+    s, d = _metrics(single), _metrics(ddp)
+    n_test = s["history"][0]["test_samples"]
+    assert d["history"][0]["test_samples"] == n_test == 355  # each test sample counted once
+    assert abs(d["last_top1"] - s["last_top1"]) <= 100 / n_test  # at most one sample apart
+
+    # resume the 2-process run for a second epoch; the single run trains 2 epochs straight
+    _torchrun(str(config), "train.epochs=2", "--out", str(ddp), "--resume", "--force")
+    assert main(["train", str(config), "train.epochs=2", "--out", str(tmp_path / "s2")]) == 0
+    _assert_same_weights(tmp_path / "s2", ddp)
+    assert [r["epoch"] for r in _metrics(ddp)["history"]] == [1, 2]
+
+    # the same checkpoint in one process: another sharding, refused without --force
+    capsys.readouterr()
+    assert main(["train", str(config), "train.epochs=2", "--out", str(ddp), "--resume"]) == 2
+    assert "world size (2 -> 1 processes)" in capsys.readouterr().err
