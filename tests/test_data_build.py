@@ -9,7 +9,16 @@ from spikedistill.errors import ConfigError, UnknownNameError
 
 
 def test_registry_names():
-    assert DATASETS.names() == ["cifar10", "cifar100", "digits", "imagenet", "mnist", "synthetic"]
+    assert DATASETS.names() == [
+        "cifar10",
+        "cifar100",
+        "cifar10dvs",
+        "digits",
+        "dvsgesture",
+        "imagenet",
+        "mnist",
+        "synthetic",
+    ]
 
 
 def test_unknown_dataset_suggests_close_name():

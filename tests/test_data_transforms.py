@@ -99,7 +99,7 @@ def test_build_batch_transform():
         28,
         28,
     )
-    with pytest.raises(ConfigError, match="crop, flip, autoaugment, cutout") as info:
+    with pytest.raises(ConfigError, match="crop, flip, roll, autoaugment, cutout") as info:
         build_batch_transform(["crop", "mixup"], CIFAR_INFO)
     assert "'mixup'" in str(info.value)
 

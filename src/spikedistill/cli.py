@@ -68,10 +68,11 @@ def _eval(args: argparse.Namespace) -> int:
         )
     cfg = config_from_dict(ckpt["config"])
     name = args.data or cfg.data.name
-    _, test_set, info = build_datasets(name, args.data_dir or cfg.data.root)
+    options = cfg.data.options if name == cfg.data.name else {}  # e.g. the frames of DVS data
+    _, test_set, info = build_datasets(name, args.data_dir or cfg.data.root, **options)
     if args.T is not None:
         cfg.model.T = args.T
-    model = build_student(cfg, info.num_classes, info.in_channels)
+    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
     model.load_state_dict(ckpt["model"])
     device = resolve_device(args.device)
     model.to(device)

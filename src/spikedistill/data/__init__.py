@@ -5,7 +5,7 @@
 >>> x, y = next(iter(loader))  # x: float32 [64, 1, 8, 8] normalised, y: int64 [64]
 """
 
-from . import cifar, digits, imagenet, mnist, synthetic  # noqa: F401  (register the datasets)
+from . import cifar, digits, dvs, imagenet, mnist, synthetic  # noqa: F401  (register datasets)
 from .download import download_url, file_checksum, safe_extract_tar, verify_checksum
 from .folder_dataset import ImageFolderDataset
 from .idx import read_idx, read_idx_bytes

@@ -11,6 +11,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
@@ -111,6 +112,31 @@ def safe_extract_tar(archive: str | os.PathLike[str], dest: str | os.PathLike[st
                 tar.extractall(dest_path, members=members)
     except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive}: corrupt or unsafe tar archive: {e}") from e
+    except OSError as e:
+        raise DataError(f"{archive}: cannot extract into {dest_path}: {e}") from e
+    return dest_path
+
+
+def safe_extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Extract a zip archive into ``dest`` and nowhere else: every name is checked first
+    (no absolute paths, no ``..``, no symlink entries), then the files are written."""
+    dest_path = Path(dest)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                what = f"{archive}: member {info.filename!r}"
+                name = info.filename.replace("\\", "/")
+                if _is_absolute(name):
+                    raise DataError(f"{what} has an absolute path")
+                if ".." in name.split("/"):
+                    raise DataError(f"{what} has a '..' component")
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise DataError(f"{what} is a symlink")
+            dest_path.mkdir(parents=True, exist_ok=True)
+            zf.extractall(dest_path, members=infos)
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{archive}: corrupt zip archive: {e}") from e
     except OSError as e:
         raise DataError(f"{archive}: cannot extract into {dest_path}: {e}") from e
     return dest_path

@@ -12,6 +12,8 @@ class DatasetInfo:
     """Static facts about a dataset.
 
     ``mean``/``std`` are per channel, for inputs scaled to [0, 1]; the loader normalises with them.
+    ``time_steps``: samples are ``time_steps`` event frames ``[T, C, H, W]`` (batched time-first,
+    ``[T, B, C, H, W]``); ``None`` for images.
     """
 
     num_classes: int
@@ -19,6 +21,7 @@ class DatasetInfo:
     image_size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    time_steps: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:

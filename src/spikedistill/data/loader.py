@@ -10,7 +10,8 @@
   ``(seed, epoch, rank, b)``, so ``iter_from(b)`` reproduces the tail of an epoch exactly;
 * give rank ``rank`` of ``world_size`` a disjoint shard of the same permutation (train: equal
   shards, padded by wrap-around; eval: every sample exactly once, no padding);
-* yield ``(x float32 [B, C, H, W] normalised with info.mean/std, y int64 [B])``.
+* yield ``(x float32 [B, C, H, W] normalised with info.mean/std, y int64 [B])``; event frames
+  come time-first, ``x [T, B, C, H, W]``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ class Loader:
         if self.transform is not None:
             generator = make_generator(self.seed, "augment", epoch, self.rank, batch)
             x = self.transform(x, generator)
-        return x.sub_(self._mean).div_(self._std), y
+        x = x.sub_(self._mean).div_(self._std)
+        if x.dim() == 5:  # event frames [B, T, C, H, W] -> time-first, as the SNNs take them
+            x = x.transpose(0, 1).contiguous()
+        return x, y
 
     def __repr__(self) -> str:
         return (

@@ -49,22 +49,27 @@ def build_synthetic(
     are a smooth random prototype (a 4x4 pattern upsampled) plus pixel noise, so a model can
     learn the classes. Labels cycle through the classes (balanced when ``n`` is a multiple of
     ``num_classes``; smaller sets, e.g. one-step smoke tests, see the first ``n`` classes);
-    ``root`` and ``download`` are unused."""
-    if isinstance(shape, (str, bytes)) or len(shape) != 3:
-        raise ConfigError(f"synthetic: shape must be (channels, height, width), got {shape!r}")
-    c, h, w = (_positive_int("shape", s) for s in shape)
+    ``root`` and ``download`` are unused. A 4-entry ``shape`` ``(T, channels, height, width)``
+    gives event-frame-like samples, batched time-first as event datasets are."""
+    if isinstance(shape, (str, bytes)) or len(shape) not in (3, 4):
+        raise ConfigError(
+            f"synthetic: shape must be (channels, height, width) or (T, channels, height, "
+            f"width), got {shape!r}"
+        )
+    *frames, c, h, w = (_positive_int("shape", s) for s in shape)
     k = _positive_int("num_classes", num_classes, 2)
     n_tr = _positive_int("n_train", n_train, 1)
     n_te = _positive_int("n_test", n_test, 1)
     generator = make_generator(seed, "synthetic")
-    coarse = torch.rand((k, c, 4, 4), generator=generator)
+    coarse = torch.rand((k * (frames[0] if frames else 1), c, 4, 4), generator=generator)
     smooth = torch.nn.functional.interpolate(
         coarse, size=(h, w), mode="bilinear", align_corners=False
-    )
+    ).view(k, *frames, c, h, w)
     prototypes = 48.0 + 160.0 * smooth  # class means in [48, 208]
     train = synthetic_split(prototypes, n_tr, generator)
     test = synthetic_split(prototypes, n_te, generator)
-    pixels = train.images.to(torch.float64) / 255.0
-    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(pixels.std(dim=(0, 2, 3)).clamp(min=1e-3).tolist())
-    return train, test, DatasetInfo(k, c, (h, w), mean, std)
+    pixels = train.images.to(torch.float64).div(255.0).movedim(-3, 0).reshape(c, -1)
+    mean = tuple(pixels.mean(dim=1).tolist())
+    std = tuple(pixels.std(dim=1).clamp(min=1e-3).tolist())
+    time_steps = frames[0] if frames else None
+    return train, test, DatasetInfo(k, c, (h, w), mean, std, time_steps=time_steps)

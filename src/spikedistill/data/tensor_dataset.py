@@ -19,9 +19,10 @@ class ImageTensorDataset(Dataset):
     """
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
+        if images.dtype != torch.uint8 or images.dim() not in (4, 5):
             raise DataError(
-                f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}"
+                f"images must be uint8 [N, C, H, W] (or frames [N, T, C, H, W]), "
+                f"got {images.dtype} {tuple(images.shape)}"
             )
         if labels.dtype != torch.int64 or labels.dim() != 1:
             raise DataError(f"labels must be int64 [N], got {labels.dtype} {tuple(labels.shape)}")
@@ -46,5 +47,5 @@ class ImageTensorDataset(Dataset):
         return ImageTensorDataset(self.images, torch.as_tensor(labels, dtype=torch.int64))
 
     def __repr__(self) -> str:
-        n, c, h, w = self.images.shape
-        return f"ImageTensorDataset(n={n}, shape=({c}, {h}, {w}))"
+        n, *shape = self.images.shape
+        return f"ImageTensorDataset(n={n}, shape={tuple(shape)})"

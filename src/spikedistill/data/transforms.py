@@ -1,4 +1,5 @@
-"""Batched augmentations on float images ``[B, C, H, W]`` in [0, 1].
+"""Batched augmentations on float images ``[B, C, H, W]`` in [0, 1] (``flip`` and ``roll`` also
+on event frames ``[B, T, C, H, W]``).
 
 Every random choice is drawn from the ``torch.Generator`` passed in, so a batch is reproducible
 from its generator's seed alone (the loader seeds one per (seed, epoch, rank, batch)).
@@ -16,7 +17,8 @@ from .autoaugment import autoaugment_cifar10
 from .info import DatasetInfo
 
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
-TRANSFORM_NAMES = ("crop", "flip", "autoaugment", "cutout")  # also the order they are applied in
+# also the order they are applied in
+TRANSFORM_NAMES = ("crop", "flip", "roll", "autoaugment", "cutout")
 
 __all__ = [
     "TRANSFORM_NAMES",
@@ -28,6 +30,7 @@ __all__ = [
     "normalize",
     "random_crop",
     "random_hflip",
+    "random_roll",
 ]
 
 
@@ -62,7 +65,14 @@ def random_crop(
 def random_hflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
     """Mirror left-right the samples for which ``torch.rand(B, generator=generator) < p``."""
     flip = torch.rand(x.shape[0], generator=generator) < p
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
+
+
+def random_roll(x: Tensor, shift: int, generator: torch.Generator) -> Tensor:
+    """Roll each sample by its own ``(dy, dx)``, uniform in ``[-shift, shift]``, along the last
+    two dims (wrapping around): the DVS augmentation of the Rate-BP recipe."""
+    offsets = torch.randint(-shift, shift + 1, (x.shape[0], 2), generator=generator).tolist()
+    return torch.stack([xi.roll(tuple(o), dims=(-2, -1)) for xi, o in zip(x, offsets, strict=True)])
 
 
 def cutout(
@@ -120,7 +130,8 @@ def build_batch_transform(names: Sequence[str] | str, info: DatasetInfo) -> Comp
     """A batch transform from names in ``TRANSFORM_NAMES`` (a list or a comma-separated string).
 
     ``crop``: random crop to ``info.image_size`` after zero padding of 4 pixels (scaled down for
-    images smaller than 32 px); ``flip``: horizontal flip with probability 1/2; ``autoaugment``:
+    images smaller than 32 px); ``flip``: horizontal flip with probability 1/2; ``roll``: a
+    random roll of up to 5 px in x and y (for 48 px, scaled with the size); ``autoaugment``:
     the CIFAR-10 AutoAugment policy; ``cutout``: one hole of 16 px for 32 px images (scaled with
     the image size), filled with the dataset mean. They are applied in the order of
     ``TRANSFORM_NAMES`` whatever the order given (crop, flip, autoaugment, cutout).
@@ -136,10 +147,12 @@ def build_batch_transform(names: Sequence[str] | str, info: DatasetInfo) -> Comp
     size = min(info.image_size)
     padding = 4 if size >= 32 else max(1, round(4 * size / 32))
     length = max(1, round(16 * size / 32))
+    roll = max(1, round(5 * size / 48))
     fill = tuple(info.mean)
     makers: dict[str, BatchTransform] = {
         "crop": lambda x, g: random_crop(x, info.image_size, padding, g),
         "flip": random_hflip,
+        "roll": lambda x, g: random_roll(x, roll, g),
         "autoaugment": autoaugment_cifar10,
         "cutout": lambda x, g: cutout(x, length, g, fill=fill),
     }

@@ -45,8 +45,16 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def build_student(cfg: ExperimentConfig, num_classes: int, in_channels: int) -> nn.Module:
+def build_student(
+    cfg: ExperimentConfig, num_classes: int, in_channels: int, time_steps: int | None = None
+) -> nn.Module:
+    """The student of ``cfg.model``; ``time_steps``: the frames per sample of event data."""
     m = cfg.model
+    if time_steps is not None and m.spiking and time_steps != m.T:
+        raise ConfigError(
+            f"the data gives {time_steps} event frames per sample but model.T={m.T}; "
+            f"set model.T={time_steps} (or data.options.frames={m.T})"
+        )
     options = {"in_channels": in_channels, **m.options}
     if m.spiking:
         options.update(T=m.T, neuron=m.neuron, neuron_kwargs=m.neuron_kwargs)
@@ -143,7 +151,9 @@ class Trainer:
             **shard,
         )
 
-        self.model = build_student(cfg, self.info.num_classes, self.info.in_channels)
+        self.model = build_student(
+            cfg, self.info.num_classes, self.info.in_channels, self.info.time_steps
+        )
         if t.sync_bn and self.dist.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)

@@ -84,7 +84,10 @@ class ZooModel(nn.Module):
         return [(name, getattr(self, name)) for name in self.stage_names]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Input -> stem output after its activation, ``[B, ...]`` (ANN) or ``[T*B, ...]``."""
+        """Input -> stem output after its activation, ``[B, ...]`` (ANN) or ``[T*B, ...]``.
+        An ANN given event frames ``[T, B, C, H, W]`` sees their mean over time."""
+        if x.dim() == 5 and not self.spiking:
+            x = time_first(x, self.batch_first).mean(0)
         if x.dim() == 4:
             z = self.stem(x)
             if isinstance(self.stem_act, FoldedNeuron):  # the stem output is not copied T times
@@ -100,11 +103,8 @@ class ZooModel(nn.Module):
                 )
             z = self.stem(x.flatten(0, 1))
         else:
-            kind = "SNN" if self.spiking else "ANN"
             raise ConfigError(
-                f"{kind} input must be [B, C, H, W]"
-                + (" or [T, B, C, H, W]" if self.spiking else "")
-                + f", got shape {tuple(x.shape)}"
+                f"input must be [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}"
             )
         return self.stem_act(z)
 
