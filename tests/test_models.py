@@ -118,8 +118,14 @@ def test_clear_errors_for_bad_model_requests():
         build_model("resnet8", spiking=True, T=0)
     with pytest.raises(ConfigError, match="time steps"):
         build_model("resnet8", spiking=True, T=2)(torch.randn(3, 2, 3, 32, 32))
-    with pytest.raises(ConfigError, match="ANN input"):
-        build_model("resnet8")(torch.randn(3, 2, 3, 32, 32))
+    with pytest.raises(ConfigError, match=r"input must be \[B, C, H, W\]"):
+        build_model("resnet8")(torch.randn(3, 32, 32))
+
+
+def test_ann_given_event_frames_sees_their_time_mean():
+    ann = build_model("resnet8").eval()
+    frames = torch.randn(4, 2, 3, 32, 32)  # [T, B, C, H, W]
+    torch.testing.assert_close(ann(frames), ann(frames.mean(0)))
 
 
 def test_in_channels_option_for_mnist():
