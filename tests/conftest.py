@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
 import tarfile
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one thread per worker process, not two each
+    torch.set_num_threads(1)
 
 # ---------------------------------------------------------------------------------------------
 # IDX (MNIST): 0x00 0x00, dtype code, ndim, ndim big-endian uint32 sizes, big-endian C payload.

@@ -233,9 +233,9 @@ def make_loader(
     )
     loader: Loader
     if isinstance(dataset, ImageTensorDataset):
-        if dataset.images.shape[1] != info.in_channels:
+        if dataset.images.shape[-3] != info.in_channels:
             raise DataError(
-                f"dataset has {dataset.images.shape[1]} channels but info says {info.in_channels}"
+                f"dataset has {dataset.images.shape[-3]} channels but info says {info.in_channels}"
             )
         loader = TensorLoader(dataset, batch_size, **common)
     else:
