@@ -142,3 +142,37 @@ def test_safe_extract_corrupt_archive(tmp_path):
     bad.write_bytes(b"\x1f\x8b not really")
     with pytest.raises(DataError):
         safe_extract_tar(bad, tmp_path / "dest")
+
+
+def _zip(path, entries):
+    """``entries``: (name, data, unix mode or None)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            if mode is not None:
+                info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return path
+
+
+def test_safe_extract_zip(tmp_path):
+    from spikedistill.data.download import safe_extract_zip
+
+    good = _zip(tmp_path / "good.zip", [("cls/a.aedat", b"abc", None), ("b.txt", b"x", None)])
+    dest = safe_extract_zip(good, tmp_path / "out")
+    assert (dest / "cls" / "a.aedat").read_bytes() == b"abc"
+    bad = [
+        ([("ok.txt", b"x", None), ("../evil", b"x", None)], "'..'"),
+        ([("/tmp/evil_abs", b"x", None)], "absolute"),
+        ([("ok.txt", b"x", None), ("link", b"/etc/passwd", 0o120777)], "symlink"),
+    ]
+    for k, (entries, message) in enumerate(bad):
+        target = tmp_path / f"bad{k}"
+        with pytest.raises(DataError, match=message):
+            safe_extract_zip(_zip(tmp_path / f"bad{k}.zip", entries), target)
+        assert not target.exists()  # nothing was written
+    (tmp_path / "corrupt.zip").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(DataError, match="corrupt zip"):
+        safe_extract_zip(tmp_path / "corrupt.zip", tmp_path / "c")

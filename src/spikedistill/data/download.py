@@ -1,4 +1,4 @@
-"""Downloading with checksum verification, and tar extraction that cannot escape its folder."""
+"""Downloading with checksum verification, and tar/zip extraction that cannot escape its folder."""
 
 from __future__ import annotations
 
@@ -126,11 +126,7 @@ def safe_extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[st
             infos = zf.infolist()
             for info in infos:
                 what = f"{archive}: member {info.filename!r}"
-                name = info.filename.replace("\\", "/")
-                if _is_absolute(name):
-                    raise DataError(f"{what} has an absolute path")
-                if ".." in name.split("/"):
-                    raise DataError(f"{what} has a '..' component")
+                _check_name(info.filename.replace("\\", "/"), what)
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise DataError(f"{what} is a symlink")
             dest_path.mkdir(parents=True, exist_ok=True)
@@ -172,6 +168,14 @@ def _is_absolute(name: str) -> bool:
     return name.startswith("/") or (len(name) > 1 and name[1] == ":")  # posix or drive letter
 
 
+def _check_name(name: str, what: str) -> None:
+    """Refuse an archive member name that is absolute or climbs with ``..``."""
+    if _is_absolute(name):
+        raise DataError(f"{what} has an absolute path")
+    if ".." in name.split("/"):
+        raise DataError(f"{what} has a '..' component")
+
+
 def _check_members(members: list[tarfile.TarInfo], archive: str | os.PathLike[str]) -> None:
     names = {m.name: m.name.replace("\\", "/") for m in members}
     links = {
@@ -182,10 +186,7 @@ def _check_members(members: list[tarfile.TarInfo], archive: str | os.PathLike[st
     for m in members:
         what = f"{archive}: member {m.name!r}"
         name = names[m.name]
-        if _is_absolute(name):
-            raise DataError(f"{what} has an absolute path")
-        if ".." in name.split("/"):
-            raise DataError(f"{what} has a '..' component")
+        _check_name(name, what)
         if m.ischr() or m.isblk() or m.isfifo():
             raise DataError(f"{what} is a device or fifo")
         if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):

@@ -63,6 +63,26 @@ def stm_probe(
     )
 
 
+def trained_objective(
+    ckpt: dict,
+    cfg,
+    student: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    in_channels: int,
+) -> nn.Module:
+    """The run's distillation objective with its trained modules (SASTC MLPs, ...) restored
+    from ``ckpt``; built on the batch ``x, y`` (SASTC needs ``data.batch_size`` samples)."""
+    from .build import build_objective
+
+    objective = build_objective(cfg, student, num_classes, in_channels).to(x.device)
+    if hasattr(objective, "build"):
+        objective.build(student, x, y)
+    objective.load_state_dict(ckpt["objective"])
+    return objective
+
+
 def stm_of_run(
     ckpt: dict,
     cfg,
@@ -77,7 +97,6 @@ def stm_of_run(
     """STM of a trained run: against its own teacher (and its SASTC attention, if any), or
     against ``teacher_name`` / ``teacher_checkpoint`` when given."""
     from ..errors import ConfigError
-    from .build import build_objective
     from .objective import DistillObjective
     from .teacher import load_teacher
 
@@ -86,14 +105,11 @@ def stm_of_run(
         return stm_probe(student, teacher.to(x.device), x)
     if not cfg.teacher.name:
         raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
-    objective = build_objective(cfg, student, num_classes, in_channels)
+    objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
     if not isinstance(objective, DistillObjective):  # a run without distillation
         teacher = load_teacher(
             cfg.teacher.name, cfg.teacher.checkpoint, num_classes, in_channels, cfg.teacher.options
         )
         return stm_probe(student, teacher.model.to(x.device), x)
-    objective.to(x.device)
-    objective.build(student, x, y)
-    objective.load_state_dict(ckpt["objective"])
     sastc = dict(objective.methods).get("sastc")
     return stm_probe(student, objective.teacher.model, x, sastc=sastc)

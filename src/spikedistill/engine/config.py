@@ -99,6 +99,7 @@ class TrainConfig:
     backprop: str = "bptt"  # bptt (through time) | rate (rate-based backprop, Rate-BP)
     rate_grad_scale: bool = False  # Rate-BP: scale the loss gradient by 1/T (the reference)
     threads: int | None = None  # torch CPU threads
+    stm_every: int = 0  # with a teacher: STM on a fixed test batch every N evaluated epochs
     skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
     neuron_backend: str = "auto"  # auto | torch | compile (spiking.backends; same results)
 
@@ -116,6 +117,7 @@ class TrainConfig:
             f"train.backprop must be bptt or rate, got {self.backprop!r}",
         )
         _check(self.skip_nonfinite >= 0, "train.skip_nonfinite must be >= 0")
+        _check(self.stm_every >= 0, "train.stm_every must be >= 0")
         backends = ["auto", *LIF_BACKENDS.names()]
         _check(
             self.neuron_backend in backends,

@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from ..data import build_batch_transform, build_datasets, make_loader
 from ..distill.build import build_objective
+from ..distill.objective import DistillObjective
+from ..distill.stm_probe import stm_probe
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
 from ..models import build_model
 from ..spiking import neuron_backend
@@ -410,6 +412,7 @@ class Trainer:
                 if evaluated
                 else {"loss": None, "top1": None, "samples": None}
             )
+            stm = self._stm() if evaluated and self._stm_due(s.epoch + 1) else None
             row = {
                 "epoch": s.epoch + 1,
                 "lr": self.optimizer.param_groups[0]["lr"],
@@ -417,6 +420,7 @@ class Trainer:
                 "test_loss": test["loss"],
                 "test_top1": test["top1"],
                 "test_samples": test["samples"],
+                **({"stm": stm} if stm is not None else {}),
                 "seconds": train["seconds"],
             }
             s.history.append(row)
@@ -450,6 +454,21 @@ class Trainer:
     def close(self) -> None:
         """Leave the process group (under torchrun)."""
         self.dist.close()
+
+    def _stm_due(self, epoch: int) -> bool:
+        every = self.cfg.train.stm_every
+        return bool(every) and epoch % every == 0 and isinstance(self.objective, DistillObjective)
+
+    def _stm(self) -> float:
+        """STM (methods.md §2.7) of the student against its teacher on the first test batch of
+        ``data.batch_size`` samples (SASTC runs: paired by their attention)."""
+        loader = make_loader(
+            self.test_set, self.train_loader.batch_size, train=False, info=self.info
+        )
+        x, _ = next(iter(loader))
+        objective: DistillObjective = self.objective  # type: ignore[assignment]
+        sastc = dict(objective.methods).get("sastc")
+        return stm_probe(self.model, objective.teacher.model, x.to(self.device), sastc=sastc)
 
     def summary(self) -> dict[str, Any]:
         h = self.state.history

@@ -1,0 +1,276 @@
+"""``spikedistill report RUN_DIR [RUN_DIR ...]``: one page comparing training runs.
+
+Per run it reads ``metrics.json`` and the best checkpoint, rebuilds the student and measures
+on the first ``batches`` test batches: firing rates per layer and step, SOPs, MACs and energy
+per sample (and the ANN teacher's energy), the STM against the run's teacher, and the method
+diagnostics (SASTC attention, SAMD's student spike activation map next to the teacher's CAM).
+It writes ``report.md`` (linking the PNGs beside it) and a self-contained ``report.html`` (the
+same PNGs embedded).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .energy import OpsReport, count_ops
+from .firing import firing_rates, mean_rate
+
+
+@dataclass
+class RunDiagnostics:
+    name: str
+    summary: dict[str, Any]
+    rates: dict[str, list[float]] = field(default_factory=dict)
+    ops: OpsReport | None = None
+    teacher_ops: OpsReport | None = None
+    stm: float | None = None
+    attention: tuple[np.ndarray, list[str], list[str]] | None = None  # alpha [T, S, N], names
+    maps: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # images, SAM, CAM
+    notes: list[str] = field(default_factory=list)
+
+
+def _checkpoint(run: Path) -> Path:
+    for name in ("best.pt", "last.pt"):
+        if (run / name).is_file():
+            return run / name
+    raise ConfigError(f"{run}: no best.pt or last.pt (is it a spikedistill run directory?)")
+
+
+def analyze_run(
+    run: str | os.PathLike,
+    data_dir: str | None = None,
+    batches: int = 4,
+    energy: tuple[float, float] = (0.9, 4.6),
+    device: str = "cpu",
+) -> RunDiagnostics:
+    """Everything the report shows about one run directory."""
+    from ..data import build_datasets, make_loader
+    from ..distill.objective import DistillObjective
+    from ..distill.stm_probe import stm_probe, trained_objective
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.config import config_from_dict
+    from ..engine.trainer import build_student
+    from ..models import build_model
+
+    run = Path(run)
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        raise ConfigError(f"{run}: no metrics.json (is it a spikedistill run directory?)")
+    out = RunDiagnostics(run.name, json.loads(metrics.read_text()))
+    ckpt = load_checkpoint(_checkpoint(run))
+    cfg = config_from_dict(ckpt["config"])
+    _, test_set, info = build_datasets(cfg.data.name, data_dir or cfg.data.root, **cfg.data.options)
+    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    loader = make_loader(test_set, cfg.data.batch_size, train=False, info=info)
+    data = [b for _, b in zip(range(batches), loader, strict=False)]
+    if cfg.model.spiking:
+        out.rates = {k: v.tolist() for k, v in firing_rates(model, data, device).items()}
+    out.ops = count_ops(model, data, device, *energy)
+    if not cfg.teacher.name:
+        return out
+    teacher_arch = build_model(
+        cfg.teacher.name, info.num_classes, in_channels=info.in_channels, **cfg.teacher.options
+    )
+    out.teacher_ops = count_ops(teacher_arch.to(device), data[:1], device, *energy)
+    x, y = (t.to(device) for t in data[0])
+    try:
+        objective = trained_objective(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
+    except Exception as err:  # e.g. the teacher checkpoint is not on this machine
+        out.notes.append(f"no teacher diagnostics: {str(err).splitlines()[0]}")
+        return out
+    if not isinstance(objective, DistillObjective):  # no distillation: its configured teacher
+        from ..distill.teacher import load_teacher
+
+        teacher = load_teacher(
+            cfg.teacher.name,
+            cfg.teacher.checkpoint,
+            info.num_classes,
+            info.in_channels,
+            cfg.teacher.options,
+        ).model.to(device)
+        out.stm = stm_probe(model, teacher, x)
+        return out
+    methods = dict(objective.methods)
+    teacher = objective.teacher.model
+    sastc = methods.get("sastc")
+    out.stm = stm_probe(model, teacher, x, sastc=sastc)
+    if sastc is not None:
+        out.attention = _sastc_attention(objective, sastc, model, x, y)
+    if "samd" in methods:
+        out.maps = _samd_maps(methods["samd"], model, teacher, x[:4] if x.dim() == 4 else None)
+    model.eval()
+    return out
+
+
+@torch.no_grad()
+def _sastc_attention(objective, sastc, model, x, y):
+    from ..distill.base import DistillBatch
+    from ..distill.objective import student_forward, time_first_features
+    from ..distill.taps import FeatureTaps
+
+    s_taps = FeatureTaps(model, sastc.student_taps())
+    t_taps = FeatureTaps(objective.teacher.model, sastc.teacher_taps())
+    try:
+        t_logits = objective.teacher.model(x)
+        steps = student_forward(model, x)
+        batch = DistillBatch(
+            y=y,
+            student_logits=steps.mean(0),
+            step_logits=steps,
+            teacher_logits=t_logits,
+            student_features=time_first_features(s_taps.pop(), model),
+            teacher_features=t_taps.pop(),
+            teacher=objective.teacher.model,
+        )
+    finally:
+        s_taps.remove()
+        t_taps.remove()
+    alpha = sastc.attention(batch).mean(1).cpu().numpy()  # [T, S, N]
+    return alpha, sastc.student_taps(), sastc.teacher_taps()
+
+
+@torch.no_grad()
+def _samd_maps(samd, model, teacher, x):
+    """Student spike activation map and teacher CAM of up to 4 static images."""
+    if x is None:
+        return None
+    from ..distill.samd import student_sam, teacher_cam
+    from ..distill.taps import FeatureTaps
+    from ..spiking.layers import unfold_time
+
+    s_taps, t_taps = (
+        FeatureTaps(model, samd.student_taps()),
+        FeatureTaps(teacher, samd.teacher_taps()),
+    )
+    try:
+        t_logits = teacher(x)
+        model(x)
+        s_feat = s_taps.pop()[samd.student_taps()[0]]
+        t_feat = t_taps.pop()[samd.teacher_taps()[0]]
+    finally:
+        s_taps.remove()
+        t_taps.remove()
+    sam = student_sam(unfold_time(s_feat, model.T))
+    cam = teacher_cam(t_feat, t_logits, teacher.head.fc.weight)
+    images = x.cpu().numpy()
+    images = (images - images.min()) / max(float(np.ptp(images)), 1e-8)
+    return images, sam.cpu().numpy(), cam.cpu().numpy()
+
+
+# -- output ----------------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def summary_rows(runs: list[RunDiagnostics]) -> list[list[str]]:
+    head = ["run", "best top-1 (%)", "last top-1 (%)", "firing rate", "SOPs / sample",
+            "MACs / sample", "energy (mJ)", "teacher energy (mJ)", "STM"]  # fmt: skip
+    rows = [head]
+    for r in runs:
+        s = r.ops.summary() if r.ops else {}
+        t = r.teacher_ops.summary() if r.teacher_ops else {}
+        rows.append([
+            r.name,
+            _fmt(r.summary.get("best_top1"), ".2f"),
+            _fmt(r.summary.get("last_top1"), ".2f"),
+            _fmt(mean_rate({k: torch.tensor(v) for k, v in r.rates.items()}), ".4f")
+            if r.rates else "n/a (ANN)",
+            _fmt(s.get("sops"), ".3e"),
+            _fmt(s.get("macs"), ".3e"),
+            _fmt(s.get("energy_mj"), ".4f"),
+            _fmt(t.get("energy_mj"), ".4f"),
+            _fmt(r.stm, ".4f"),
+        ])  # fmt: skip
+    return rows
+
+
+def write_report(
+    runs: list[RunDiagnostics], out: str | os.PathLike, command: str = ""
+) -> tuple[Path, Path]:
+    """``report.md`` + PNGs and a self-contained ``report.html`` in ``out``; ``command``, the
+    command line that made it, is quoted at the top."""
+    from ..viz.curves import plot_runs
+    from ..viz.diagnostics import plot_attention, plot_firing, plot_maps, plot_terms
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, str]] = []  # (caption, file name)
+    summaries = {r.name: r.summary for r in runs}
+    plot_runs(summaries, out / "accuracy.png")
+    figures.append(("Test accuracy per epoch and best top-1", "accuracy.png"))
+    if plot_terms(summaries, out / "loss_terms.png"):
+        figures.append(("Training loss terms (and STM) per epoch", "loss_terms.png"))
+    for r in runs:
+        if r.rates:
+            name = f"firing_{r.name}.png"
+            plot_firing(r.rates, out / name, f"{r.name}: firing rates")
+            figures.append((f"{r.name}: firing rate per layer and time step", name))
+        if r.attention is not None:
+            name = f"sastc_attention_{r.name}.png"
+            plot_attention(*r.attention, out / name)
+            figures.append((f"{r.name}: SASTC attention (batch mean)", name))
+        if r.maps is not None:
+            name = f"samd_maps_{r.name}.png"
+            plot_maps(*r.maps, out / name)
+            figures.append((f"{r.name}: student SAM vs teacher CAM", name))
+    rows = summary_rows(runs)
+    notes = [f"{r.name}: {n}" for r in runs for n in r.notes]
+    made = f"Made with `{command}`. " if command else ""
+    intro = (
+        f"{made}Firing rate: mean over layers and steps; SOPs, MACs and energy per sample "
+        "(methods in `spikedistill.diagnostics.energy`); STM against the run's teacher on one "
+        "test batch."
+    )
+    md = ["# spikedistill report", "", intro, "", _md_table(rows), ""]
+    md += [f"- {n}" for n in notes] + ([""] if notes else [])
+    for caption, name in figures:
+        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md))
+    html_path = out / "report.html"
+    html_path.write_text(_html(intro, rows, notes, [(c, out / n) for c, n in figures]))
+    return md_path, html_path
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def _html(intro, rows, notes, figures) -> str:
+    esc = html.escape
+    table = "<table>\n<tr>" + "".join(f"<th>{esc(c)}</th>" for c in rows[0]) + "</tr>\n"
+    table += "".join(
+        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>\n" for r in rows[1:]
+    )
+    table += "</table>"
+    body = ["<h1>spikedistill report</h1>", f"<p>{esc(intro)}</p>", table]
+    body += [f"<p class='note'>{esc(n)}</p>" for n in notes]
+    for caption, path in figures:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        body.append(
+            f"<figure><img alt='{esc(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{esc(caption)}</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 8px}"
+        "th{background:#eee}img{max-width:100%}figure{margin:1.5em 0}.note{color:#a60}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>spikedistill report</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -1,0 +1,125 @@
+"""Firing rates, operation counts and energy against hand-computed values; the report page in a
+real headless browser."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import torch
+from torch import nn
+
+from spikedistill.cli import main
+from spikedistill.diagnostics import count_ops, energy_constants, firing_rates
+from spikedistill.errors import ConfigError
+from spikedistill.spiking import LIF, FoldedNeuron, repeat_folded
+
+T = 3
+
+
+class Tiny(nn.Module):
+    """conv 1->2 (3x3, pad 1) -> LIF -> conv 2->3 (1x1) -> LIF -> linear 48->5 on 4x4 inputs.
+
+    conv1 has all weights 1 and the input is all ones: every output is 4, 6 or 9 >= threshold 1,
+    so layer 1 fires everywhere at every step. conv2 passes channel 0 as the sum of both inputs
+    (2 >= 1: fires) and zeroes channels 1, 2 (never fire): layer 2 fires at rate 1/3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.sn1 = FoldedNeuron(LIF("tdbn"), T)
+        self.conv2 = nn.Conv2d(2, 3, 1, bias=False)
+        self.sn2 = FoldedNeuron(LIF("tdbn"), T)
+        self.fc = nn.Linear(48, 5)
+        with torch.no_grad():
+            self.conv1.weight.fill_(1.0)
+            self.conv2.weight.zero_()
+            self.conv2.weight[0].fill_(1.0)
+
+    def forward(self, x):  # x [B, 1, 4, 4], the same at every step
+        z = self.sn1(self.conv1(repeat_folded(x, T)))
+        z = self.sn2(self.conv2(z))
+        return self.fc(z.flatten(1))
+
+
+def test_firing_rates_and_sops_by_hand():
+    model = Tiny()
+    batches = [(torch.ones(2, 1, 4, 4), torch.zeros(2)), (torch.ones(3, 1, 4, 4), torch.zeros(3))]
+    rates = firing_rates(model, batches)
+    assert rates["sn1"].tolist() == [1.0] * T
+    torch.testing.assert_close(rates["sn2"], torch.full((T,), 1 / 3, dtype=torch.float64))
+    report = count_ops(model, batches)
+    # conv1 runs on all T steps of real-valued input (no neuron before it): MACs
+    assert report.layers["conv1"].kind == "MAC"
+    assert report.layers["conv1"].ops == T * 2 * 16 * 9
+    # conv2: dense 3*16*2 per step, input rate 1; fc: 5*48 per step, input rate 1/3
+    assert report.layers["conv2"].kind == "SOP" and report.layers["conv2"].ops == T * 96
+    assert report.layers["fc"].ops == pytest.approx(T * 240 / 3)
+    assert report.sops == pytest.approx(T * (96 + 80))
+    assert report.energy_pj == pytest.approx(0.9 * T * 176 + 4.6 * T * 288)
+    ann = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 5))
+    ann_report = count_ops(ann, batches)
+    assert ann_report.sops == 0 and ann_report.macs == 2 * 16 * 9 + 5 * 32
+    assert energy_constants("int8") == (0.03, 0.23)
+    assert energy_constants("fp32", e_mac=3.0) == (0.9, 3.0)
+    with pytest.raises(ConfigError, match="fp32"):
+        energy_constants("fp8")
+
+
+COMMON = [
+    "data.name=digits",
+    "data.train_subset=160",
+    "data.batch_size=32",
+    "model.name=convnet3",
+    "model.spiking=true",
+    "model.T=2",
+    "model.options={width: 8}",
+    "teacher.name=convnet3",
+    "teacher.options={width: 8}",
+    "train.epochs=2",
+    "train.stm_every=1",
+]
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    (root / "tiny.yaml").write_text("name: diagnostics\n")
+    for name, method in (("sastc", "kd+sastc"), ("samd", "samd+nld")):
+        argv = ["train", str(root / "tiny.yaml"), *COMMON, f"distill.method={method}"]
+        argv += ["--out", str(root / name)]
+        assert main(argv) == 0
+    assert (
+        main(["report", str(root / "sastc"), str(root / "samd"), "--out", str(root / "out")]) == 0
+    )
+    return root
+
+
+def test_report_files_and_table(report_dir):
+    out = report_dir / "out"
+    md = (out / "report.md").read_text()
+    for name in ("accuracy.png", "loss_terms.png", "firing_sastc.png", "firing_samd.png",
+                 "sastc_attention_sastc.png", "samd_maps_samd.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 1000 and name in md
+    rows = [
+        line for line in md.splitlines() if line.startswith("| sastc") or line.startswith("| samd")
+    ]
+    assert len(rows) == 2 and all("n/a" not in r for r in rows)  # every column measured
+    history = json.loads((report_dir / "samd" / "metrics.json").read_text())["history"]
+    assert all(r["stm"] >= 0 for r in history)  # the STM per epoch
+
+
+def test_report_page_in_headless_chromium(report_dir):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian package: chromium)")
+    page = report_dir / "out" / "report.html"
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert dom.count("<table") == 1 and dom.count("<tr>") == 3
+    assert dom.count("<img") == 6 and "data:image/png;base64," in dom
