@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SpikeDistillError
 from .energy import OpsReport, count_ops
 from .firing import firing_rates, mean_rate
 
@@ -87,20 +87,20 @@ def analyze_run(
     x, y = (t.to(device) for t in data[0])
     try:
         objective = trained_objective(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
-    except Exception as err:  # e.g. the teacher checkpoint is not on this machine
-        out.notes.append(f"no teacher diagnostics: {str(err).splitlines()[0]}")
-        return out
-    if not isinstance(objective, DistillObjective):  # no distillation: its configured teacher
-        from ..distill.teacher import load_teacher
+        if not isinstance(objective, DistillObjective):  # no distillation: its teacher alone
+            from ..distill.teacher import load_teacher
 
-        teacher = load_teacher(
-            cfg.teacher.name,
-            cfg.teacher.checkpoint,
-            info.num_classes,
-            info.in_channels,
-            cfg.teacher.options,
-        ).model.to(device)
-        out.stm = stm_probe(model, teacher, x)
+            teacher = load_teacher(
+                cfg.teacher.name,
+                cfg.teacher.checkpoint,
+                info.num_classes,
+                info.in_channels,
+                cfg.teacher.options,
+            ).model.to(device)
+            out.stm = stm_probe(model, teacher, x)
+            return out
+    except SpikeDistillError as err:  # e.g. the teacher checkpoint is not on this machine
+        out.notes.append(f"no teacher diagnostics: {str(err).splitlines()[0]}")
         return out
     methods = dict(objective.methods)
     teacher = objective.teacher.model
@@ -110,7 +110,6 @@ def analyze_run(
         out.attention = _sastc_attention(objective, sastc, model, x, y)
     if "samd" in methods:
         out.maps = _samd_maps(methods["samd"], model, teacher, x[:4] if x.dim() == 4 else None)
-    model.eval()
     return out
 
 
