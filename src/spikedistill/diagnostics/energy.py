@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..spiking.layers import FoldedNeuron
+from .passes import monitored_pass
 
 ENERGY_PRESETS = {"fp32": (0.9, 4.6), "fp16": (0.4, 1.5), "int8": (0.03, 0.23)}  # (AC, MAC) pJ
 
@@ -144,7 +145,6 @@ class OpCounter:
         self._handles = []
 
 
-@torch.no_grad()
 def count_ops(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -154,12 +154,5 @@ def count_ops(
 ) -> OpsReport:
     """MACs, SOPs and energy per sample of ``model`` (eval mode) over ``batches``."""
     counter = OpCounter(model)
-    was_training = model.training
-    model.eval()
-    try:
-        for x, _ in batches:
-            model(x.to(device))
-    finally:
-        counter.remove()
-        model.train(was_training)
+    monitored_pass(model, counter, batches, device)
     return counter.result(e_ac, e_mac)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..spiking.layers import FoldedNeuron, unfold_time
+from .passes import monitored_pass
 
 
 class FiringRates:
@@ -53,7 +54,6 @@ class FiringRates:
         self._handles = []
 
 
-@torch.no_grad()
 def firing_rates(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -61,14 +61,7 @@ def firing_rates(
 ) -> dict[str, torch.Tensor]:
     """Per-layer, per-step firing rates of ``model`` (eval mode) over ``batches``."""
     monitor = FiringRates(model)
-    was_training = model.training
-    model.eval()
-    try:
-        for x, _ in batches:
-            model(x.to(device))
-    finally:
-        monitor.remove()
-        model.train(was_training)
+    monitored_pass(model, monitor, batches, device)
     return monitor.rates()
 
 

@@ -107,37 +107,20 @@ def analyze_run(
     sastc = methods.get("sastc")
     out.stm = stm_probe(model, teacher, x, sastc=sastc)
     if sastc is not None:
-        out.attention = _sastc_attention(objective, sastc, model, x, y)
+        out.attention = _sastc_attention(objective, sastc, model, x)
     if "samd" in methods:
         out.maps = _samd_maps(methods["samd"], model, teacher, x[:4] if x.dim() == 4 else None)
     return out
 
 
 @torch.no_grad()
-def _sastc_attention(objective, sastc, model, x, y):
-    from ..distill.base import DistillBatch
-    from ..distill.objective import student_forward, time_first_features
-    from ..distill.taps import FeatureTaps
+def _sastc_attention(objective, sastc, model, x):
+    """SASTC's attention on ``x``, averaged over the batch: ``[T, S, N]`` and the layer names."""
+    from ..distill.stm_probe import probe_batch
 
-    s_taps = FeatureTaps(model, sastc.student_taps())
-    t_taps = FeatureTaps(objective.teacher.model, sastc.teacher_taps())
-    try:
-        t_logits = objective.teacher.model(x)
-        steps = student_forward(model, x)
-        batch = DistillBatch(
-            y=y,
-            student_logits=steps.mean(0),
-            step_logits=steps,
-            teacher_logits=t_logits,
-            student_features=time_first_features(s_taps.pop(), model),
-            teacher_features=t_taps.pop(),
-            teacher=objective.teacher.model,
-        )
-    finally:
-        s_taps.remove()
-        t_taps.remove()
-    alpha = sastc.attention(batch).mean(1).cpu().numpy()  # [T, S, N]
-    return alpha, sastc.student_taps(), sastc.teacher_taps()
+    s_paths, t_paths = sastc.student_taps(), sastc.teacher_taps()
+    batch = probe_batch(model, objective.teacher.model, x, s_paths, t_paths)
+    return sastc.attention(batch).mean(1).cpu().numpy(), s_paths, t_paths
 
 
 @torch.no_grad()

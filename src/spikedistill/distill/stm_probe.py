@@ -16,18 +16,15 @@ from .taps import FeatureTaps
 
 
 @torch.no_grad()
-def stm_probe(
+def probe_batch(
     student: nn.Module,
     teacher: nn.Module,
     x: torch.Tensor,
-    sastc: nn.Module | None = None,
-    similarity_kind: str = "normalized",
-    distance: str = "squared",
-) -> float:
-    """STM on batch ``x``; with a SASTC method, its taps and attention define the pairing."""
-    s_paths = sastc.student_taps() if sastc is not None else list(student.stage_names)
-    t_paths = sastc.teacher_taps() if sastc is not None else list(teacher.stage_names)
-    s_taps, t_taps = FeatureTaps(student, s_paths), FeatureTaps(teacher, t_paths)
+    student_paths: list[str],
+    teacher_paths: list[str],
+) -> DistillBatch:
+    """Eval-mode logits and tapped features of student and teacher on ``x`` (modes restored)."""
+    s_taps, t_taps = FeatureTaps(student, student_paths), FeatureTaps(teacher, teacher_paths)
     modes = student.training, teacher.training
     student.eval()
     teacher.eval()
@@ -41,22 +38,37 @@ def stm_probe(
         t_taps.remove()
         student.train(modes[0])
         teacher.train(modes[1])
+    return DistillBatch(
+        y=None,
+        student_logits=steps.mean(0),
+        step_logits=steps,
+        teacher_logits=teacher_logits,
+        student_features=s_feats,
+        teacher_features=t_feats,
+        teacher=teacher,
+    )
+
+
+@torch.no_grad()
+def stm_probe(
+    student: nn.Module,
+    teacher: nn.Module,
+    x: torch.Tensor,
+    sastc: nn.Module | None = None,
+    similarity_kind: str = "normalized",
+    distance: str = "squared",
+) -> float:
+    """STM on batch ``x``; with a SASTC method, its taps and attention define the pairing."""
+    s_paths = sastc.student_taps() if sastc is not None else list(student.stage_names)
+    t_paths = sastc.teacher_taps() if sastc is not None else list(teacher.stage_names)
+    batch = probe_batch(student, teacher, x, s_paths, t_paths)
     if sastc is not None:
-        batch = DistillBatch(
-            y=None,
-            student_logits=steps.mean(0),
-            step_logits=steps,
-            teacher_logits=teacher_logits,
-            student_features=s_feats,
-            teacher_features=t_feats,
-            teacher=teacher,
-        )
         weights = sastc_pairs(sastc.attention(batch))
     else:
         weights = layerwise_pairs(len(s_paths), len(t_paths))
     return stm_score(
-        [s_feats[p] for p in s_paths],
-        [t_feats[p] for p in t_paths],
+        [batch.student_features[p] for p in s_paths],
+        [batch.teacher_features[p] for p in t_paths],
         weights,
         similarity_kind=similarity_kind,
         distance=distance,
