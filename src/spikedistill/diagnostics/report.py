@@ -56,7 +56,7 @@ def analyze_run(
     """Everything the report shows about one run directory."""
     from ..data import build_datasets, make_loader
     from ..distill.objective import DistillObjective
-    from ..distill.stm_probe import stm_probe, trained_objective
+    from ..distill.stm_probe import stm_of_run, stm_probe, trained_objective
     from ..engine.checkpoint import load_checkpoint
     from ..engine.config import config_from_dict
     from ..engine.trainer import build_student
@@ -88,16 +88,7 @@ def analyze_run(
     try:
         objective = trained_objective(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
         if not isinstance(objective, DistillObjective):  # no distillation: its teacher alone
-            from ..distill.teacher import load_teacher
-
-            teacher = load_teacher(
-                cfg.teacher.name,
-                cfg.teacher.checkpoint,
-                info.num_classes,
-                info.in_channels,
-                cfg.teacher.options,
-            ).model.to(device)
-            out.stm = stm_probe(model, teacher, x)
+            out.stm = stm_of_run(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
             return out
     except SpikeDistillError as err:  # e.g. the teacher checkpoint is not on this machine
         out.notes.append(f"no teacher diagnostics: {str(err).splitlines()[0]}")
