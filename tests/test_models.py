@@ -153,8 +153,8 @@ def _step_with_saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     ("name", "spiking", "unit"),
     [
         ("resnet8", True, "BasicBlock"),
-        ("convnet3", True, "Sequential"),
-        ("vgg8", False, "Sequential"),
+        ("convnet3", True, "FusedSequential"),
+        ("vgg8", False, "FusedSequential"),
     ],
 )
 def test_block_checkpointing_gives_the_same_step_with_less_saved(name, spiking, unit):

@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
+from ..spiking.norm_lif import has_hooks, run_layers
 from ..spiking.saved_spikes import spikes_saved_as_bool
 
 
@@ -89,24 +90,30 @@ class ZooModel(nn.Module):
         if x.dim() == 5 and not self.spiking:
             x = time_first(x, self.batch_first).mean(0)
         if x.dim() == 4:
-            z = self.stem(x)
+            if not self.spiking:
+                return self._stem(x, static=False)
             if isinstance(self.stem_act, FoldedNeuron):  # the stem output is not copied T times
-                return self.stem_act(z, static=True)
-            if self.spiking:
-                z = repeat_folded(z, self._T)
-        elif x.dim() == 5 and self.spiking:
+                return self._stem(x, static=True)
+            return self.stem_act(repeat_folded(self.stem(x), self._T))
+        if x.dim() == 5 and self.spiking:
             x = time_first(x, self.batch_first)
             if x.shape[0] != self._T:
                 raise ConfigError(
                     f"input has {x.shape[0]} time steps but the model runs T={self._T}; "
                     f"set model.T = {x.shape[0]} (or check batch_first={self.batch_first})"
                 )
-            z = self.stem(x.flatten(0, 1))
-        else:
-            raise ConfigError(
-                f"input must be [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}"
-            )
-        return self.stem_act(z)
+            return self._stem(x.flatten(0, 1), static=False)
+        raise ConfigError(
+            f"input must be [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}"
+        )
+
+    def _stem(self, x: torch.Tensor, static: bool) -> torch.Tensor:
+        """``stem_act(stem(x))``; a stem ending in BatchNorm shares ``norm_act`` with its neuron.
+        ``static``: ``x [B, ...]`` drives every step."""
+        if isinstance(self.stem, nn.Sequential) and not has_hooks(self.stem):
+            return run_layers([*self.stem, self.stem_act], x, static=static)
+        z = self.stem(x)
+        return self.stem_act(z, static=True) if static else self.stem_act(z)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         z = self.encode(x)

@@ -8,7 +8,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..spiking.norm_lif import norm_act, run_layers
+
 ActFactory = Callable[[], nn.Module]
+
+
+class FusedSequential(nn.Sequential):
+    """``nn.Sequential`` (same modules, same state dict) whose BatchNorm + activation pairs
+    run through ``norm_act``: one fused op when a BatchNorm feeds a LIF in BPTT training."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_layers(list(self), x)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -49,10 +59,8 @@ class BasicBlock(nn.Module):
         self.act2 = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += self.shortcut(x)  # in place: BN's backward does not need its output
-        return self.act2(out)
+        out = norm_act(self.bn1, self.act1, self.conv1(x))
+        return norm_act(self.bn2, self.act2, self.conv2(out), residual=self.shortcut(x))
 
 
 def classifier_head(
@@ -70,4 +78,4 @@ def classifier_head(
         layers += [("fc1", nn.Linear(cin, hidden)), ("act", act())]
         cin = hidden
     layers.append(("fc", nn.Linear(cin, num_classes)))
-    return nn.Sequential(OrderedDict(layers))
+    return FusedSequential(OrderedDict(layers))

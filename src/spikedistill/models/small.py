@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from .base import ZooModel
-from .blocks import classifier_head, conv3x3, conv_bn
+from .blocks import FusedSequential, classifier_head, conv3x3, conv_bn
 from .registry import register_variant
 
 
@@ -37,8 +37,8 @@ class ConvNet3(ZooModel):
 
         self.stem = conv(in_channels, width)
         self.stem_act = self.act()
-        self.layer1 = nn.Sequential(nn.MaxPool2d(2), *conv(width, 2 * width), self.act())
-        self.layer2 = nn.Sequential(nn.MaxPool2d(2), *conv(2 * width, 4 * width), self.act())
+        self.layer1 = FusedSequential(nn.MaxPool2d(2), *conv(width, 2 * width), self.act())
+        self.layer2 = FusedSequential(nn.MaxPool2d(2), *conv(2 * width, 4 * width), self.act())
         self.stage_names = ["layer1", "layer2"]
         features = 4 * width * head_pool * head_pool
         pool = nn.AdaptiveAvgPool2d(head_pool)

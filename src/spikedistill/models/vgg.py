@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from .base import ZooModel
-from .blocks import classifier_head, conv_bn
+from .blocks import FusedSequential, classifier_head, conv_bn
 from .registry import register_variant
 
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -46,7 +46,7 @@ class VGG(ZooModel):
             if k + 1 < len(groups) or pool_last:
                 layers.append(POOLS[pool](2, 2))
                 n_pools += 1
-            setattr(self, f"layer{k + 1}", nn.Sequential(*layers))
+            setattr(self, f"layer{k + 1}", FusedSequential(*layers))
             self.stage_names.append(f"layer{k + 1}")
         if flatten_size:
             side = flatten_size // 2**n_pools

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..spiking.norm_lif import norm_act
 from .base import ZooModel
 from .blocks import ActFactory, classifier_head, conv3x3
 from .registry import register_variant
@@ -30,9 +31,9 @@ class PreActBlock(nn.Module):
         self.shortcut = None if cin == cout else nn.Conv2d(cin, cout, 1, stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.act1(self.bn1(x))
+        a = norm_act(self.bn1, self.act1, x)
         short = x if self.shortcut is None else self.shortcut(a)
-        return self.conv2(self.act2(self.bn2(self.conv1(a)))) + short
+        return self.conv2(norm_act(self.bn2, self.act2, self.conv1(a))) + short
 
 
 class WideResNet(ZooModel):

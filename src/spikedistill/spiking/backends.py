@@ -1,7 +1,10 @@
 r"""Compute backends of the multi-step LIF: the kernels behind ``MultiStepLIF``.
 
 A backend supplies the forward scan ``(x [T, ...], cfg, keep_membrane) -> (spikes, membrane)``
-and the backward scan ``(dL/ds, membrane, cfg) -> dL/dx`` of ``lif_function``'s recurrences.
+and the backward scan ``(dL/ds, membrane, cfg) -> dL/dx`` of ``lif_function``'s recurrences, and
+the same two for a LIF driven by a BatchNorm (``norm_lif``): ``norm_forward(x, scale, shift,
+residual, cfg, T, static) -> spikes`` and ``norm_backward(dL/ds, spikes, x, scale, shift,
+residual, cfg, T, static) -> dL/dy``, which recomputes the membrane instead of reading it.
 Backends change speed, not results: spikes are identical and gradients equal up to float
 rounding (tests check every backend against ``torch``).
 
@@ -29,22 +32,31 @@ import torch
 from ..errors import ConfigError
 from ..registry import Registry
 from .config import NeuronConfig
-from .lif_function import lif_backward, lif_forward
+from .lif_function import (
+    lif_backward,
+    lif_forward,
+    norm_lif_backward,
+    norm_lif_forward,
+)
 from .surrogate import SURROGATES
 
 
 @dataclass(frozen=True)
 class LIFBackend:
-    """The forward and backward scans, and ``unavailable(device)``: why the backend cannot run
-    on ``device`` (``None`` when it can)."""
+    """The forward and backward scans (plain and BatchNorm-driven), and
+    ``unavailable(device)``: why the backend cannot run on ``device`` (``None`` when it can)."""
 
     forward: Callable[[torch.Tensor, NeuronConfig, bool], tuple[torch.Tensor, torch.Tensor | None]]
     backward: Callable[[torch.Tensor, torch.Tensor, NeuronConfig], torch.Tensor]
+    norm_forward: Callable[..., torch.Tensor]
+    norm_backward: Callable[..., torch.Tensor]
     unavailable: Callable[[torch.device], str | None]
 
 
 LIF_BACKENDS: Registry[LIFBackend] = Registry("neuron backend")
-LIF_BACKENDS.register("torch")(LIFBackend(lif_forward, lif_backward, lambda device: None))
+LIF_BACKENDS.register("torch")(
+    LIFBackend(lif_forward, lif_backward, norm_lif_forward, norm_lif_backward, lambda d: None)
+)
 
 
 # -- compile ----------------------------------------------------------------------------------
@@ -66,25 +78,69 @@ def _membrane_scan(x: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
     return torch.stack(steps)
 
 
-def _gradient_scan(grad_spikes: torch.Tensor, v: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
-    """``dL/dx`` by the reverse recurrence of ``lif_backward``, one step at a time."""
+def _gradient_scan(
+    grad_spikes: torch.Tensor,
+    v: torch.Tensor,
+    cfg: NeuronConfig,
+    spikes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``dL/dx`` by the reverse recurrence of ``lif_backward``, one step at a time; ``v`` is
+    ``[T, ...]`` or a list of steps. ``spikes`` (0/1), when given, decide the resets instead of
+    ``v >= threshold``."""
     surrogate = SURROGATES.get(cfg.surrogate)
     grads: list[torch.Tensor] = []
     later = None  # g_{t+1}
-    for t in range(v.shape[0] - 1, -1, -1):
+    for t in range(len(v) - 1, -1, -1):
         sg = surrogate(v[t] - cfg.threshold, cfg.alpha)
         g = grad_spikes[t] * sg
         if later is not None:
             if cfg.reset == "soft":
                 du_dv = 1.0 if cfg.detach_reset else 1.0 - cfg.threshold * sg
             else:
-                not_fired = (v[t] < cfg.threshold).to(v.dtype)
+                fired = v[t] >= cfg.threshold if spikes is None else spikes[t] != 0
+                not_fired = (~fired).to(v[t].dtype)
                 du_dv = not_fired if cfg.detach_reset else not_fired - sg * v[t]
             g = g + cfg.decay * du_dv * later
         grads.append(g)
         later = g
     grad = torch.stack(grads[::-1])
     return grad * (1.0 - cfg.decay) if cfg.decay_input else grad
+
+
+def _norm_steps(x, scale, shift, residual, T: int, static: bool):
+    """Per-step neuron input ``y_t = x_t scale + shift [+ r_t]`` on ``[T?, rows, C, L]`` views."""
+    for t in range(T):
+        y = (x if static else x[t]) * scale + shift
+        yield y if residual is None else y + residual[t]
+
+
+def _norm_spike_scan(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+    """Spikes ``[T, rows, C, L]`` of the LIF driven by ``_norm_steps`` (no membrane stored)."""
+    scale_in = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    out, u = [], None
+    for y in _norm_steps(x, scale, shift, residual, T, static):
+        v = y * scale_in if scale_in != 1.0 else y
+        if u is not None:
+            v = v + cfg.decay * u
+        fired = v >= cfg.threshold
+        out.append(fired.to(v.dtype))
+        u = torch.where(fired, 0.0, v) if cfg.reset == "hard" else v - cfg.threshold * out[-1]
+    return torch.stack(out)
+
+
+def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual, cfg, T: int, static: bool):
+    """``dL/dy``: the membrane recomputed along the forward's ``spikes`` (they decide the
+    resets, so the recompute follows the forward exactly), then ``_gradient_scan``."""
+    scale_in = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    vs, u = [], None
+    for t, y in enumerate(_norm_steps(x, scale, shift, residual, T, static)):
+        v = y * scale_in if scale_in != 1.0 else y
+        if u is not None:
+            v = v + cfg.decay * u
+        vs.append(v)
+        u = v * (1.0 - spikes[t]) if cfg.reset == "hard" else v - cfg.threshold * spikes[t]
+    grad = _gradient_scan(grad_spikes, vs, cfg, spikes)
+    return grad.sum(0) if static else grad
 
 
 @functools.cache
@@ -115,6 +171,27 @@ def _compiled_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: N
     return grad.view(membrane.shape)
 
 
+def _per_channel_views(x, scale, shift, residual, T: int, static: bool):
+    rows = x.shape[0] if static else x.shape[0] // T
+    lead = (rows,) if static else (T, rows)
+    x = x.view(*lead, x.shape[1], -1)
+    residual = None if residual is None else residual.reshape(T, rows, *x.shape[-2:])
+    return x, scale.view(-1, 1), shift.view(-1, 1), residual
+
+
+def _compiled_norm_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+    views = _per_channel_views(x, scale, shift, residual, T, static)
+    return _compiled(_norm_spike_scan)(*views, cfg, T, static)
+
+
+def _compiled_norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg, T, static):
+    x, scale, shift, residual = _per_channel_views(x, scale, shift, residual, T, static)
+    shape = (T, *(x.shape if static else x.shape[1:]))
+    return _compiled(_norm_gradient_scan)(
+        grad_spikes.reshape(shape), spikes.reshape(shape), x, scale, shift, residual, cfg, T, static
+    )
+
+
 def _compile_unavailable(device: torch.device) -> str | None:
     if device.type == "cuda":
         try:
@@ -128,7 +205,13 @@ def _compile_unavailable(device: torch.device) -> str | None:
 
 
 LIF_BACKENDS.register("compile")(
-    LIFBackend(_compiled_forward, _compiled_backward, _compile_unavailable)
+    LIFBackend(
+        _compiled_forward,
+        _compiled_backward,
+        _compiled_norm_forward,
+        _compiled_norm_backward,
+        _compile_unavailable,
+    )
 )
 
 

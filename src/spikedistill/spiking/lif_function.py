@@ -8,6 +8,10 @@ surrogate for all steps at once and then runs the reverse recurrence, one fused 
 
 with ``du/dv = 1 - s`` (hard, detached), ``1 - s - v * sg`` (hard), ``1`` (soft, detached),
 ``1 - threshold * sg`` (soft) and ``k = 1 - decay`` if ``decay_input`` else 1.
+
+``norm_lif_forward`` / ``norm_lif_backward`` are the scans of a LIF driven by a BatchNorm
+(``norm_lif``): they keep no membrane; backward recomputes it, then runs the same recurrence one
+step at a time in place.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterator
 import torch
 
 from .config import NeuronConfig
-from .surrogate import surrogate_derivative
+from .surrogate import surrogate_in_place
 
 
 def lif_steps(
@@ -69,7 +73,7 @@ def lif_forward(
 
 def lif_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
     """``dL/dx [T, ...]`` from ``dL/ds`` and the saved pre-reset membrane (see module doc)."""
-    sg = surrogate_derivative(cfg.surrogate, membrane - cfg.threshold, cfg.alpha)
+    sg = surrogate_in_place(cfg.surrogate, membrane - cfg.threshold, cfg.alpha)
     grad = grad_spikes * sg  # becomes g_t in place, step by step
     if cfg.reset == "soft" and cfg.detach_reset:
         coeff = None  # c_t = decay
@@ -87,3 +91,73 @@ def lif_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronC
     if cfg.decay_input:
         grad.mul_(1.0 - cfg.decay)
     return grad
+
+
+# -- BatchNorm + LIF (``norm_lif``): the neuron driven by y = x * scale + shift [+ residual] -----
+def norm_drive(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    residual: torch.Tensor | None,
+    T: int,
+    static: bool,
+) -> torch.Tensor:
+    """The neuron input ``[T, rows, C, L]`` (a stride-0 view over T when ``static``) from a
+    BatchNorm input ``x [T*rows, C, ...]`` (static: ``[rows, C, ...]``) and per-channel ``scale``,
+    ``shift`` ``[C]``. One ``addcmul``, so a recompute gives the same bits."""
+    rows = x.shape[0] if static else x.shape[0] // T
+    per_step = x.view(1 if static else T, rows, x.shape[1], -1)
+    y = torch.addcmul(shift.view(-1, 1), per_step, scale.view(-1, 1))
+    if residual is not None:
+        y.add_(residual.reshape(y.shape))
+    return y.expand(T, *y.shape[1:]) if static else y
+
+
+def norm_lif_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+    """Spikes ``[T, rows, C, L]`` of the LIF driven by ``norm_drive``, written over the drive
+    (one ``[T, ...]`` buffer)."""
+    drive = norm_drive(x, scale, shift, residual, T, static)
+    spikes = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device) if static else drive
+    for _ in lif_steps(drive, cfg, spikes=spikes):  # step t reads drive[t] before writing it
+        pass
+    return spikes
+
+
+def norm_lif_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: NeuronConfig, T, static):
+    """``dL/dy``, the gradient at the neuron input (``[rows, C, L]``, summed over T, when
+    ``static``). The drive and the membrane are recomputed by the forward's own ops (the same
+    values; ``spikes`` are not needed) into one ``[T, ...]`` buffer that then takes the gradient."""
+    drive = norm_drive(x, scale, shift, residual, T, static)
+    membrane = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device) if static else drive
+    for _ in lif_steps(drive, cfg, membrane=membrane):
+        pass
+    grad = lif_backward_in_place(grad_spikes.view(membrane.shape), membrane, cfg)
+    if not static:
+        return grad
+    return grad[0] if T == 1 else grad.sum(0)
+
+
+def lif_backward_in_place(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
+    """``lif_backward`` one step at a time, writing ``dL/dx_t`` over ``membrane[t]`` once that
+    step is done: no temporary larger than one step."""
+    later = None  # g_{t+1}
+    for t in range(membrane.shape[0] - 1, -1, -1):
+        v = membrane[t]
+        sg = surrogate_in_place(cfg.surrogate, v - cfg.threshold, cfg.alpha)
+        coeff = None  # c_t = decay * du_t/dv_t; None: the constant decay (soft, detached)
+        if later is not None and cfg.reset == "soft" and not cfg.detach_reset:
+            coeff = torch.mul(sg, -cfg.threshold * cfg.decay).add_(cfg.decay)
+        elif later is not None and cfg.reset == "hard":
+            coeff = (v < cfg.threshold).to(v.dtype)
+            if not cfg.detach_reset:
+                coeff.addcmul_(sg, v, value=-1.0)
+            coeff.mul_(cfg.decay)
+        g = torch.mul(grad_spikes[t], sg, out=v)  # v is not needed any more
+        if later is not None and coeff is None:
+            g.add_(later, alpha=cfg.decay)
+        elif later is not None:
+            g.addcmul_(coeff, later)
+        later = g
+    if cfg.decay_input:
+        membrane.mul_(1.0 - cfg.decay)
+    return membrane

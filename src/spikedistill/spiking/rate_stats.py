@@ -23,7 +23,7 @@ import torch
 
 from .config import NeuronConfig
 from .lif_function import lif_steps
-from .surrogate import surrogate_derivative
+from .surrogate import surrogate_in_place
 
 
 @torch.no_grad()
@@ -36,12 +36,14 @@ def rate_and_eligibility(
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
     T = x.shape[0]
     spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device)
-    elig = torch.zeros_like(x[0])
+    rate = torch.zeros_like(x[0])  # summed in the loop: a sum over the bool [T, ...] spikes
+    elig = torch.zeros_like(x[0])  # would first convert all of them to float
     eps: float | torch.Tensor = c
     constant_eps = cfg.reset == "soft" and cfg.detach_reset
     for t, v, s in lif_steps(x, cfg):
         spikes[t].copy_(s)
-        sg = surrogate_derivative(cfg.surrogate, v - cfg.threshold, cfg.alpha)
+        rate.add_(s)
+        sg = surrogate_in_place(cfg.surrogate, v - cfg.threshold, cfg.alpha)
         if isinstance(eps, float):
             elig.add_(sg, alpha=eps)
         else:
@@ -56,5 +58,4 @@ def rate_and_eligibility(
         else:  # rho / decay = 1 - threshold sg
             rho = sg.mul_(-cfg.threshold).add_(1.0)
         eps = rho.mul_(eps).mul_(cfg.decay).add_(c)
-    rate = spikes.sum(0, dtype=x.dtype).div_(T)
-    return spikes, rate, elig.div_(T)
+    return spikes, rate.div_(T), elig.div_(T)

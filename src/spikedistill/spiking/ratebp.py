@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from .encoding import time_first
 from .layers import FoldedNeuron, fold_time, unfold_time
 from .neuron import LIF
+from .norm_lif import batch_statistics
 from .rate_stats import rate_and_eligibility
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
@@ -218,14 +219,7 @@ class RateBackprop:
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             x = x.to(m.weight.dtype if m.weight is not None else torch.get_default_dtype())
-            if m.training and m.running_mean is not None:
-                mean, var = torch.batch_norm_update_stats(
-                    x, m.running_mean, m.running_var, _momentum(m)
-                )  # biased var; running stats updated as the class does
-            elif m.running_mean is None:
-                var, mean = torch.var_mean(x, _bn_dims(x), correction=0)
-            else:
-                mean, var = m.running_mean, m.running_var
+            mean, var = batch_statistics(m, x)  # biased var; running stats updated as usual
             records[m] = (mean, var)
             scale = torch.rsqrt(var + m.eps)
             if m.weight is not None:
@@ -244,12 +238,3 @@ class RateBackprop:
             return StraightThroughBatchNorm.apply(x, spike_mean, spike_var, m.weight, m.bias, m.eps)
 
         return forward
-
-
-def _momentum(m: _BatchNorm) -> float:
-    """The momentum of this train-mode step of ``m``, counting the step as the class does."""
-    if m.num_batches_tracked is not None:
-        m.num_batches_tracked.add_(1)
-        if m.momentum is None:  # cumulative moving average
-            return 1.0 / float(m.num_batches_tracked)
-    return 0.0 if m.momentum is None else m.momentum

@@ -21,31 +21,37 @@ import torch
 from ..registry import Registry
 
 SurrogateFn = Callable[[torch.Tensor, float], torch.Tensor]
+#: ``fn(x, alpha)`` overwrites ``x`` with ``sg(x)`` and returns it (callers pass a fresh tensor,
+#: such as ``v - threshold``, so no temporary the size of ``x`` is made)
 SURROGATES: Registry[SurrogateFn] = Registry("surrogate")
 
 
 @SURROGATES.register("triangle")
 def triangle(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    return (alpha - alpha * alpha * x.abs()).clamp_(min=0.0)
+    return x.abs_().mul_(-alpha * alpha).add_(alpha).clamp_(min=0.0)
 
 
 @SURROGATES.register("sigmoid")
 def sigmoid(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    sig = torch.sigmoid(x * alpha)
-    return torch.addcmul(sig, sig, sig, value=-1.0).mul_(alpha)  # alpha (sig - sig^2)
+    sig = x.mul_(alpha).sigmoid_()
+    return sig.addcmul_(sig, sig, value=-1.0).mul_(alpha)  # alpha (sig - sig^2)
 
 
 @SURROGATES.register("atan")
 def atan(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    scaled = x * (math.pi / 2 * alpha)
-    return scaled.square_().add_(1.0).reciprocal_().mul_(alpha / 2)
+    return x.mul_(math.pi / 2 * alpha).square_().add_(1.0).reciprocal_().mul_(alpha / 2)
 
 
 @SURROGATES.register("rectangle")
 def rectangle(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    return (x.abs() < 0.5 / alpha).to(x.dtype).mul_(alpha)
+    return x.abs_().lt_(0.5 / alpha).mul_(alpha)
+
+
+def surrogate_in_place(name: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``sg(x)`` of the named surrogate, written over ``x`` (which must be the caller's own)."""
+    return SURROGATES.get(name)(x, alpha)
 
 
 def surrogate_derivative(name: str, x: torch.Tensor, alpha: float) -> torch.Tensor:
     """``sg(x)`` of the named surrogate (a new tensor of ``x``'s shape and dtype)."""
-    return SURROGATES.get(name)(x, alpha)
+    return surrogate_in_place(name, x.clone(), alpha)

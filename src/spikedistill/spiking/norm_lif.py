@@ -1,0 +1,165 @@
+r"""A BatchNorm feeding a LIF neuron as one autograd op, for BPTT training.
+
+Run one after the other, BatchNorm keeps its input ``x`` (the convolution's output) for backward
+and the LIF its pre-reset membrane ``v``: two float tensors per layer. ``BatchNormLIF`` keeps
+only ``x`` (and the spikes, saved as ``bool`` and shared with the next layer, which saves them
+anyway) and recomputes the neuron input and the membrane in backward, elementwise:
+
+    y = w (x - mu) / sqrt(var + eps) + b  [+ r],     s = LIF(y)
+    dL/dy = LIF backward along the forward's spikes,  dL/dx, dL/dw, dL/db = BatchNorm backward,
+    dL/dr = dL/dy
+
+with batch statistics over every dim but the channel (``T*B*H*W``: tdBN). ``x`` is time-folded
+``[T*B, C, ...]``, or ``[B, C, ...]`` for a static stem whose output drives every step. The
+residual ``r [T*B, C, ...]`` is the shortcut of a post-activation residual block.
+
+``norm_act(norm, act, x)`` is how models call a BatchNorm and its activation: the fused op where
+it applies (a train-mode ``BatchNorm`` feeding a spikedistill LIF while autograd records, with
+no hooks on either module, no forward replaced, e.g. by Rate-BP, and ``x`` in the BN's dtype),
+else ``act(norm(x) [+ r])`` as written. ``run_layers`` runs a list of layers that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .backends import active_backend
+from .config import NeuronConfig
+from .layers import FoldedNeuron
+from .neuron import LIF
+from .saved_spikes import mark_spikes
+
+_BatchNorm = nn.modules.batchnorm._BatchNorm
+
+
+def bn_momentum(m: _BatchNorm) -> float:
+    """The momentum of this train-mode step of ``m``, counting the step as the class does."""
+    if m.num_batches_tracked is not None:
+        m.num_batches_tracked.add_(1)
+        if m.momentum is None:  # cumulative moving average
+            return 1.0 / float(m.num_batches_tracked)
+    return 0.0 if m.momentum is None else m.momentum
+
+
+@torch.no_grad()
+def batch_statistics(m: _BatchNorm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, biased var)`` per channel that ``m`` normalises ``x`` with in its mode, updating
+    the running statistics of a train-mode step exactly as the class does."""
+    if m.training and m.running_mean is not None:
+        return torch.batch_norm_update_stats(x, m.running_mean, m.running_var, bn_momentum(m))
+    if m.training or m.running_mean is None:
+        var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+        return mean, var
+    return m.running_mean, m.running_var
+
+
+class BatchNormLIF(torch.autograd.Function):
+    """``(x, weight, bias, mean, invstd, residual, cfg, T, static) -> spikes [T*B, C, ...]``
+    for batch statistics ``mean``, ``invstd = (var + eps)^-1/2`` of ``x``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, invstd, residual, cfg: NeuronConfig, T, static):
+        scale = invstd if weight is None else invstd * weight
+        shift = -mean * scale if bias is None else bias - mean * scale
+        backend = active_backend()
+        spikes = backend.norm_forward(x, scale, shift, residual, cfg, T, static)
+        rows = x.shape[0] * T if static else x.shape[0]
+        spikes = mark_spikes(spikes.view(rows, *x.shape[1:]))  # saved as bool, like its readers
+        ctx.cfg, ctx.T, ctx.static, ctx.backend = cfg, T, static, backend
+        ctx.save_for_backward(x, weight, mean, invstd, scale, shift, residual, spikes)
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):
+        x, weight, mean, invstd, scale, shift, residual, spikes = ctx.saved_tensors
+        grad_y = ctx.backend.norm_backward(
+            grad_spikes.contiguous(), spikes, x, scale, shift, residual, ctx.cfg, ctx.T, ctx.static
+        )
+        needs = ctx.needs_input_grad
+        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad_y.reshape(x.shape), x, weight, None, None, mean, invstd, True, 0.0, list(needs[:3])
+        )
+        grad_r = grad_y.reshape(residual.shape) if needs[5] else None
+        return grad_x, grad_w, grad_b, None, None, grad_r, None, None, None
+
+
+def has_hooks(m: nn.Module) -> bool:
+    """Whether ``m`` has forward or backward hooks of its own."""
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks) or bool(
+        m._backward_pre_hooks
+    )
+
+
+def _global_hooks() -> bool:
+    g = nn.modules.module
+    return bool(g._global_forward_hooks or g._global_forward_pre_hooks) or bool(
+        g._global_backward_hooks or g._global_backward_pre_hooks
+    )
+
+
+def fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``act(norm(x))`` may run as ``BatchNormLIF`` (see the module docstring)."""
+    return (
+        isinstance(norm, _BatchNorm)
+        and isinstance(act, FoldedNeuron)
+        and norm.training
+        and torch.is_grad_enabled()
+        and type(norm).forward is _BatchNorm.forward  # not SyncBatchNorm or a custom one
+        and type(act.neuron).forward is LIF.forward
+        and "forward" not in vars(norm)
+        and "forward" not in vars(act)
+        and x.dtype == (norm.weight.dtype if norm.weight is not None else x.dtype)
+        and x.dim() >= 2
+        and x.is_floating_point()
+        and not (has_hooks(norm) or has_hooks(act) or has_hooks(act.neuron) or _global_hooks())
+    )
+
+
+def norm_act(
+    norm: nn.Module,
+    act: nn.Module,
+    x: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    static: bool = False,
+) -> torch.Tensor:
+    """``act(norm(x) + residual)``; fused into ``BatchNormLIF`` where that applies.
+
+    ``static``: ``x [B, ...]`` is a direct-encoded stem output, the neuron input at every step.
+    The unfused residual sum is in place (BatchNorm's backward does not need its output)."""
+    if fusable(norm, act, x):
+        mean, var = batch_statistics(norm, x)
+        invstd = torch.rsqrt(var + norm.eps)
+        cfg = act.neuron.config
+        return BatchNormLIF.apply(
+            x.contiguous(), norm.weight, norm.bias, mean, invstd, residual, cfg, act.T, static
+        )
+    y = norm(x)
+    if residual is not None:
+        y += residual
+    return act(y, static=True) if static else act(y)
+
+
+def _is_activation(m: nn.Module) -> bool:
+    return isinstance(m, (FoldedNeuron, nn.ReLU))
+
+
+def run_layers(layers: Sequence[nn.Module], x: torch.Tensor, static: bool = False) -> torch.Tensor:
+    """Apply ``layers`` in order, each BatchNorm directly followed by an activation through
+    ``norm_act``; ``static`` is passed to a final neuron (a direct-encoded stem)."""
+    i = 0
+    while i < len(layers):
+        m = layers[i]
+        last = i + 2 == len(layers)
+        if isinstance(m, _BatchNorm) and i + 1 < len(layers) and _is_activation(layers[i + 1]):
+            x = norm_act(m, layers[i + 1], x, static=static and last)
+            i += 2
+        elif static and i + 1 == len(layers) and isinstance(m, FoldedNeuron):
+            x = m(x, static=True)
+            i += 1
+        else:
+            x = m(x)
+            i += 1
+    return x

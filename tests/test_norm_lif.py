@@ -1,0 +1,235 @@
+"""BatchNorm + LIF as one op (``spiking.norm_lif``) against BatchNorm followed by the independent
+reference neuron, and fused zoo models against the same models run layer by layer."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from reference import reference_lif
+from spikedistill.models import build_model
+from spikedistill.spiking import LIF, FoldedNeuron, neuron_backend, neuron_config
+from spikedistill.spiking.norm_lif import fusable, norm_act
+
+CONFIGS = [
+    neuron_config("tdbn"),
+    neuron_config("ratebp"),
+    neuron_config("if"),
+    neuron_config("tdbn", reset="soft", decay_input=True, surrogate="atan", alpha=1.7),
+    neuron_config("tdbn", detach_reset=True, decay=0.8, surrogate="rectangle", threshold=0.6),
+]
+VARIANTS = ["plain", "spike_residual", "float_residual", "static"]
+T, B = 4, 3
+
+
+def _inputs(variant):
+    g = torch.Generator().manual_seed(0)
+    rows = B if variant == "static" else T * B
+    x = torch.randn(rows, 5, 4, 4, generator=g, dtype=torch.float64) * 2 + 0.3
+    residual = None
+    if variant == "spike_residual":
+        residual = (torch.rand(T * B, 5, 4, 4, generator=g) < 0.3).double()
+    elif variant == "float_residual":
+        residual = torch.randn(T * B, 5, 4, 4, generator=g, dtype=torch.float64)
+    weights = torch.randn(T * B, 5, 4, 4, generator=g, dtype=torch.float64)
+    return x, residual, weights
+
+
+def _bn():
+    torch.manual_seed(1)
+    bn = nn.BatchNorm2d(5).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    return bn.train()
+
+
+def _reference(cfg, variant):
+    """BatchNorm, residual sum and the step-by-step autograd neuron (tests/reference.py)."""
+    x, residual, weights = _inputs(variant)
+    bn = _bn()
+    x.requires_grad_(True)
+    if residual is not None:
+        residual.requires_grad_(True)
+    y = bn(x)
+    if residual is not None:
+        y = y + residual
+    steps = (
+        y.unsqueeze(0).expand(T, *y.shape) if variant == "static" else y.view(T, B, *y.shape[1:])
+    )
+    spikes = reference_lif(steps, cfg).flatten(0, 1)
+    return _grads(spikes, weights, x, residual, bn)
+
+
+def _fused(cfg, variant):
+    x, residual, weights = _inputs(variant)
+    bn = _bn()
+    act = FoldedNeuron(LIF(cfg), T)
+    x.requires_grad_(True)
+    if residual is not None:
+        residual.requires_grad_(True)
+    assert fusable(bn, act, x)
+    spikes = norm_act(bn, act, x, residual=residual, static=variant == "static")
+    assert type(spikes.grad_fn).__name__ == "BatchNormLIFBackward"
+    return _grads(spikes, weights, x, residual, bn)
+
+
+def _grads(spikes, weights, x, residual, bn):
+    inputs = [x, bn.weight, bn.bias] + ([residual] if residual is not None else [])
+    grads = torch.autograd.grad((spikes * weights).sum(), inputs)
+    return spikes.detach(), grads, (bn.running_mean.clone(), bn.running_var.clone())
+
+
+def _check(cfg, variant, backend):
+    ref_spikes, ref_grads, ref_stats = _reference(cfg, variant)
+    with neuron_backend(backend):
+        spikes, grads, stats = _fused(cfg, variant)
+    assert torch.equal(spikes, ref_spikes)
+    assert 0 < spikes.mean() < 1
+    for ours, theirs in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-10)
+    for ours, theirs in zip(stats, ref_stats, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.reset}-{c.surrogate}-{c.decay}")
+def test_fused_op_equals_batchnorm_then_reference_neuron(cfg, variant):
+    _check(cfg, variant, "torch")
+
+
+@pytest.mark.parametrize("variant", ["spike_residual", "static"])
+@pytest.mark.parametrize("cfg", CONFIGS[:2], ids=["tdbn", "ratebp"])
+def test_compiled_fused_op_equals_the_reference(cfg, variant):
+    _check(cfg, variant, "compile")
+
+
+def _grad_fn_names(t: torch.Tensor) -> list[str]:
+    seen, stack, names = set(), [t.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack += [n for n, _ in node.next_functions]
+    return names
+
+
+def _unfused(model: nn.Module) -> nn.Module:
+    """A copy run layer by layer: a hook on every BatchNorm keeps it out of the fused op."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(lambda *args: None)
+    return model
+
+
+MODELS = {  # name -> (input channels and size, BatchNorms that feed a neuron)
+    "resnet8": (3, 32, 7),
+    "convnet3": (1, 28, 3),
+    "vgg8": (3, 32, 5),
+    "wrn_16_2": (3, 32, 13),
+    "pyramidnet20": (3, 32, 10),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fused_models_equal_the_layer_by_layer_run(name):
+    channels, size, n_fused = MODELS[name]
+    torch.manual_seed(0)
+    fused = build_model(name, 10, spiking=True, T=3, in_channels=channels).double().train()
+    plain = _unfused(fused)
+    x = torch.randn(4, channels, size, size, dtype=torch.float64)
+    weights = torch.randn(3, 4, 10, dtype=torch.float64)
+    outputs = []
+    for model in (fused, plain):
+        logits = model(x, per_step=True)
+        outputs.append(logits.detach())
+        names = _grad_fn_names(logits)
+        (logits * weights).sum().backward()
+        if model is fused:
+            assert names.count("BatchNormLIFBackward") == n_fused
+        else:
+            assert "BatchNormLIFBackward" not in names
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    for (n, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=n)
+    for a, b in zip(fused.buffers(), plain.buffers(), strict=True):
+        assert torch.equal(a, b)
+
+
+def _saved_activation_bytes(model: nn.Module, x: torch.Tensor, monkeypatch) -> int:
+    """Bytes that autograd keeps for backward in one training forward, as packed (spikes as
+    bool, each tensor once), parameters excluded."""
+    from spikedistill.spiking import saved_spikes
+
+    params = {p.data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+    real_hooks = torch.autograd.graph.saved_tensors_hooks
+
+    def counting_hooks(pack, unpack):
+        def counted(t):
+            item = pack(t)
+            bits = getattr(item, "bits", item)
+            if isinstance(bits, torch.Tensor) and bits.data_ptr() not in params:
+                kept[id(item)] = bits.numel() * bits.element_size()
+            return item
+
+        return real_hooks(counted, unpack)
+
+    monkeypatch.setattr(saved_spikes.torch.autograd.graph, "saved_tensors_hooks", counting_hooks)
+    loss = model(x).sum()
+    monkeypatch.undo()
+    del loss
+    return sum(kept.values())
+
+
+def test_fusion_keeps_the_bn_input_and_bool_spikes_instead_of_the_membrane(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, spiking=True, T=4).train()
+    x = torch.randn(8, 3, 32, 32)
+    fused = _saved_activation_bytes(model, x, monkeypatch)
+    plain = _saved_activation_bytes(_unfused(model), x, monkeypatch)
+    sizes: dict[str, list[int]] = {"neuron": [], "projection": []}
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, k=kind: sizes[k].append(o.numel()))
+        for m, kind in (
+            *((m, "neuron") for m in model.modules() if isinstance(m, FoldedNeuron)),
+            *((b.shortcut, "projection") for b in model.modules() if hasattr(b, "shortcut")),
+        )
+        if not isinstance(m, nn.Identity)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    # each neuron drops its float membrane; the last neuron's spikes (read by the average
+    # pool, which saves nothing) are now kept as bool; the fused op keeps a float residual
+    # (the projection shortcuts' outputs) that the unfused residual sum did not need
+    expected = 4 * sum(sizes["neuron"]) - sizes["neuron"][-1] - 4 * sum(sizes["projection"])
+    assert plain - fused == expected
+    assert fused < 0.65 * plain
+
+
+def test_what_is_not_fused():
+    cfg = neuron_config("tdbn")
+    bn, act = nn.BatchNorm2d(3).train(), FoldedNeuron(LIF(cfg), 2)
+    x = torch.randn(4, 3, 2, 2, requires_grad=True)
+    assert fusable(bn, act, x)
+    with torch.no_grad():
+        assert not fusable(bn, act, x)
+    assert not fusable(bn.eval(), act, x)
+    bn.train()
+    assert not fusable(bn, nn.ReLU(), x)
+    assert not fusable(nn.SyncBatchNorm(3), act, x)
+    assert not fusable(bn, act, x.detach().bfloat16())  # autocast: x is not in the BN's dtype
+    seen = []
+    handle = bn.register_forward_hook(lambda m, i, o: seen.append(o))
+    assert not fusable(bn, act, x)
+    out = norm_act(bn, act, x)  # run as written, so the hook sees the BatchNorm output
+    assert len(seen) == 1 and out.shape == x.shape
+    handle.remove()
+    act.forward = lambda z, static=False: z  # a replaced forward (Rate-BP does this) is used
+    assert not fusable(bn, act, x)
