@@ -162,7 +162,7 @@ def test_fused_models_equal_the_layer_by_layer_run(name):
 
 def _saved_activation_bytes(model: nn.Module, x: torch.Tensor, monkeypatch) -> int:
     """Bytes that autograd keeps for backward in one training forward, as packed (spikes as
-    bool, each tensor once), parameters excluded."""
+    bool), each storage once, parameters excluded."""
     from spikedistill.spiking import saved_spikes
 
     params = {p.data_ptr() for p in model.parameters()}
@@ -174,7 +174,7 @@ def _saved_activation_bytes(model: nn.Module, x: torch.Tensor, monkeypatch) -> i
             item = pack(t)
             bits = getattr(item, "bits", item)
             if isinstance(bits, torch.Tensor) and bits.data_ptr() not in params:
-                kept[id(item)] = bits.numel() * bits.element_size()
+                kept[bits.untyped_storage().data_ptr()] = bits.untyped_storage().nbytes()
             return item
 
         return real_hooks(counted, unpack)

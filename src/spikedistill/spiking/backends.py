@@ -114,7 +114,7 @@ def _norm_steps(x, scale, shift, residual, T: int, static: bool):
         yield y if residual is None else y + residual[t]
 
 
-def _norm_spike_scan(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+def _norm_spike_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, static: bool):
     """Spikes ``[T, rows, C, L]`` of the LIF driven by ``_norm_steps`` (no membrane stored)."""
     scale_in = 1.0 - cfg.decay if cfg.decay_input else 1.0
     out, u = [], None
@@ -128,7 +128,7 @@ def _norm_spike_scan(x, scale, shift, residual, cfg: NeuronConfig, T: int, stati
     return torch.stack(out)
 
 
-def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual, cfg, T: int, static: bool):
+def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual=None, *, cfg, T, static):
     """``dL/dy``: the membrane recomputed along the forward's ``spikes`` (they decide the
     resets, so the recompute follows the forward exactly), then ``_gradient_scan``."""
     scale_in = 1.0 - cfg.decay if cfg.decay_input else 1.0
@@ -138,36 +138,43 @@ def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual, cfg, T: 
         if u is not None:
             v = v + cfg.decay * u
         vs.append(v)
-        u = v * (1.0 - spikes[t]) if cfg.reset == "hard" else v - cfg.threshold * spikes[t]
+        fired = spikes[t].to(v.dtype)
+        u = v * (1.0 - fired) if cfg.reset == "hard" else v - cfg.threshold * fired
     grad = _gradient_scan(grad_spikes, vs, cfg, spikes)
     return grad.sum(0) if static else grad
 
 
 @functools.cache
-def _compiled(fn: Callable) -> Callable:
-    # a kernel per (T, cfg) and a few size classes: the scans see [T, N] with a dynamic N
-    # (shared by every layer shape and batch size) and unroll the loop over T. Many T and
-    # configs in one process (benchmarks, sweeps) must not hit Dynamo's default limit of 8,
-    # past which it silently runs eager
+def _compiled(fn: Callable, **constants) -> Callable:
+    """``fn`` compiled with ``constants`` (the neuron config, ``T``, ...) bound as closure
+    constants, which Dynamo guards far more cheaply than a dataclass argument. One kernel per
+    (fn, constants) and a few size classes: the scans see a dynamic batch and layer size, so
+    every layer shares them, and unroll the loop over T."""
     import torch._dynamo
 
+    # many T and configs in one process (benchmarks, sweeps) must not hit Dynamo's default
+    # limit of 8, past which it silently runs eager
     key = (
         "recompile_limit"
         if hasattr(torch._dynamo.config, "recompile_limit")
         else "cache_size_limit"
     )
     setattr(torch._dynamo.config, key, max(getattr(torch._dynamo.config, key), 64))
-    return torch.compile(fn, dynamic=True)
+
+    def bound(*tensors):
+        return fn(*tensors, **constants)
+
+    return torch.compile(bound, dynamic=True)
 
 
 def _compiled_forward(x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
-    membrane = _compiled(_membrane_scan)(x.reshape(x.shape[0], -1), cfg).view(x.shape)
+    membrane = _compiled(_membrane_scan, cfg=cfg)(x.reshape(x.shape[0], -1)).view(x.shape)
     return (membrane >= cfg.threshold).to(x.dtype), membrane if keep_membrane else None
 
 
 def _compiled_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
     T = membrane.shape[0]
-    grad = _compiled(_gradient_scan)(grad_spikes.reshape(T, -1), membrane.reshape(T, -1), cfg)
+    grad = _compiled(_gradient_scan, cfg=cfg)(grad_spikes.reshape(T, -1), membrane.reshape(T, -1))
     return grad.view(membrane.shape)
 
 
@@ -180,16 +187,17 @@ def _per_channel_views(x, scale, shift, residual, T: int, static: bool):
 
 
 def _compiled_norm_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
-    views = _per_channel_views(x, scale, shift, residual, T, static)
-    return _compiled(_norm_spike_scan)(*views, cfg, T, static)
+    x, scale, shift, residual = _per_channel_views(x, scale, shift, residual, T, static)
+    scan = _compiled(_norm_spike_scan, cfg=cfg, T=T, static=static)
+    return scan(x, scale, shift) if residual is None else scan(x, scale, shift, residual)
 
 
 def _compiled_norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg, T, static):
     x, scale, shift, residual = _per_channel_views(x, scale, shift, residual, T, static)
     shape = (T, *(x.shape if static else x.shape[1:]))
-    return _compiled(_norm_gradient_scan)(
-        grad_spikes.reshape(shape), spikes.reshape(shape), x, scale, shift, residual, cfg, T, static
-    )
+    scan = _compiled(_norm_gradient_scan, cfg=cfg, T=T, static=static)
+    args = (grad_spikes.reshape(shape), spikes.reshape(shape), x, scale, shift)
+    return scan(*args) if residual is None else scan(*args, residual)
 
 
 def _compile_unavailable(device: torch.device) -> str | None:

@@ -57,26 +57,37 @@ def batch_statistics(m: _BatchNorm, x: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 class BatchNormLIF(torch.autograd.Function):
-    """``(x, weight, bias, mean, invstd, residual, cfg, T, static) -> spikes [T*B, C, ...]``
-    for batch statistics ``mean``, ``invstd = (var + eps)^-1/2`` of ``x``."""
+    """``(x, weight, bias, mean, invstd, residual, cfg, T, static) -> (spikes [T*B, C, ...],
+    the same as bool)`` for batch statistics ``mean``, ``invstd = (var + eps)^-1/2`` of ``x``.
+    The bool spikes are what backward keeps, and what layers reading the spikes save."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, invstd, residual, cfg: NeuronConfig, T, static):
         scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
+        shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1.0)
         backend = active_backend()
         spikes = backend.norm_forward(x, scale, shift, residual, cfg, T, static)
-        rows = x.shape[0] * T if static else x.shape[0]
-        spikes = mark_spikes(spikes.view(rows, *x.shape[1:]))  # saved as bool, like its readers
+        spikes = spikes.view(x.shape[0] * T if static else x.shape[0], *x.shape[1:])
+        bits = spikes.to(torch.bool)
+        mark_spikes(spikes, bits)
+        ctx.mark_non_differentiable(bits)
         ctx.cfg, ctx.T, ctx.static, ctx.backend = cfg, T, static, backend
-        ctx.save_for_backward(x, weight, mean, invstd, scale, shift, residual, spikes)
-        return spikes
+        ctx.save_for_backward(x, weight, mean, invstd, scale, shift, residual, bits)
+        return spikes, bits
 
     @staticmethod
-    def backward(ctx, grad_spikes):
-        x, weight, mean, invstd, scale, shift, residual, spikes = ctx.saved_tensors
+    def backward(ctx, grad_spikes, _grad_bits):
+        x, weight, mean, invstd, scale, shift, residual, bits = ctx.saved_tensors
         grad_y = ctx.backend.norm_backward(
-            grad_spikes.contiguous(), spikes, x, scale, shift, residual, ctx.cfg, ctx.T, ctx.static
+            grad_spikes.contiguous(),
+            bits.view(torch.uint8),  # 0/1 bytes: read as such, no float copy
+            x,
+            scale,
+            shift,
+            residual,
+            ctx.cfg,
+            ctx.T,
+            ctx.static,
         )
         needs = ctx.needs_input_grad
         grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
@@ -133,9 +144,10 @@ def norm_act(
         mean, var = batch_statistics(norm, x)
         invstd = torch.rsqrt(var + norm.eps)
         cfg = act.neuron.config
-        return BatchNormLIF.apply(
+        spikes, _ = BatchNormLIF.apply(
             x.contiguous(), norm.weight, norm.bias, mean, invstd, residual, cfg, act.T, static
         )
+        return spikes
     y = norm(x)
     if residual is not None:
         y += residual

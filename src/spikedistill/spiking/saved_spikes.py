@@ -18,9 +18,10 @@ import torch
 _TAG = "_spikedistill_spikes"
 
 
-def mark_spikes(x: torch.Tensor) -> torch.Tensor:
-    """Tag ``x`` (0/1 values) as spikes; returns ``x``."""
-    setattr(x, _TAG, True)
+def mark_spikes(x: torch.Tensor, bits: torch.Tensor | None = None) -> torch.Tensor:
+    """Tag ``x`` (0/1 values) as spikes; returns ``x``. ``bits``: ``x`` as ``bool`` when the
+    caller already has it (it is then saved instead of a new conversion)."""
+    setattr(x, _TAG, True if bits is None else bits)
     return x
 
 
@@ -37,12 +38,13 @@ def spikes_saved_as_bool() -> Iterator[None]:
     packed: dict[int, tuple[weakref.ref, _Packed]] = {}
 
     def pack(x: torch.Tensor):
-        if not getattr(x, _TAG, False):
+        tag = getattr(x, _TAG, None)
+        if tag is None:
             return x
         hit = packed.get(id(x))
         if hit is not None and hit[0]() is x:
             return hit[1]
-        item = _Packed(x.to(torch.bool), x.dtype)
+        item = _Packed(tag if isinstance(tag, torch.Tensor) else x.to(torch.bool), x.dtype)
         packed[id(x)] = (weakref.ref(x), item)
         return item
 
