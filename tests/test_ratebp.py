@@ -8,7 +8,7 @@ from reference import reference_lif
 from spikedistill.errors import ConfigError
 from spikedistill.models import ZooModel, build_model
 from spikedistill.spiking import FoldedNeuron, neuron_config
-from spikedistill.spiking.rate_stats import rate_and_eligibility
+from spikedistill.spiking.rate_stats import spike_statistics
 from spikedistill.spiking.ratebp import RateBackprop
 
 
@@ -32,8 +32,8 @@ def test_eligibility_is_the_slope_of_rate_versus_constant_input(reset, detach, d
     T = 6
     rate = reference_lif(xbar.expand(T, -1), cfg).mean(0)
     (slope,) = torch.autograd.grad(rate.sum(), xbar)
-    _, r, e = rate_and_eligibility(xbar.detach().expand(T, -1).contiguous(), cfg)
-    assert torch.equal(r, rate.detach())
+    _, n, e = spike_statistics(xbar.detach().expand(T, -1).contiguous(), cfg)
+    assert torch.equal(n.double() / T, rate.detach())
     torch.testing.assert_close(e, slope, rtol=0, atol=1e-12)
 
 
@@ -71,10 +71,11 @@ def test_one_layer_input_gradient_is_eligibility_times_rate_gradient():
     (logits * g).sum().backward()
     # by hand: r and e from the spike pass; dL/dr = W^T g (linear readout); dL/dx = e * dL/dr
     drive = x.expand(4, 3, 2, 2)
-    _, r, e = rate_and_eligibility(
+    _, n, e = spike_statistics(
         drive.unsqueeze(0).expand(5, -1, -1, -1, -1).contiguous(), model.neuron_config
     )
     dl_dr = (g @ model.head[1].weight).view(4, 3, 2, 2)
+    r = n.float() / 5
     torch.testing.assert_close(logits, r.flatten(1) @ model.head[1].weight.T)
     torch.testing.assert_close(current.grad, e * dl_dr)
 
@@ -197,3 +198,115 @@ def test_block_checkpointing_is_bypassed_by_the_rate_pass():
         assert model.checkpoint_blocks is flag and model.T == 3
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _rate_step(model, x, monkeypatch=None, units=True):
+    """One Rate-BP step; ``units=False`` declines every unit (the layer-by-layer spike pass)."""
+    from spikedistill.spiking import ratebp
+
+    if not units:
+        monkeypatch.setattr(ratebp._UnitRecorder, "takes", lambda *args: False)
+    records = {}
+    real = ratebp.RateBackprop._patched
+
+    def keep_records(self, recs, phase):
+        records.update(recs)  # filled in by the record phase, read by the rate phase
+        return real(self, recs, phase)
+
+    view = ratebp.RateBackprop(model)
+    if monkeypatch is not None:
+        monkeypatch.setattr(ratebp.RateBackprop, "_patched", keep_records)
+    logits = view(x)
+    (logits * torch.arange(10.0, dtype=logits.dtype)).sum().backward()
+    if monkeypatch is not None:
+        monkeypatch.undo()
+    grads = [p.grad.clone() for p in model.parameters()]
+    return view.last_spike_logits, logits.detach(), grads, records
+
+
+@pytest.mark.parametrize("T", [3, 9])  # 9 > STORED_STEPS: units run in channel chunks
+@pytest.mark.parametrize("name", ["resnet8", "convnet3", "wrn_16_2", "pyramidnet20", "vgg8"])
+def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T, monkeypatch):
+    channels, size = (1, 28) if name == "convnet3" else (3, 32)
+    torch.manual_seed(0)
+    model = build_model(name, 10, spiking=True, T=T, neuron="ratebp", in_channels=channels)
+    model = model.double().train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, channels, size, size, dtype=torch.float64)
+    runs = []
+    for units in (True, False):
+        model.load_state_dict(state)
+        model.zero_grad()
+        runs.append((*_rate_step(model, x, monkeypatch, units), model.state_dict()))
+        runs[-1] = (*runs[-1][:4], {k: v.clone() for k, v in runs[-1][4].items()})
+    (spk_a, log_a, grad_a, rec_a, st_a), (spk_b, log_b, grad_b, rec_b, st_b) = runs
+    torch.testing.assert_close(spk_a, spk_b, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_a, log_b, rtol=0, atol=1e-12)
+    assert rec_a.keys() == rec_b.keys()
+    for m in rec_a:
+        for a, b in zip(rec_a[m], rec_b[m], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    for a, b in zip(grad_a, grad_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    for k in st_a:
+        torch.testing.assert_close(st_a[k], st_b[k], rtol=0, atol=1e-12)
+
+
+def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch):
+    """Beyond STORED_STEPS steps a unit's channels run in chunks: its float buffer holds at most
+    STORED_STEPS steps' worth of the layer, whatever T."""
+    from spikedistill.spiking import ratebp
+    from spikedistill.spiking.rate_stats import STORED_STEPS
+
+    sizes = []
+    real = ratebp._UnitRecorder._pre_activation
+
+    def spy(self, conv, x, T, rows, sl):
+        out = real(self, conv, x, T, rows, sl)
+        sizes.append((out.numel(), rows * conv.out_channels * out[0, 0].numel()))
+        return out
+
+    monkeypatch.setattr(ratebp._UnitRecorder, "_pre_activation", spy)
+    model = build_model("convnet3", 10, spiking=True, T=16, neuron="ratebp", in_channels=1)
+    RateBackprop(model.train())(torch.randn(4, 1, 28, 28)).sum().backward()
+    assert len(sizes) > 3  # layer1 and layer2 ran in chunks (the stem is static)
+    assert all(numel <= STORED_STEPS * one_step for numel, one_step in sizes)
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_eligibility_in_chunks_in_place_and_for_a_static_drive_agree(reset):
+    from spikedistill.spiking import rate_stats
+
+    cfg = neuron_config("ratebp", reset=reset)
+    torch.manual_seed(0)
+    drive = torch.rand(3, 5, 7, dtype=torch.float64) * 2
+    steps = drive.unsqueeze(0).expand(10, -1, -1, -1)  # static over T = 10 > STORED_STEPS
+    ref = spike_statistics(steps.contiguous(), cfg)  # chunked copies
+    static = spike_statistics(steps, cfg)
+    buffer = steps.contiguous()
+    in_place = spike_statistics(buffer, cfg, writable=True)
+    for a, b, c in zip(ref, static, in_place, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(buffer, steps)  # the writable drive now holds the membranes
+
+
+def test_spike_pass_max_pool_is_the_or_of_the_window():
+    from spikedistill.spiking.ratebp import _is_tiling_max_pool, _or_pool
+
+    spikes = torch.rand(6, 4, 9, 10) < 0.3
+    for k in (2, 3):
+        pool = nn.MaxPool2d(k)
+        assert _is_tiling_max_pool(pool)
+        expected = pool(spikes.float()).bool()
+        assert torch.equal(_or_pool(spikes, k), expected)
+    assert not _is_tiling_max_pool(nn.MaxPool2d(3, 2, 1))  # overlapping windows: max-pool
+
+
+def test_an_adaptive_pool_to_the_input_size_is_the_identity():
+    from spikedistill.spiking.layers import AdaptiveAvgPool2d, pool_is_identity
+
+    x = torch.randn(2, 3, 7, 7)
+    pool = AdaptiveAvgPool2d(7)
+    assert pool(x) is x and pool_is_identity(nn.AdaptiveAvgPool2d((None, 7)), x)
+    torch.testing.assert_close(AdaptiveAvgPool2d(1)(x), x.mean((2, 3), keepdim=True))
+    assert not pool_is_identity(nn.AdaptiveAvgPool2d(3), x)

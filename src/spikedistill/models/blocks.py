@@ -8,14 +8,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..spiking.norm_lif import norm_act, run_layers
+from ..spiking.layers import AdaptiveAvgPool2d
+from ..spiking.norm_lif import conv_norm_act, run_layers
 
 ActFactory = Callable[[], nn.Module]
 
 
 class FusedSequential(nn.Sequential):
-    """``nn.Sequential`` (same modules, same state dict) whose BatchNorm + activation pairs
-    run through ``norm_act``: one fused op when a BatchNorm feeds a LIF in BPTT training."""
+    """``nn.Sequential`` (same modules, same state dict) that runs its (convolution,)
+    BatchNorm + activation units through ``conv_norm_act`` / ``norm_act`` (``run_layers``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_layers(list(self), x)
@@ -59,8 +60,8 @@ class BasicBlock(nn.Module):
         self.act2 = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = norm_act(self.bn1, self.act1, self.conv1(x))
-        return norm_act(self.bn2, self.act2, self.conv2(out), residual=self.shortcut(x))
+        out = conv_norm_act(self.conv1, self.bn1, self.act1, x)
+        return conv_norm_act(self.conv2, self.bn2, self.act2, out, residual=self.shortcut(x))
 
 
 def classifier_head(
@@ -73,7 +74,7 @@ def classifier_head(
 ) -> nn.Sequential:
     """``[pre ->] pool -> flatten [-> fc1 -> act] -> fc``. The final linear layer is ``fc``."""
     layers: list[tuple[str, nn.Module]] = list(pre or [])
-    layers += [("pool", pool or nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
+    layers += [("pool", pool or AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
     if hidden:
         layers += [("fc1", nn.Linear(cin, hidden)), ("act", act())]
         cin = hidden

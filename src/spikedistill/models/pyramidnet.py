@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spiking.norm_lif import norm_act
+from ..spiking.norm_lif import conv_norm_act
 from .base import ZooModel
 from .blocks import ActFactory, classifier_head, conv3x3
 from .registry import register_variant
@@ -30,7 +30,7 @@ class PyramidBlock(nn.Module):
         self.extra_channels = cout - cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn3(self.conv2(norm_act(self.bn2, self.act, self.conv1(self.bn1(x)))))
+        out = self.bn3(self.conv2(conv_norm_act(self.conv1, self.bn2, self.act, self.bn1(x))))
         short = self.pool(x)
         if self.extra_channels:
             short = F.pad(short, (0, 0, 0, 0, 0, self.extra_channels))

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from ..spiking.layers import AdaptiveAvgPool2d
 from .base import ZooModel
 from .blocks import FusedSequential, classifier_head, conv3x3, conv_bn
 from .registry import register_variant
@@ -41,7 +42,7 @@ class ConvNet3(ZooModel):
         self.layer2 = FusedSequential(nn.MaxPool2d(2), *conv(2 * width, 4 * width), self.act())
         self.stage_names = ["layer1", "layer2"]
         features = 4 * width * head_pool * head_pool
-        pool = nn.AdaptiveAvgPool2d(head_pool)
+        pool = AdaptiveAvgPool2d(head_pool)
         self.head = classifier_head(features, num_classes, self.act, pool=pool)
 
 

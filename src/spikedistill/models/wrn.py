@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..spiking.norm_lif import norm_act
+from ..spiking.norm_lif import conv_norm_act, norm_act
 from .base import ZooModel
 from .blocks import ActFactory, classifier_head, conv3x3
 from .registry import register_variant
@@ -33,7 +33,7 @@ class PreActBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = norm_act(self.bn1, self.act1, x)
         short = x if self.shortcut is None else self.shortcut(a)
-        return self.conv2(norm_act(self.bn2, self.act2, self.conv1(a))) + short
+        return self.conv2(conv_norm_act(self.conv1, self.bn2, self.act2, a)) + short
 
 
 class WideResNet(ZooModel):

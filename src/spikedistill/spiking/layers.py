@@ -44,6 +44,22 @@ class TimeBatchNorm2d(nn.BatchNorm2d):
         return unfold_time(super().forward(fold_time(x)), x.shape[0])
 
 
+def pool_is_identity(pool: nn.AdaptiveAvgPool2d, x: torch.Tensor) -> bool:
+    """Whether the adaptive average pool ``pool`` leaves ``x [N, C, H, W]`` as it is (its output
+    size is the input's, as a ``head_pool=7`` head on a 7x7 map)."""
+    size = pool.output_size
+    size = (size, size) if isinstance(size, int) else size
+    return all(s is None or s == d for s, d in zip(size, x.shape[-2:], strict=True))
+
+
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` that returns its input when that is already the output size
+    (PyTorch computes the identity average then, forward and backward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if pool_is_identity(self, x) else super().forward(x)
+
+
 class FoldedNeuron(nn.Module):
     """Run a multi-step neuron on a time-folded ``[T*B, ...]`` tensor; returns ``[T*B, ...]``.
 

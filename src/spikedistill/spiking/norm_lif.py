@@ -13,15 +13,19 @@ with batch statistics over every dim but the channel (``T*B*H*W``: tdBN). ``x`` 
 ``[T*B, C, ...]``, or ``[B, C, ...]`` for a static stem whose output drives every step. The
 residual ``r [T*B, C, ...]`` is the shortcut of a post-activation residual block.
 
-``norm_act(norm, act, x)`` is how models call a BatchNorm and its activation: the fused op where
-it applies (a train-mode ``BatchNorm`` feeding a spikedistill LIF while autograd records, with
-no hooks on either module, no forward replaced, e.g. by Rate-BP, and ``x`` in the BN's dtype),
-else ``act(norm(x) [+ r])`` as written. ``run_layers`` runs a list of layers that way.
+``norm_act(norm, act, x)`` and ``conv_norm_act(conv, norm, act, x)`` are how models call a
+(convolution,) BatchNorm and activation unit: the fused op where it applies (a train-mode
+``BatchNorm`` feeding a spikedistill LIF while autograd records, with no hooks on either module,
+no forward replaced, e.g. by Rate-BP, and ``x`` in the BN's dtype), else ``act(norm(conv(x))
+[+ r])`` as written. A ``unit_executor`` (Rate-BP's spike pass) may run a whole unit its own way
+first. ``run_layers`` runs a list of layers, finding the units in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -33,6 +37,22 @@ from .neuron import LIF
 from .saved_spikes import mark_spikes
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
+_Conv = nn.modules.conv._ConvNd
+
+#: ``executor(conv or None, norm, act, x, residual, static) -> output``, or ``None`` when it
+#: leaves the unit to the usual path
+UnitExecutor = Callable[..., "torch.Tensor | None"]
+_EXECUTOR: ContextVar[UnitExecutor | None] = ContextVar("spikedistill_unit_executor", default=None)
+
+
+@contextlib.contextmanager
+def unit_executor(executor: UnitExecutor) -> Iterator[None]:
+    """Offer every (conv,) norm, act unit run in this context to ``executor`` first."""
+    token = _EXECUTOR.set(executor)
+    try:
+        yield
+    finally:
+        _EXECUTOR.reset(token)
 
 
 def bn_momentum(m: _BatchNorm) -> float:
@@ -45,15 +65,25 @@ def bn_momentum(m: _BatchNorm) -> float:
 
 
 @torch.no_grad()
-def batch_statistics(m: _BatchNorm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_statistics(
+    m: _BatchNorm,
+    x: torch.Tensor,
+    channels: slice = slice(None),
+    momentum: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, biased var)`` per channel that ``m`` normalises ``x`` with in its mode, updating
-    the running statistics of a train-mode step exactly as the class does."""
+    the running statistics of a train-mode step exactly as the class does. ``x`` may hold only
+    the ``channels`` of ``m``; a step split into such chunks passes its ``bn_momentum(m)``
+    (which counts the step) to each."""
     if m.training and m.running_mean is not None:
-        return torch.batch_norm_update_stats(x, m.running_mean, m.running_var, bn_momentum(m))
+        momentum = bn_momentum(m) if momentum is None else momentum
+        return torch.batch_norm_update_stats(
+            x, m.running_mean[channels], m.running_var[channels], momentum
+        )
     if m.training or m.running_mean is None:
         var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
         return mean, var
-    return m.running_mean, m.running_var
+    return m.running_mean[channels], m.running_var[channels]
 
 
 class BatchNormLIF(torch.autograd.Function):
@@ -140,6 +170,11 @@ def norm_act(
 
     ``static``: ``x [B, ...]`` is a direct-encoded stem output, the neuron input at every step.
     The unfused residual sum is in place (BatchNorm's backward does not need its output)."""
+    executor = _EXECUTOR.get()
+    if executor is not None:
+        out = executor(None, norm, act, x, residual, static)
+        if out is not None:
+            return out
     if fusable(norm, act, x):
         mean, var = batch_statistics(norm, x)
         invstd = torch.rsqrt(var + norm.eps)
@@ -154,21 +189,43 @@ def norm_act(
     return act(y, static=True) if static else act(y)
 
 
+def conv_norm_act(
+    conv: nn.Module,
+    norm: nn.Module,
+    act: nn.Module,
+    x: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    static: bool = False,
+) -> torch.Tensor:
+    """``act(norm(conv(x)) + residual)``: ``norm_act`` on ``conv(x)``, unless the active
+    ``unit_executor`` runs the unit. ``static``: ``x`` is the image of a direct-encoded stem."""
+    executor = _EXECUTOR.get()
+    if executor is not None:
+        out = executor(conv, norm, act, x, residual, static)
+        if out is not None:
+            return out
+    return norm_act(norm, act, conv(x), residual=residual, static=static)
+
+
 def _is_activation(m: nn.Module) -> bool:
     return isinstance(m, (FoldedNeuron, nn.ReLU))
 
 
 def run_layers(layers: Sequence[nn.Module], x: torch.Tensor, static: bool = False) -> torch.Tensor:
-    """Apply ``layers`` in order, each BatchNorm directly followed by an activation through
-    ``norm_act``; ``static`` is passed to a final neuron (a direct-encoded stem)."""
-    i = 0
-    while i < len(layers):
+    """Apply ``layers`` in order, each convolution + BatchNorm + activation through
+    ``conv_norm_act`` and each other BatchNorm + activation through ``norm_act``; ``static``
+    is passed to a final unit or neuron (a direct-encoded stem)."""
+    i, n = 0, len(layers)
+    while i < n:
         m = layers[i]
-        last = i + 2 == len(layers)
-        if isinstance(m, _BatchNorm) and i + 1 < len(layers) and _is_activation(layers[i + 1]):
-            x = norm_act(m, layers[i + 1], x, static=static and last)
+        unit = isinstance(m, _Conv) and i + 2 < n and isinstance(layers[i + 1], _BatchNorm)
+        if unit and _is_activation(layers[i + 2]):
+            x = conv_norm_act(m, layers[i + 1], layers[i + 2], x, static=static and i + 3 == n)
+            i += 3
+        elif isinstance(m, _BatchNorm) and i + 1 < n and _is_activation(layers[i + 1]):
+            x = norm_act(m, layers[i + 1], x, static=static and i + 2 == n)
             i += 2
-        elif static and i + 1 == len(layers) and isinstance(m, FoldedNeuron):
+        elif static and i + 1 == n and isinstance(m, FoldedNeuron):
             x = m(x, static=True)
             i += 1
         else:

@@ -36,15 +36,21 @@ from torch import nn
 
 from ..errors import ConfigError
 from .encoding import time_first
-from .layers import FoldedNeuron, fold_time, unfold_time
+from .layers import FoldedNeuron, fold_time, pool_is_identity, unfold_time
 from .neuron import LIF
-from .norm_lif import batch_statistics
-from .rate_stats import rate_and_eligibility
+from .norm_lif import (
+    batch_statistics,
+    bn_momentum,
+    has_hooks,
+    unit_executor,
+)
+from .rate_stats import STORED_STEPS, firing_rate, spike_statistics
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
 _SHAPE_ONLY = (nn.Identity, nn.Flatten, nn.Unflatten)  # fine on bool tensors as they are
 _FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer holds
+_Conv = nn.modules.conv._ConvNd
 
 
 def _bn_dims(x: torch.Tensor) -> list[int]:
@@ -90,6 +96,28 @@ class StraightThroughBatchNorm(torch.autograd.Function):
         grad_w = (gx_sum - mu * g_sum) * k if weight is not None else None
         grad_b = g_sum if ctx.needs_input_grad[4] else None
         return grad_x, None, None, grad_w, grad_b, None
+
+
+def _is_tiling_max_pool(m: nn.Module) -> bool:
+    """A 2-d max-pool whose square windows tile the input (kernel = stride, no padding)."""
+    if type(m) is not nn.MaxPool2d or m.return_indices or m.ceil_mode:
+        return False
+    k, s = m.kernel_size, m.stride
+    k, s = (k if isinstance(k, tuple) else (k, k)), (s if isinstance(s, tuple) else (s, s))
+    d, p = m.dilation, m.padding
+    return k[0] == k[1] == s[0] == s[1] and d in (1, (1, 1)) and p in (0, (0, 0))
+
+
+def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Max-pool of bool ``x [N, C, H, W]`` over tiling ``k x k`` windows: the OR of the ``k^2``
+    strided sub-grids (several times faster than a max-pool on bytes)."""
+    oh, ow = x.shape[-2] // k, x.shape[-1] // k
+    out = None
+    for i in range(k):
+        for j in range(k):
+            part = x[..., i : i + k * oh : k, j : j + k * ow : k]
+            out = part.clone() if out is None else out.bitwise_or_(part)
+    return out
 
 
 def _per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: int):
@@ -141,7 +169,8 @@ class RateBackprop:
         if not (model.training and torch.is_grad_enabled()):
             return model(x, per_step=per_step)
         records: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-        with self._patched(records, "record"), torch.no_grad():
+        recorder = _UnitRecorder(self, records)
+        with self._patched(records, "record"), torch.no_grad(), unit_executor(recorder):
             self.last_spike_logits = model(x, per_step=True)
         xbar = time_first(x, model.batch_first).mean(0) if x.dim() == 5 else x
         T = model.T
@@ -180,18 +209,20 @@ class RateBackprop:
     def _neuron_record(m: FoldedNeuron, records: dict):
         def forward(x: torch.Tensor, static: bool = False) -> torch.Tensor:
             steps = x.unsqueeze(0).expand(m.T, *x.shape) if static else unfold_time(x, m.T)
-            spikes, rate, elig = rate_and_eligibility(steps, m.neuron.config)
-            records[m] = (rate, elig)
+            spikes, counts, elig = spike_statistics(steps, m.neuron.config)
+            records[m] = (counts, elig)
             return fold_time(spikes)  # bool
 
         return forward
 
     @staticmethod
     def _neuron_rate(m: FoldedNeuron, records: dict):
+        T = m.T  # of the spike pass (the rate pass runs the model at T = 1)
+
         def forward(x: torch.Tensor, static: bool = False) -> torch.Tensor:
-            rate, elig = records[m]
+            counts, elig = records[m]
             xe = x * elig
-            return rate + (xe - xe.detach())
+            return firing_rate(counts, T, xe.dtype).add_(xe - xe.detach())
 
         return forward
 
@@ -203,7 +234,13 @@ class RateBackprop:
         def forward(x: torch.Tensor) -> torch.Tensor:
             if x.dtype != torch.bool:
                 out = cls_forward(m, x)
-            elif isinstance(m, _MAX_POOLS):  # the max of spikes is a spike
+            elif isinstance(m, nn.AdaptiveAvgPool2d) and pool_is_identity(m, x):
+                return x
+            elif _is_tiling_max_pool(m):  # the max of spikes is their OR
+                return _or_pool(
+                    x, m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                )
+            elif isinstance(m, _MAX_POOLS):
                 return cls_forward(m, x.view(torch.uint8)).view(torch.bool)
             else:
                 out = _per_step(lambda xt: cls_forward(m, xt.to(dtype)), x, T)
@@ -238,3 +275,102 @@ class RateBackprop:
             return StraightThroughBatchNorm.apply(x, spike_mean, spike_var, m.weight, m.bias, m.eps)
 
         return forward
+
+
+class _UnitRecorder:
+    r"""Spike pass of the student's (convolution,) BatchNorm, LIF units (``conv_norm_act``):
+    records what ``_norm_record`` and ``_neuron_record`` would, in one go per unit.
+
+    BatchNorm statistics and the neuron are per channel, so the unit runs its output channels
+    in chunks small enough that the float pre-activation ``[T*B, chunk, H, W]`` never holds
+    more than ``STORED_STEPS`` steps' worth of the layer (memory flat in T); the convolution
+    runs per time step on the bool spikes, chunk by chunk, with the same FLOPs in all. The
+    normalised drive is written over that buffer. Units it cannot take (hooks, grouped or
+    foreign convolutions, modules outside the student) go the usual way."""
+
+    def __init__(self, view: RateBackprop, records: dict) -> None:
+        self.records = records
+        self.neurons = {id(m) for m in view.neurons}
+        self.norms = {id(m) for m in view.norms}
+        self.convs = {id(m) for m in view.leaves if isinstance(m, _Conv) and m.groups == 1}
+        self.dtype = next(view.model.parameters()).dtype
+
+    def takes(self, conv, norm, act) -> bool:
+        modules = [norm, act, act.neuron] + ([] if conv is None else [conv])
+        return (
+            id(act) in self.neurons
+            and id(norm) in self.norms
+            and (conv is None or id(conv) in self.convs)
+            and not any(has_hooks(m) for m in modules)
+        )
+
+    def __call__(self, conv, norm, act, x, residual, static) -> torch.Tensor | None:
+        if not (isinstance(act, FoldedNeuron) and self.takes(conv, norm, act)):
+            return None
+        T, cfg = act.T, act.neuron.config
+        if static:  # a direct-encoded stem: one convolution, the drive repeats over T
+            y = x if conv is None else type(conv).forward(conv, x)
+            y = y.to(self.dtype) if conv is not None else y.to(self.dtype, copy=True)
+            mean, var = batch_statistics(norm, y)
+            drive = self._normalise(y, norm, mean, var, None)
+            spikes, counts, elig = spike_statistics(drive.expand(T, *drive.shape), cfg)
+            self.records[norm], self.records[act] = (mean, var), (counts, elig)
+            return fold_time(spikes)
+        rows = x.shape[0] // T
+        channels = x.shape[1] if conv is None else conv.out_channels
+        per_chunk = channels if T <= STORED_STEPS else -(-channels * STORED_STEPS // T)
+        chunks = [slice(c, min(c + per_chunk, channels)) for c in range(0, channels, per_chunk)]
+        momentum = bn_momentum(norm) if norm.training and norm.running_mean is not None else None
+        stats, out = [], None
+        for sl in chunks:
+            y = self._pre_activation(conv, x, T, rows, sl)
+            mean, var = batch_statistics(norm, y, sl, momentum)
+            r = None if residual is None else residual[:, sl]
+            drive = self._normalise(y, norm, mean, var, r, sl)
+            spikes, counts, elig = spike_statistics(unfold_time(drive, T), cfg, writable=True)
+            del y, drive
+            if len(chunks) == 1:
+                out = (spikes, counts, elig)
+            else:
+                if out is None:
+                    full = (channels, *elig.shape[2:])
+                    out = tuple(
+                        torch.empty(lead + full, dtype=t.dtype, device=t.device)
+                        for lead, t in (((T, rows), spikes), ((rows,), counts), ((rows,), elig))
+                    )
+                out[0][:, :, sl], out[1][:, sl], out[2][:, sl] = spikes, counts, elig
+            stats.append((mean, var))
+        mean, var = (torch.cat(v) for v in zip(*stats, strict=True))
+        spikes, counts, elig = out
+        self.records[norm], self.records[act] = (mean, var), (counts, elig)
+        return fold_time(spikes)
+
+    def _pre_activation(self, conv, x, T: int, rows: int, sl: slice) -> torch.Tensor:
+        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, on all steps at
+        once up to ``STORED_STEPS`` steps, else step by step (or the chunk of ``x`` itself
+        without a convolution, as a new tensor)."""
+        if conv is None:
+            return x[:, sl].to(self.dtype, copy=True)
+        weight = conv.weight[sl]
+        bias = None if conv.bias is None else conv.bias[sl]
+        steps = T if T <= STORED_STEPS else 1
+        out = None
+        for t in range(0, T, steps):
+            block = x[t * rows : min(T, t + steps) * rows]
+            y = conv._conv_forward(block.to(self.dtype), weight, bias)
+            if steps == T:
+                return y
+            if out is None:
+                out = y.new_empty((x.shape[0], *y.shape[1:]))
+            out[t * rows : t * rows + y.shape[0]] = y
+        return out
+
+    @staticmethod
+    def _normalise(y, norm, mean, var, residual, sl: slice = slice(None)) -> torch.Tensor:
+        """``y`` (a fresh buffer) overwritten with the BatchNorm output plus ``residual``."""
+        scale = torch.rsqrt(var + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight[sl]
+        shift = -mean * scale if norm.bias is None else norm.bias[sl] - mean * scale
+        y.mul_(_per_channel(scale, y)).add_(_per_channel(shift, y))
+        return y if residual is None else y.add_(residual)
