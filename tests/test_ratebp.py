@@ -275,7 +275,6 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch):
 
 @pytest.mark.parametrize("reset", ["soft", "hard"])
 def test_eligibility_in_chunks_in_place_and_for_a_static_drive_agree(reset):
-    from spikedistill.spiking import rate_stats
 
     cfg = neuron_config("ratebp", reset=reset)
     torch.manual_seed(0)
