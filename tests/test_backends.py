@@ -84,3 +84,26 @@ def test_trainer_runs_on_the_configured_backend(tmp_path, monkeypatch):
     assert calls == [("torch", torch.device("cpu"))]
     assert "T=2, torch neurons" in (tmp_path / "run" / "log.txt").read_text()
     assert active_backend() is LIF_BACKENDS.get("torch")
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend):
+    """The units' spike-pass kernels (BatchNorm + LIF + spike counts + eligibility) of a fast
+    backend give the reference's spikes, hence logits, and its eligibilities (so gradients)."""
+    import copy
+
+    from spikedistill.models import build_model
+    from spikedistill.spiking.ratebp import RateBackprop
+
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, spiking=True, T=5, neuron="ratebp").train()
+    other = copy.deepcopy(model)
+    x = torch.randn(4, 3, 32, 32)
+    ref_view = RateBackprop(model)
+    ref_view(x).sum().backward()
+    with neuron_backend(backend):
+        view = RateBackprop(other)
+        view(x).sum().backward()
+    assert torch.equal(view.last_spike_logits, ref_view.last_spike_logits)
+    for p, q in zip(other.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)

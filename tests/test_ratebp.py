@@ -284,8 +284,10 @@ def test_eligibility_in_chunks_in_place_and_for_a_static_drive_agree(reset):
     static = spike_statistics(steps, cfg)
     buffer = steps.contiguous()
     in_place = spike_statistics(buffer, cfg, writable=True)
-    for a, b, c in zip(ref, static, in_place, strict=True):
+    for a, b, c in zip(ref[:2], static[:2], in_place[:2], strict=True):  # spikes and counts
         assert torch.equal(a, b) and torch.equal(a, c)
+    for elig in (static[2], in_place[2]):  # vectorised and scalar loops may round apart
+        torch.testing.assert_close(elig, ref[2], rtol=0, atol=1e-14)
     assert not torch.equal(buffer, steps)  # the writable drive now holds the membranes
 
 

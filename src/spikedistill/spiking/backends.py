@@ -1,10 +1,12 @@
 r"""Compute backends of the multi-step LIF: the kernels behind ``MultiStepLIF``.
 
 A backend supplies the forward scan ``(x [T, ...], cfg, keep_membrane) -> (spikes, membrane)``
-and the backward scan ``(dL/ds, membrane, cfg) -> dL/dx`` of ``lif_function``'s recurrences, and
-the same two for a LIF driven by a BatchNorm (``norm_lif``): ``norm_forward(x, scale, shift,
+and the backward scan ``(dL/ds, membrane, cfg) -> dL/dx`` of ``lif_function``'s recurrences, the
+same two for a LIF driven by a BatchNorm (``norm_lif``): ``norm_forward(x, scale, shift,
 residual, cfg, T, static) -> spikes`` and ``norm_backward(dL/ds, spikes, x, scale, shift,
-residual, cfg, T, static) -> dL/dy``, which recomputes the membrane instead of reading it.
+residual, cfg, T, static) -> dL/dy``, which recomputes the membrane instead of reading it, and
+Rate-BP's spike pass of such a unit, ``norm_record(x, scale, shift, residual, cfg, T, static)
+-> (bool spikes, spike counts, eligibility)`` (``rate_stats``).
 Backends change speed, not results: spikes are identical and gradients equal up to float
 rounding (tests check every backend against ``torch``).
 
@@ -38,6 +40,7 @@ from .lif_function import (
     norm_lif_backward,
     norm_lif_forward,
 )
+from .rate_stats import count_dtype, norm_spike_statistics
 from .surrogate import SURROGATES
 
 
@@ -50,12 +53,20 @@ class LIFBackend:
     backward: Callable[[torch.Tensor, torch.Tensor, NeuronConfig], torch.Tensor]
     norm_forward: Callable[..., torch.Tensor]
     norm_backward: Callable[..., torch.Tensor]
+    norm_record: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     unavailable: Callable[[torch.device], str | None]
 
 
 LIF_BACKENDS: Registry[LIFBackend] = Registry("neuron backend")
 LIF_BACKENDS.register("torch")(
-    LIFBackend(lif_forward, lif_backward, norm_lif_forward, norm_lif_backward, lambda d: None)
+    LIFBackend(
+        lif_forward,
+        lif_backward,
+        norm_lif_forward,
+        norm_lif_backward,
+        norm_spike_statistics,
+        lambda device: None,
+    )
 )
 
 
@@ -144,6 +155,33 @@ def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual=None, *, 
     return grad.sum(0) if static else grad
 
 
+def _record_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, static: bool):
+    """Rate-BP's spike pass of a BatchNorm-driven LIF in one scan: ``(spikes [T, rows, C, L]
+    uint8, counts, T * eligibility)`` with the recursion of ``rate_stats`` in registers."""
+    surrogate = SURROGATES.get(cfg.surrogate)
+    c = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    spikes, u, counts, elig, eps = [], None, 0.0, 0.0, c
+    for t, y in enumerate(_norm_steps(x, scale, shift, residual, T, static)):
+        v = y * c if c != 1.0 else y
+        if u is not None:
+            v = v + cfg.decay * u
+        fired = v >= cfg.threshold
+        f = fired.to(v.dtype)
+        spikes.append(fired.to(torch.uint8))
+        counts = counts + f
+        sg = surrogate(v - cfg.threshold, cfg.alpha)
+        elig = elig + eps * sg
+        if t + 1 < T:
+            if cfg.reset == "soft":
+                rho = 1.0 if cfg.detach_reset else 1.0 - cfg.threshold * sg
+                u = v - cfg.threshold * f
+            else:
+                rho = 1.0 - f if cfg.detach_reset else 1.0 - f - v * sg
+                u = torch.where(fired, 0.0, v)
+            eps = c + cfg.decay * rho * eps
+    return torch.stack(spikes), counts, elig
+
+
 @functools.cache
 def _compiled(fn: Callable, **constants) -> Callable:
     """``fn`` compiled with ``constants`` (the neuron config, ``T``, ...) bound as closure
@@ -200,6 +238,20 @@ def _compiled_norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg,
     return scan(*args) if residual is None else scan(*args, residual)
 
 
+def _compiled_norm_record(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+    shape = x.shape if static else (x.shape[0] // T, *x.shape[1:])
+    x, scale, shift, residual = _per_channel_views(x, scale, shift, residual, T, static)
+    scan = _compiled(_record_scan, cfg=cfg, T=T, static=static)
+    spikes, counts, elig = (
+        scan(x, scale, shift) if residual is None else scan(x, scale, shift, residual)
+    )
+    return (
+        spikes.view(torch.bool).view(T, *shape),
+        counts.to(count_dtype(T)).view(shape),
+        elig.div_(T).view(shape),
+    )
+
+
 def _compile_unavailable(device: torch.device) -> str | None:
     if device.type == "cuda":
         try:
@@ -218,6 +270,7 @@ LIF_BACKENDS.register("compile")(
         _compiled_backward,
         _compiled_norm_forward,
         _compiled_norm_backward,
+        _compiled_norm_record,
         _compile_unavailable,
     )
 )

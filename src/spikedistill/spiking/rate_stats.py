@@ -69,6 +69,28 @@ def spike_statistics(
     return spikes.view(T, *step_shape), counts.view(step_shape), elig.div_(T).view(step_shape)
 
 
+def norm_spike_statistics(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    residual: torch.Tensor | None,
+    cfg: NeuronConfig,
+    T: int,
+    static: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``spike_statistics`` of the LIF driven by ``x * scale + shift [+ residual]``: a
+    BatchNorm input ``x [T*rows, C, ...]`` (``[rows, C, ...]`` when ``static``; the caller's own
+    buffer, normalised in place) and per-channel ``scale``, ``shift``. Returns ``[T, rows, ...]``
+    spikes and ``[rows, ...]`` counts and eligibility."""
+    shape = (-1, *([1] * (x.dim() - 2)))
+    drive = x.mul_(scale.view(shape)).add_(shift.view(shape))
+    if residual is not None:
+        drive.add_(residual)
+    if static:
+        return spike_statistics(drive.expand(T, *drive.shape), cfg)
+    return spike_statistics(drive.view(T, -1, *drive.shape[1:]), cfg, writable=True)
+
+
 def _charge_fire_reset(drive, v, spikes, cfg: NeuronConfig, static: bool) -> torch.Tensor:
     """Membranes into ``v [T, n]`` (which may be ``drive`` itself), spikes into ``spikes``;
     returns the spike counts (float). ``lif_steps``'s ops, with a float 0/1 scratch beside the

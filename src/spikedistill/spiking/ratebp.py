@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .backends import active_backend
 from .encoding import time_first
 from .layers import FoldedNeuron, fold_time, pool_is_identity, unfold_time
 from .neuron import LIF
@@ -312,8 +313,9 @@ class _UnitRecorder:
             y = x if conv is None else type(conv).forward(conv, x)
             y = y.to(self.dtype) if conv is not None else y.to(self.dtype, copy=True)
             mean, var = batch_statistics(norm, y)
-            drive = self._normalise(y, norm, mean, var, None)
-            spikes, counts, elig = spike_statistics(drive.expand(T, *drive.shape), cfg)
+            scale, shift = _affine(norm, mean, var)
+            record = active_backend().norm_record
+            spikes, counts, elig = record(y, scale, shift, None, cfg, T, True)
             self.records[norm], self.records[act] = (mean, var), (counts, elig)
             return fold_time(spikes)
         rows = x.shape[0] // T
@@ -326,9 +328,9 @@ class _UnitRecorder:
             y = self._pre_activation(conv, x, T, rows, sl)
             mean, var = batch_statistics(norm, y, sl, momentum)
             r = None if residual is None else residual[:, sl]
-            drive = self._normalise(y, norm, mean, var, r, sl)
-            spikes, counts, elig = spike_statistics(unfold_time(drive, T), cfg, writable=True)
-            del y, drive
+            scale, shift = _affine(norm, mean, var, sl)
+            spikes, counts, elig = active_backend().norm_record(y, scale, shift, r, cfg, T, False)
+            del y
             if len(chunks) == 1:
                 out = (spikes, counts, elig)
             else:
@@ -365,12 +367,11 @@ class _UnitRecorder:
             out[t * rows : t * rows + y.shape[0]] = y
         return out
 
-    @staticmethod
-    def _normalise(y, norm, mean, var, residual, sl: slice = slice(None)) -> torch.Tensor:
-        """``y`` (a fresh buffer) overwritten with the BatchNorm output plus ``residual``."""
-        scale = torch.rsqrt(var + norm.eps)
-        if norm.weight is not None:
-            scale = scale * norm.weight[sl]
-        shift = -mean * scale if norm.bias is None else norm.bias[sl] - mean * scale
-        y.mul_(_per_channel(scale, y)).add_(_per_channel(shift, y))
-        return y if residual is None else y.add_(residual)
+
+def _affine(norm: _BatchNorm, mean, var, sl: slice = slice(None)):
+    """Per-channel ``(scale, shift)`` of ``norm`` (channels ``sl``) for these statistics."""
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight[sl]
+    shift = -mean * scale if norm.bias is None else norm.bias[sl] - mean * scale
+    return scale, shift
