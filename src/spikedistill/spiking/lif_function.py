@@ -117,7 +117,10 @@ def norm_lif_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, stati
     """Spikes ``[T, rows, C, L]`` of the LIF driven by ``norm_drive``, written over the drive
     (one ``[T, ...]`` buffer)."""
     drive = norm_drive(x, scale, shift, residual, T, static)
-    spikes = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device) if static else drive
+    if static and T > 1:
+        spikes = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
+    else:
+        spikes = drive
     for _ in lif_steps(drive, cfg, spikes=spikes):  # step t reads drive[t] before writing it
         pass
     return spikes
@@ -128,7 +131,10 @@ def norm_lif_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: Neuro
     ``static``). The drive and the membrane are recomputed by the forward's own ops (the same
     values; ``spikes`` are not needed) into one ``[T, ...]`` buffer that then takes the gradient."""
     drive = norm_drive(x, scale, shift, residual, T, static)
-    membrane = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device) if static else drive
+    if static and T > 1:  # a view over time: the membranes need a buffer of their own
+        membrane = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
+    else:
+        membrane = drive
     for _ in lif_steps(drive, cfg, membrane=membrane):
         pass
     grad = lif_backward_in_place(grad_spikes.view(membrane.shape), membrane, cfg)
@@ -138,26 +144,29 @@ def norm_lif_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: Neuro
 
 
 def lif_backward_in_place(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
-    """``lif_backward`` one step at a time, writing ``dL/dx_t`` over ``membrane[t]`` once that
-    step is done: no temporary larger than one step."""
+    """``lif_backward`` one step at a time, writing ``g_t = dL/dx_t`` over ``membrane[t]`` as
+    that step's membrane is used up: besides ``membrane`` only the step's surrogate (and, for a
+    hard reset, a bool mask) is allocated. ``g_t = ds_t sg_t + c_t g_{t+1}`` as in the module
+    docstring, each reset mode ordered so that ``v_t`` is read before it is overwritten."""
     later = None  # g_{t+1}
     for t in range(membrane.shape[0] - 1, -1, -1):
-        v = membrane[t]
+        v, ds = membrane[t], grad_spikes[t]
         sg = surrogate_in_place(cfg.surrogate, v - cfg.threshold, cfg.alpha)
-        coeff = None  # c_t = decay * du_t/dv_t; None: the constant decay (soft, detached)
-        if later is not None and cfg.reset == "soft" and not cfg.detach_reset:
-            coeff = torch.mul(sg, -cfg.threshold * cfg.decay).add_(cfg.decay)
-        elif later is not None and cfg.reset == "hard":
-            coeff = (v < cfg.threshold).to(v.dtype)
-            if not cfg.detach_reset:
-                coeff.addcmul_(sg, v, value=-1.0)
-            coeff.mul_(cfg.decay)
-        g = torch.mul(grad_spikes[t], sg, out=v)  # v is not needed any more
-        if later is not None and coeff is None:
-            g.add_(later, alpha=cfg.decay)
-        elif later is not None:
-            g.addcmul_(coeff, later)
-        later = g
+        if later is None:
+            torch.mul(ds, sg, out=v)
+        elif cfg.reset == "soft" and cfg.detach_reset:  # c = decay
+            torch.mul(ds, sg, out=v).add_(later, alpha=cfg.decay)
+        elif cfg.reset == "soft":  # c = decay (1 - th sg): g = sg (ds - th decay g') + decay g'
+            torch.mul(later, -cfg.threshold * cfg.decay, out=v).add_(ds).mul_(sg)
+            v.add_(later, alpha=cfg.decay)
+        else:  # c = decay (1[v < th] [- v sg])
+            below = v < cfg.threshold
+            if cfg.detach_reset:
+                v.copy_(later).masked_fill_(~below, 0.0)
+            else:
+                v.mul_(sg).neg_().add_(below).mul_(later)
+            v.mul_(cfg.decay).addcmul_(ds, sg)
+        later = v
     if cfg.decay_input:
         membrane.mul_(1.0 - cfg.decay)
     return membrane
