@@ -71,22 +71,27 @@ LIF_BACKENDS.register("torch")(
 
 
 # -- compile ----------------------------------------------------------------------------------
-def _membrane_scan(x: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
-    """Pre-reset membrane ``v [T, ...]``, one step at a time (same op order as ``lif_steps``)."""
-    scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    steps = []
-    u = None
-    for t in range(x.shape[0]):
-        v = x[t] * scale if scale != 1.0 else x[t]
+def _lif_scan(drives: list, cfg: NeuronConfig, spikes=None) -> tuple[list, list]:
+    """Charge, fire and reset over the per-step inputs ``drives``: the pre-reset membranes
+    ``v_t`` and the 0/1 spikes ``s_t`` (float), written out step by step (Inductor unrolls
+    the loop and fuses it). ``spikes``, when given, decide the resets (a recompute that follows
+    its forward exactly)."""
+    c = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    vs, ss, u = [], [], None
+    for t, y in enumerate(drives):
+        v = y * c if c != 1.0 else y
         if u is not None:
             v = v + cfg.decay * u
-        steps.append(v)
-        fired = v >= cfg.threshold
-        if cfg.reset == "hard":
-            u = torch.where(fired, 0.0, v)
-        else:
-            u = v - cfg.threshold * fired.to(v.dtype)
-    return torch.stack(steps)
+        s = (v >= cfg.threshold).to(v.dtype) if spikes is None else spikes[t].to(v.dtype)
+        vs.append(v)
+        ss.append(s)
+        u = v * (1.0 - s) if cfg.reset == "hard" else v - cfg.threshold * s
+    return vs, ss
+
+
+def _membrane_scan(x: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
+    """Pre-reset membrane ``v [T, ...]`` of the LIF driven by ``x [T, ...]``."""
+    return torch.stack(_lif_scan([x[t] for t in range(x.shape[0])], cfg)[0])
 
 
 def _gradient_scan(
@@ -118,68 +123,44 @@ def _gradient_scan(
     return grad * (1.0 - cfg.decay) if cfg.decay_input else grad
 
 
-def _norm_steps(x, scale, shift, residual, T: int, static: bool):
-    """Per-step neuron input ``y_t = x_t scale + shift [+ r_t]`` on ``[T?, rows, C, L]`` views."""
-    for t in range(T):
-        y = (x if static else x[t]) * scale + shift
-        yield y if residual is None else y + residual[t]
+def _norm_drives(x, scale, shift, residual, T: int, static: bool) -> list:
+    """Per-step neuron inputs ``y_t = x_t scale + shift [+ r_t]`` on ``[T?, rows, C, L]`` views."""
+    ys = [(x if static else x[t]) * scale + shift for t in range(T)]
+    return ys if residual is None else [y + residual[t] for t, y in enumerate(ys)]
 
 
 def _norm_spike_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, static: bool):
-    """Spikes ``[T, rows, C, L]`` of the LIF driven by ``_norm_steps`` (no membrane stored)."""
-    scale_in = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    out, u = [], None
-    for y in _norm_steps(x, scale, shift, residual, T, static):
-        v = y * scale_in if scale_in != 1.0 else y
-        if u is not None:
-            v = v + cfg.decay * u
-        fired = v >= cfg.threshold
-        out.append(fired.to(v.dtype))
-        u = torch.where(fired, 0.0, v) if cfg.reset == "hard" else v - cfg.threshold * out[-1]
-    return torch.stack(out)
+    """Spikes ``[T, rows, C, L]`` of the LIF driven by ``_norm_drives`` (no membrane stored)."""
+    return torch.stack(_lif_scan(_norm_drives(x, scale, shift, residual, T, static), cfg)[1])
 
 
 def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual=None, *, cfg, T, static):
-    """``dL/dy``: the membrane recomputed along the forward's ``spikes`` (they decide the
-    resets, so the recompute follows the forward exactly), then ``_gradient_scan``."""
-    scale_in = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    vs, u = [], None
-    for t, y in enumerate(_norm_steps(x, scale, shift, residual, T, static)):
-        v = y * scale_in if scale_in != 1.0 else y
-        if u is not None:
-            v = v + cfg.decay * u
-        vs.append(v)
-        fired = spikes[t].to(v.dtype)
-        u = v * (1.0 - fired) if cfg.reset == "hard" else v - cfg.threshold * fired
+    """``dL/dy``: the membrane recomputed along the forward's ``spikes``, then the reverse
+    recurrence (summed over steps for a static drive)."""
+    drives = _norm_drives(x, scale, shift, residual, T, static)
+    vs, _ = _lif_scan(drives, cfg, spikes)
     grad = _gradient_scan(grad_spikes, vs, cfg, spikes)
     return grad.sum(0) if static else grad
 
 
 def _record_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, static: bool):
     """Rate-BP's spike pass of a BatchNorm-driven LIF in one scan: ``(spikes [T, rows, C, L]
-    uint8, counts, T * eligibility)`` with the recursion of ``rate_stats`` in registers."""
+    uint8, counts, T * eligibility)``, the eligibility recursion of ``rate_stats``."""
     surrogate = SURROGATES.get(cfg.surrogate)
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    spikes, u, counts, elig, eps = [], None, 0.0, 0.0, c
-    for t, y in enumerate(_norm_steps(x, scale, shift, residual, T, static)):
-        v = y * c if c != 1.0 else y
-        if u is not None:
-            v = v + cfg.decay * u
-        fired = v >= cfg.threshold
-        f = fired.to(v.dtype)
-        spikes.append(fired.to(torch.uint8))
-        counts = counts + f
+    vs, ss = _lif_scan(_norm_drives(x, scale, shift, residual, T, static), cfg)
+    elig, eps = 0.0, c
+    for t, (v, s) in enumerate(zip(vs, ss, strict=True)):
         sg = surrogate(v - cfg.threshold, cfg.alpha)
         elig = elig + eps * sg
+        if cfg.reset == "soft":
+            rho = 1.0 if cfg.detach_reset else 1.0 - cfg.threshold * sg
+        else:
+            rho = 1.0 - s if cfg.detach_reset else 1.0 - s - v * sg
         if t + 1 < T:
-            if cfg.reset == "soft":
-                rho = 1.0 if cfg.detach_reset else 1.0 - cfg.threshold * sg
-                u = v - cfg.threshold * f
-            else:
-                rho = 1.0 - f if cfg.detach_reset else 1.0 - f - v * sg
-                u = torch.where(fired, 0.0, v)
             eps = c + cfg.decay * rho * eps
-    return torch.stack(spikes), counts, elig
+    spikes = torch.stack([s.to(torch.uint8) for s in ss])
+    return spikes, sum(ss[1:], ss[0]), elig
 
 
 @functools.cache

@@ -15,11 +15,13 @@ T-free "rate graph" instead of unrolling time.
 
 Convolutions, linear layers, average pooling and residual sums are linear, so the rate-pass
 logits equal the spike-pass mean logits (max-pooling is the exception). The rate graph is
-independent of ``T``. The spike pass keeps its ``[T*B, ...]`` tensors small: neurons emit
-``bool`` spikes, layers fed by spikes run one time step at a time on a float copy of that step
-(max-pooling stays ``bool``), a static input is not copied ``T`` times, and a BatchNorm
-normalises a convolution's fresh output in place. What grows with ``T`` is then one float
-pre-activation and a few ``bool`` spike maps per layer.
+independent of ``T``, and so, nearly, is the spike pass: neurons emit ``bool`` spikes and keep
+spike counts as bytes; a model's convolution + BatchNorm + LIF units (``conv_norm_act``) run in
+output-channel chunks whose float pre-activation holds at most ``STORED_STEPS`` steps' worth of
+the layer (BatchNorm statistics and neurons are per channel, so nothing changes but the order);
+other layers fed by spikes run one time step at a time on a float copy of that step (max-pooling
+stays ``bool``), and a static input is not copied ``T`` times. What still grows with ``T`` is
+the ``bool`` spike maps (one byte per neuron and step).
 
 Only modules inside ``model`` are switched (a BRD teacher's BatchNorms are never touched), the
 switch is undone when the call returns, and nothing changes the global grad mode: inside
@@ -282,12 +284,13 @@ class _UnitRecorder:
     r"""Spike pass of the student's (convolution,) BatchNorm, LIF units (``conv_norm_act``):
     records what ``_norm_record`` and ``_neuron_record`` would, in one go per unit.
 
-    BatchNorm statistics and the neuron are per channel, so the unit runs its output channels
-    in chunks small enough that the float pre-activation ``[T*B, chunk, H, W]`` never holds
-    more than ``STORED_STEPS`` steps' worth of the layer (memory flat in T); the convolution
-    runs per time step on the bool spikes, chunk by chunk, with the same FLOPs in all. The
-    normalised drive is written over that buffer. Units it cannot take (hooks, grouped or
-    foreign convolutions, modules outside the student) go the usual way."""
+    BatchNorm statistics and the neuron are per channel, so beyond ``STORED_STEPS`` steps the
+    unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
+    H, W]`` never holds more than ``STORED_STEPS`` steps' worth of the layer (memory flat in
+    T); the convolution then runs per time step on the bool spikes, chunk by chunk (the same
+    FLOPs in all, in smaller calls). The backend's ``norm_record`` normalises that buffer and
+    runs the neuron. Units it cannot take (hooks, grouped or foreign convolutions, modules
+    outside the student) go the usual way."""
 
     def __init__(self, view: RateBackprop, records: dict) -> None:
         self.records = records
