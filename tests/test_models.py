@@ -188,3 +188,28 @@ def test_block_checkpointing_gives_the_same_step_with_less_saved(name, spiking, 
     assert saved1 < 0.6 * saved0
     stage = build_model(name, 10, spiking=spiking, in_channels=channels).stages()[0][1]
     assert {type(u).__name__ for u in checkpoint_units(stage)} == {unit}
+
+
+def test_plain_stages_run_inline_and_free_their_input():
+    """forward_features runs a hook-free FusedSequential stage layer by layer: its input is
+    gone once the first layer has used it (no grad: nothing saves it); a hooked stage is
+    still called as a module, with the same output."""
+    import weakref
+
+    torch.manual_seed(0)
+    model = build_model("convnet3", 10, spiking=True, T=2, in_channels=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    stem_out = []
+    first = model.layer1[0]  # the max-pool: its input is the stem's spikes
+    handle = first.register_forward_pre_hook(lambda m, a: stem_out.append(weakref.ref(a[0])))
+    alive = []
+    model.layer1[1].register_forward_pre_hook(lambda m, a: alive.append(stem_out[-1]() is not None))
+    with torch.no_grad():
+        inline = model(x)
+        calls = []
+        model.layer1.register_forward_hook(lambda m, a, o: calls.append(1))
+        called = model(x)
+    handle.remove()
+    assert alive == [False, True]  # freed inline; held by the call of the hooked stage
+    assert calls == [1]
+    torch.testing.assert_close(inline, called, rtol=0, atol=0)

@@ -256,7 +256,7 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch):
     """Beyond STORED_STEPS steps a unit's channels run in chunks: its float buffer holds at most
     STORED_STEPS steps' worth of the layer, whatever T."""
     from spikedistill.spiking import ratebp
-    from spikedistill.spiking.rate_stats import STORED_STEPS
+    from spikedistill.spiking.ratebp import STORED_STEPS
 
     sizes = []
     real = ratebp._UnitRecorder._pre_activation
@@ -273,14 +273,18 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch):
     assert all(numel <= STORED_STEPS * one_step for numel, one_step in sizes)
 
 
-@pytest.mark.parametrize("reset", ["soft", "hard"])
-def test_eligibility_in_chunks_in_place_and_for_a_static_drive_agree(reset):
+@pytest.mark.parametrize(("reset", "chunk"), [("soft", None), ("hard", None), ("hard", 16)])
+def test_eligibility_of_a_copy_in_place_and_for_a_static_drive_agree(reset, chunk, monkeypatch):
+    from spikedistill.spiking import rate_stats
+
+    if chunk is not None:  # 105 neurons scanned 16 at a time, the last chunk short
+        monkeypatch.setattr(rate_stats, "SCAN_CHUNK", chunk)
 
     cfg = neuron_config("ratebp", reset=reset)
     torch.manual_seed(0)
     drive = torch.rand(3, 5, 7, dtype=torch.float64) * 2
-    steps = drive.unsqueeze(0).expand(10, -1, -1, -1)  # static over T = 10 > STORED_STEPS
-    ref = spike_statistics(steps.contiguous(), cfg)  # chunked copies
+    steps = drive.unsqueeze(0).expand(10, -1, -1, -1)  # static over T = 10
+    ref = spike_statistics(steps.contiguous(), cfg)  # scratch buffers
     static = spike_statistics(steps, cfg)
     buffer = steps.contiguous()
     in_place = spike_statistics(buffer, cfg, writable=True)
@@ -294,13 +298,29 @@ def test_eligibility_in_chunks_in_place_and_for_a_static_drive_agree(reset):
 def test_spike_pass_max_pool_is_the_or_of_the_window():
     from spikedistill.spiking.ratebp import _is_tiling_max_pool, _or_pool
 
-    spikes = torch.rand(6, 4, 9, 10) < 0.3
-    for k in (2, 3):
-        pool = nn.MaxPool2d(k)
-        assert _is_tiling_max_pool(pool)
-        expected = pool(spikes.float()).bool()
-        assert torch.equal(_or_pool(spikes, k), expected)
+    even = torch.rand(6, 4, 8, 10) < 0.3  # k = 2 takes the int16 path here
+    for spikes in (even, torch.rand(6, 4, 9, 10) < 0.3, even.transpose(-1, -2)):
+        for k in (2, 3):
+            pool = nn.MaxPool2d(k)
+            assert _is_tiling_max_pool(pool)
+            expected = pool(spikes.float()).bool()
+            assert torch.equal(_or_pool(spikes, k), expected)
     assert not _is_tiling_max_pool(nn.MaxPool2d(3, 2, 1))  # overlapping windows: max-pool
+
+
+def test_rate_pass_max_pool_keeps_only_indices_and_matches_the_max_pool_gradient():
+    from spikedistill.spiking.ratebp import _TilingMaxPool
+
+    torch.manual_seed(0)
+    rates = (torch.randint(0, 5, (3, 4, 8, 9)).double() / 4).requires_grad_(True)  # many ties
+    g = torch.randn(3, 4, 4, 4, dtype=torch.float64)
+    ours = _TilingMaxPool.apply(rates, 2)
+    ref = nn.functional.max_pool2d(rates, 2)
+    assert torch.equal(ours, ref)
+    assert [t.dtype for t in ours.grad_fn.saved_tensors] == [torch.int64]
+    (grad_ours,) = torch.autograd.grad(ours, rates, g)
+    (grad_ref,) = torch.autograd.grad(ref, rates, g)
+    assert torch.equal(grad_ours, grad_ref)
 
 
 def test_an_adaptive_pool_to_the_input_size_is_the_identity():

@@ -30,6 +30,7 @@ from ..errors import ConfigError
 from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
 from ..spiking.norm_lif import has_hooks, run_layers
 from ..spiking.saved_spikes import spikes_saved_as_bool
+from .blocks import inline_steps
 
 
 class ZooModel(nn.Module):
@@ -119,6 +120,11 @@ class ZooModel(nn.Module):
         z = self.encode(x)
         recompute = self.checkpoint_blocks and self.training and torch.is_grad_enabled()
         for _, stage in self.stages():
+            steps = None if recompute else inline_steps(stage)
+            if steps is not None:  # run here: an input no layer saves is freed once used
+                for step in steps:
+                    z = step(z)
+                continue
             if not recompute:
                 z = stage(z)
                 continue

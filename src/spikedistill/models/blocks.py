@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from ..spiking.layers import AdaptiveAvgPool2d
-from ..spiking.norm_lif import conv_norm_act, run_layers
+from ..spiking.norm_lif import (
+    Layer,
+    conv_norm_act,
+    global_hooks,
+    has_hooks,
+    layer_steps,
+    run_layers,
+)
 
 ActFactory = Callable[[], nn.Module]
 
@@ -20,6 +27,17 @@ class FusedSequential(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_layers(list(self), x)
+
+
+def inline_steps(stage: nn.Module) -> list[Layer] | None:
+    """The ``layer_steps`` of a plain ``FusedSequential`` stage, for a caller to run one by one
+    (so the stage input is freed after its first layer, as when the stage itself holds it not),
+    or None when the stage must be called as a module (hooks, a patched forward, a subclass)."""
+    if type(stage) is not FusedSequential or "forward" in vars(stage):
+        return None
+    if has_hooks(stage) or global_hooks():
+        return None
+    return layer_steps(list(stage))
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:

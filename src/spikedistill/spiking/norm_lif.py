@@ -24,6 +24,7 @@ first. ``run_layers`` runs a list of layers, finding the units in it.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 
@@ -42,6 +43,7 @@ _Conv = nn.modules.conv._ConvNd
 #: ``executor(conv or None, norm, act, x, residual, static) -> output``, or ``None`` when it
 #: leaves the unit to the usual path
 UnitExecutor = Callable[..., "torch.Tensor | None"]
+Layer = Callable[[torch.Tensor], torch.Tensor]
 _EXECUTOR: ContextVar[UnitExecutor | None] = ContextVar("spikedistill_unit_executor", default=None)
 
 
@@ -134,7 +136,8 @@ def has_hooks(m: nn.Module) -> bool:
     )
 
 
-def _global_hooks() -> bool:
+def global_hooks() -> bool:
+    """Whether any global module hook is registered."""
     g = nn.modules.module
     return bool(g._global_forward_hooks or g._global_forward_pre_hooks) or bool(
         g._global_backward_hooks or g._global_backward_pre_hooks
@@ -155,7 +158,7 @@ def fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
         and x.dtype == (norm.weight.dtype if norm.weight is not None else x.dtype)
         and x.dim() >= 2
         and x.is_floating_point()
-        and not (has_hooks(norm) or has_hooks(act) or has_hooks(act.neuron) or _global_hooks())
+        and not (has_hooks(norm) or has_hooks(act) or has_hooks(act.neuron) or global_hooks())
     )
 
 
@@ -211,24 +214,38 @@ def _is_activation(m: nn.Module) -> bool:
     return isinstance(m, (FoldedNeuron, nn.ReLU))
 
 
-def run_layers(layers: Sequence[nn.Module], x: torch.Tensor, static: bool = False) -> torch.Tensor:
-    """Apply ``layers`` in order, each convolution + BatchNorm + activation through
-    ``conv_norm_act`` and each other BatchNorm + activation through ``norm_act``; ``static``
-    is passed to a final unit or neuron (a direct-encoded stem)."""
+def layer_steps(layers: Sequence[nn.Module], static: bool = False) -> list[Layer]:
+    """``layers`` as the calls ``run_layers`` makes, in order: each convolution + BatchNorm +
+    activation one ``conv_norm_act``, each other BatchNorm + activation one ``norm_act``, any
+    other layer itself; ``static`` is passed to a final unit or neuron (a direct-encoded stem).
+    A caller that loops over them itself (``x = step(x)``) frees each input once it is used."""
+    steps: list[Layer] = []
     i, n = 0, len(layers)
     while i < n:
         m = layers[i]
         unit = isinstance(m, _Conv) and i + 2 < n and isinstance(layers[i + 1], _BatchNorm)
         if unit and _is_activation(layers[i + 2]):
-            x = conv_norm_act(m, layers[i + 1], layers[i + 2], x, static=static and i + 3 == n)
+            last = static and i + 3 == n
+            steps.append(
+                functools.partial(conv_norm_act, m, layers[i + 1], layers[i + 2], static=last)
+            )
             i += 3
         elif isinstance(m, _BatchNorm) and i + 1 < n and _is_activation(layers[i + 1]):
-            x = norm_act(m, layers[i + 1], x, static=static and i + 2 == n)
+            steps.append(
+                functools.partial(norm_act, m, layers[i + 1], static=static and i + 2 == n)
+            )
             i += 2
         elif static and i + 1 == n and isinstance(m, FoldedNeuron):
-            x = m(x, static=True)
+            steps.append(functools.partial(m, static=True))
             i += 1
         else:
-            x = m(x)
+            steps.append(m)
             i += 1
+    return steps
+
+
+def run_layers(layers: Sequence[nn.Module], x: torch.Tensor, static: bool = False) -> torch.Tensor:
+    """Apply ``layers`` in order, finding the units in them (``layer_steps``)."""
+    for step in layer_steps(layers, static):
+        x = step(x)
     return x

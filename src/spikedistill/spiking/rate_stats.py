@@ -14,12 +14,11 @@ where ``c`` is the input scale (``1 - decay`` with ``decay_input``, else 1) and 
 - hard reset, not detached: ``rho_t = decay * (1 - s_t - v_t * sg_t)``
 
 so ``e`` approximates ``d r / d xbar``, the slope of the rate-versus-mean-input curve. Computed
-without autograd: the membranes of a chunk of neurons are kept for all ``T`` steps, then the
-surrogate runs on the whole chunk at once (a weighted sum over time for the default soft,
-detached reset). Chunks hold at most ``STORED_STEPS`` steps' worth of the layer, so memory does
-not grow with ``T``; a drive the caller gives away (``writable``) holds the membranes itself.
-Spikes are returned as ``bool``; the charge, fire and reset ops are those of ``lif_steps``, so
-the spikes are the same bits as the BPTT forward's.
+without autograd in one pass over time that accumulates ``e`` as it goes: no membrane
+sequence is kept, the neurons are scanned ``SCAN_CHUNK`` at a time with two float buffers of
+that size (none when the caller gives its drive away, ``writable``), so memory grows with ``T``
+only by the ``bool`` spikes. The charge, fire
+and reset ops are those of ``lif_steps``, so the spikes are the same bits as the BPTT forward's.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ import torch
 from .config import NeuronConfig
 from .surrogate import surrogate_in_place
 
-#: a chunk of neurons keeps its membranes for at most this many steps' worth of the layer
-STORED_STEPS = 4
+#: neurons per scan: the scratch of a static or read-only drive is two such float buffers
+SCAN_CHUNK = 1 << 18
 
 
 def count_dtype(T: int) -> torch.dtype:
@@ -50,22 +49,21 @@ def spike_statistics(
     """``(spikes [T, ...] bool, counts [...], eligibility [...])`` of a LIF driven by ``x``.
 
     ``x`` is ``[T, ...]``, or a static input expanded over time (stride 0). ``writable``: ``x``
-    is the caller's own contiguous buffer, overwritten with the membranes (no chunking)."""
+    is the caller's own contiguous buffer, used as the membranes' scratch (overwritten)."""
     T, step_shape = x.shape[0], x.shape[1:]
     static = T > 1 and x.stride(0) == 0
-    base = x[0].reshape(-1) if static else x.reshape(T, -1)
-    in_place = writable and not static and base.data_ptr() == x.data_ptr()
-    n = base.shape[-1]
+    drive = x[0].reshape(1, -1).expand(T, -1) if static else x.reshape(T, -1)
+    in_place = writable and not static and drive.data_ptr() == x.data_ptr()
+    n = drive.shape[-1]
     spikes = torch.empty((T, n), dtype=torch.bool, device=x.device)
     counts = torch.zeros(n, dtype=count_dtype(T), device=x.device)
-    elig = torch.empty(n, dtype=x.dtype, device=x.device)
-    size = n if in_place else max(1, n * min(T, STORED_STEPS) // T)
+    elig = torch.zeros(n, dtype=x.dtype, device=x.device)
+    size = min(n, SCAN_CHUNK)
+    scratch = None if in_place else drive.new_empty((2, size))
     for start in range(0, n, size):
         part = slice(start, min(n, start + size))
-        drive = base[part] if static else base[:, part]
-        v = base[:, part] if in_place else x.new_empty((T, part.stop - part.start))
-        counts[part] = _charge_fire_reset(drive, v, spikes[:, part], cfg, static)
-        elig[part] = _eligibility(v, spikes[:, part], cfg)
+        buffers = None if scratch is None else scratch[:, : part.stop - start]
+        _scan(drive[:, part], spikes[:, part], counts[part], elig[part], cfg, buffers)
     return spikes.view(T, *step_shape), counts.view(step_shape), elig.div_(T).view(step_shape)
 
 
@@ -91,60 +89,53 @@ def norm_spike_statistics(
     return spike_statistics(drive.view(T, -1, *drive.shape[1:]), cfg, writable=True)
 
 
-def _charge_fire_reset(drive, v, spikes, cfg: NeuronConfig, static: bool) -> torch.Tensor:
-    """Membranes into ``v [T, n]`` (which may be ``drive`` itself), spikes into ``spikes``;
-    returns the spike counts (float). ``lif_steps``'s ops, with a float 0/1 scratch beside the
-    bool spikes (arithmetic on bool tensors converts them first)."""
-    scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    fired = torch.empty_like(v[0])
-    counts = torch.zeros_like(v[0])
+def _scan(drive, spikes, counts, elig, cfg: NeuronConfig, scratch) -> None:
+    """One pass over the steps of ``drive [T, n]``: spikes into ``spikes [T, n]`` (bool),
+    their sum into ``counts``, ``T * e`` into ``elig`` (zeros). The membrane ``v_t`` goes into
+    ``drive[t]`` (``scratch`` None) or into one of the two ``scratch`` buffers, and the other
+    one takes the surrogate. ``lif_steps``'s charge, fire and reset ops on a float 0/1 copy of
+    the spikes (float compares and arithmetic beat those on ``bool``), so the spikes are the
+    BPTT forward's bits."""
+    T, c = drive.shape[0], (1.0 - cfg.decay if cfg.decay_input else 1.0)
+    eps: float | torch.Tensor = c if cfg.reset == "soft" and cfg.detach_reset else None
+    if eps is None:  # eps_t depends on the neuron: a tensor
+        eps = torch.full_like(drive[0], c)
+    fired, total = torch.empty_like(drive[0]), torch.zeros_like(drive[0])
     u = None  # post-reset membrane of the previous step
-    for t in range(v.shape[0]):
-        d, vt = (drive if static else drive[t]), v[t]
-        if scale != 1.0:
-            torch.mul(d, scale, out=vt)
-            if u is not None:
-                vt.add_(u, alpha=cfg.decay)
-        elif u is None:
-            if vt.data_ptr() != d.data_ptr():
-                vt.copy_(d)
-        else:
-            torch.add(d, u, alpha=cfg.decay, out=vt)
-        torch.ge(vt, cfg.threshold, out=fired)
-        torch.ge(vt, cfg.threshold, out=spikes[t])
-        counts.add_(fired)
-        if t + 1 < v.shape[0]:
-            if cfg.reset == "hard":
-                u = torch.addcmul(vt, vt, fired, value=-1.0)
-            else:
-                u = torch.sub(vt, fired, alpha=cfg.threshold)
-    return counts
-
-
-def _eligibility(v: torch.Tensor, spikes: torch.Tensor, cfg: NeuronConfig) -> torch.Tensor:
-    """``T * e`` from the membranes ``v [T, n]`` (consumed) and ``spikes [T, n]``."""
-    T, c = v.shape[0], (1.0 - cfg.decay if cfg.decay_input else 1.0)
-    if cfg.reset == "soft" and cfg.detach_reset:  # eps_t are numbers: one weighted sum
-        eps = [c]
-        for _ in range(T - 1):
-            eps.append(c + cfg.decay * eps[-1])
-        sg = surrogate_in_place(cfg.surrogate, v.sub_(cfg.threshold), cfg.alpha)
-        return torch.tensordot(torch.tensor(eps, dtype=v.dtype, device=v.device), sg, dims=1)
-    elig = torch.zeros_like(v[0])
-    eps: float | torch.Tensor = c
     for t in range(T):
-        sg = surrogate_in_place(cfg.surrogate, v[t] - cfg.threshold, cfg.alpha)
+        v = drive[t] if scratch is None else scratch[t % 2]
+        if c != 1.0:
+            torch.mul(drive[t], c, out=v)
+            if u is not None:
+                v.add_(u, alpha=cfg.decay)
+        elif u is None:
+            if v.data_ptr() != drive[t].data_ptr():
+                v.copy_(drive[t])
+        else:
+            torch.add(drive[t], u, alpha=cfg.decay, out=v)
+        torch.ge(v, cfg.threshold, out=fired)
+        spikes[t].copy_(fired)
+        total.add_(fired)
+        # the surrogate goes where u was (read above, free now)
+        free = u if u is not None else scratch[1] if scratch is not None else torch.empty_like(v)
+        sg = surrogate_in_place(cfg.surrogate, torch.sub(v, cfg.threshold, out=free), cfg.alpha)
         if isinstance(eps, float):
             elig.add_(sg, alpha=eps)
         else:
             elig.addcmul_(sg, eps)
         if t + 1 == T:
             break
-        if cfg.reset == "hard":  # rho / decay = 1 - s [- v sg]
-            rho = (~spikes[t]).to(v.dtype)
-            if not cfg.detach_reset:
-                rho.addcmul_(sg, v[t], value=-1.0)
-        else:  # rho / decay = 1 - threshold sg
-            rho = sg.mul_(-cfg.threshold).add_(1.0)
-        eps = rho.mul_(eps).mul_(cfg.decay).add_(c)
-    return elig
+        if isinstance(eps, float):  # soft reset, detached: rho = decay
+            eps = c + cfg.decay * eps
+        else:
+            if cfg.reset == "hard":  # rho / decay = 1 - s [- v sg]
+                rho = sg.mul_(v) if not cfg.detach_reset else sg.zero_()
+                rho.add_(fired).neg_().add_(1.0)
+            else:  # rho / decay = 1 - threshold sg
+                rho = sg.mul_(-cfg.threshold).add_(1.0)
+            eps.mul_(rho).mul_(cfg.decay).add_(c)
+        if cfg.reset == "hard":
+            u = v.addcmul_(v, fired, value=-1.0)
+        else:
+            u = v.sub_(fired, alpha=cfg.threshold)
+    counts.copy_(total)

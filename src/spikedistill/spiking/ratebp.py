@@ -31,10 +31,12 @@ switch is undone when the call returns, and nothing changes the global grad mode
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import ConfigError
 from .backends import active_backend
@@ -47,13 +49,15 @@ from .norm_lif import (
     has_hooks,
     unit_executor,
 )
-from .rate_stats import STORED_STEPS, firing_rate, spike_statistics
+from .rate_stats import firing_rate, spike_statistics
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
 _SHAPE_ONLY = (nn.Identity, nn.Flatten, nn.Unflatten)  # fine on bool tensors as they are
 _FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer holds
 _Conv = nn.modules.conv._ConvNd
+#: a unit's float pre-activation holds at most this many steps' worth of its layer
+STORED_STEPS = 4
 
 
 def _bn_dims(x: torch.Tensor) -> list[int]:
@@ -80,7 +84,7 @@ class StraightThroughBatchNorm(torch.autograd.Function):
         scale = k if weight is None else k * weight
         shift = -mu * scale if bias is None else bias - mu * scale
         ctx.save_for_backward(x, mu, k, weight)
-        return x * _per_channel(scale, x) + _per_channel(shift, x)
+        return torch.mul(x, _per_channel(scale, x)).add_(_per_channel(shift, x))
 
     @staticmethod
     def backward(ctx, g):
@@ -101,6 +105,20 @@ class StraightThroughBatchNorm(torch.autograd.Function):
         return grad_x, None, None, grad_w, grad_b, None
 
 
+class _RateNeuron(torch.autograd.Function):
+    """Rate-pass neuron: value ``r = n / T`` (the spike-pass firing rate), gradient
+    ``dL/dx = e * dL/dr``. Saves nothing (``e`` is the record); ``x`` is not kept."""
+
+    @staticmethod
+    def forward(ctx, x, counts, elig, T: int):
+        ctx.elig = elig
+        return firing_rate(counts, T, x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.elig, None, None, None
+
+
 def _is_tiling_max_pool(m: nn.Module) -> bool:
     """A 2-d max-pool whose square windows tile the input (kernel = stride, no padding)."""
     if type(m) is not nn.MaxPool2d or m.return_indices or m.ceil_mode:
@@ -111,10 +129,36 @@ def _is_tiling_max_pool(m: nn.Module) -> bool:
     return k[0] == k[1] == s[0] == s[1] and d in (1, (1, 1)) and p in (0, (0, 0))
 
 
+def _pool_size(m: nn.MaxPool2d) -> int:
+    return m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+
+
+class _TilingMaxPool(torch.autograd.Function):
+    """Rate-pass max-pool over tiling ``k x k`` windows that keeps only the argmax indices for
+    backward, not its input: each window's gradient goes to its argmax (``max_unpool2d``, the
+    same first-maximum indices as ``nn.MaxPool2d``'s own backward)."""
+
+    @staticmethod
+    def forward(ctx, x, k: int):
+        out, indices = F.max_pool2d(x, k, return_indices=True)
+        ctx.save_for_backward(indices)
+        ctx.k, ctx.size = k, x.shape[-2:]
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (indices,) = ctx.saved_tensors
+        return F.max_unpool2d(g, indices, ctx.k, output_size=ctx.size), None
+
+
 def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     """Max-pool of bool ``x [N, C, H, W]`` over tiling ``k x k`` windows: the OR of the ``k^2``
-    strided sub-grids (several times faster than a max-pool on bytes)."""
+    strided sub-grids (several times faster than a max-pool on bytes). For ``k = 2`` on even
+    sizes, the two bytes of a window row are one ``int16``: one OR of the row pairs, one test."""
     oh, ow = x.shape[-2] // k, x.shape[-1] // k
+    if k == 2 and x.is_contiguous() and x.shape[-2] == 2 * oh and x.shape[-1] == 2 * ow:
+        pairs = x.view(torch.uint8).view(-1, 2, 2 * ow).view(torch.int16)  # [rows/2, 2, ow]
+        return torch.bitwise_or(pairs[:, 0], pairs[:, 1]).ne(0).view(*x.shape[:-2], oh, ow)
     out = None
     for i in range(k):
         for j in range(k):
@@ -202,6 +246,11 @@ class RateBackprop:
             for m in self.leaves:
                 m.forward = self._leaf_record(m, self.model.T, dtype)
             patched += self.leaves
+        else:
+            pools = [m for m in self.leaves if _is_tiling_max_pool(m) and not has_hooks(m)]
+            for m in pools:
+                m.forward = functools.partial(_TilingMaxPool.apply, k=_pool_size(m))
+            patched += pools
         try:
             yield
         finally:
@@ -224,8 +273,7 @@ class RateBackprop:
 
         def forward(x: torch.Tensor, static: bool = False) -> torch.Tensor:
             counts, elig = records[m]
-            xe = x * elig
-            return firing_rate(counts, T, xe.dtype).add_(xe - xe.detach())
+            return _RateNeuron.apply(x, counts, elig, T)
 
         return forward
 
@@ -240,9 +288,7 @@ class RateBackprop:
             elif isinstance(m, nn.AdaptiveAvgPool2d) and pool_is_identity(m, x):
                 return x
             elif _is_tiling_max_pool(m):  # the max of spikes is their OR
-                return _or_pool(
-                    x, m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-                )
+                return _or_pool(x, _pool_size(m))
             elif isinstance(m, _MAX_POOLS):
                 return cls_forward(m, x.view(torch.uint8)).view(torch.bool)
             else:
