@@ -39,12 +39,15 @@ def main() -> None:
     parser.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--mem-reps", type=int, default=1)
+    parser.add_argument(
+        "--stored-steps", type=int, default=4, help="Rate-BP's train.rate_stored_steps"
+    )
     parser.add_argument("--out", default="benchmarks/results/ratebp_cost")
     args = parser.parse_args()
     rows = []
     for net in args.nets:
         for T in args.T:
-            spec = NETS[net].replace(T=T)
+            spec = NETS[net].replace(T=T, stored_steps=args.stored_steps)
             mem = {mode: fresh_process_peak(spec, mode, args.mem_reps) for mode in MODES}
             times = interleaved_medians(
                 {mode: VARIANTS.get(mode)(spec).train for mode in MODES}, reps=args.reps
@@ -65,10 +68,11 @@ def write_outputs(rows: list[dict], out: Path, args) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "# Training-step cost vs T: BPTT and Rate-BP (CPU)",
+        f"# Training-step cost vs T: BPTT and Rate-BP (CPU; stored_steps {args.stored_steps})",
         "",
-        f"`python benchmarks/ratebp_cost.py --T {' '.join(map(str, args.T))} --reps {args.reps} "
-        f"--mem-reps {args.mem_reps}`"
+        f"`python benchmarks/ratebp_cost.py --nets {' '.join(args.nets)} "
+        f"--T {' '.join(map(str, args.T))} --reps {args.reps} --mem-reps {args.mem_reps} "
+        f"--stored-steps {args.stored_steps} --out {args.out}`"
         f"; torch {torch.__version__}, {torch.get_num_threads()} threads. Memory: peak RSS of two "
         "steps above the RSS before the first, a fresh process per point (median of "
         "--mem-reps). Time: median step, both modes interleaved in one process.",

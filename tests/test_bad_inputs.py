@@ -37,6 +37,7 @@ ROWS = [
     ("unknown-neuron-preset", ["model.neuron=tdbm"], "Valid: if, ratebp, tdbn"),
     ("fp16-on-cpu", ["train.amp=fp16"], "fp16 needs a GPU"),
     ("compile-with-rate-bp", ["train.backprop=rate", "train.compile=true"], "bptt only"),
+    ("rate-stored-steps", ["train.rate_stored_steps=0"], "rate_stored_steps must be an integer"),
     ("unknown-neuron-backend", ["train.neuron_backend=cuda"], "neuron_backend must be one of"),
     ("teacher-class-count", [*TEACHER, "teacher.options={num_classes: 100}"], "100 classes"),
     (

@@ -252,11 +252,11 @@ def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T, monkey
         torch.testing.assert_close(st_a[k], st_b[k], rtol=0, atol=1e-12)
 
 
-def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch):
-    """Beyond STORED_STEPS steps a unit's channels run in chunks: its float buffer holds at most
-    STORED_STEPS steps' worth of the layer, whatever T."""
+@pytest.mark.parametrize("stored", [4, 2])
+def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
+    """Beyond ``stored_steps`` steps a unit's channels run in chunks: its float buffer holds at
+    most ``stored_steps`` steps' worth of the layer, whatever T; the results do not change."""
     from spikedistill.spiking import ratebp
-    from spikedistill.spiking.ratebp import STORED_STEPS
 
     sizes = []
     real = ratebp._UnitRecorder._pre_activation
@@ -267,10 +267,18 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch):
         return out
 
     monkeypatch.setattr(ratebp._UnitRecorder, "_pre_activation", spy)
+    torch.manual_seed(0)
     model = build_model("convnet3", 10, spiking=True, T=16, neuron="ratebp", in_channels=1)
-    RateBackprop(model.train())(torch.randn(4, 1, 28, 28)).sum().backward()
+    x = torch.randn(4, 1, 28, 28)
+    view = RateBackprop(model.train(), stored_steps=stored)
+    view(x).sum().backward()
     assert len(sizes) > 3  # layer1 and layer2 ran in chunks (the stem is static)
-    assert all(numel <= STORED_STEPS * one_step for numel, one_step in sizes)
+    assert all(numel <= stored * one_step for numel, one_step in sizes)
+    whole = RateBackprop(model, stored_steps=16)  # T <= stored_steps: no chunks
+    torch.testing.assert_close(whole(x), view(x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(whole.last_spike_logits, view.last_spike_logits, rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="stored_steps must be an integer >= 1"):
+        RateBackprop(model, stored_steps=0)
 
 
 @pytest.mark.parametrize(("reset", "chunk"), [("soft", None), ("hard", None), ("hard", 16)])

@@ -37,6 +37,7 @@ class BenchSpec:
     num_classes: int = 10
     neuron: str = "tdbn"
     backend: str = "torch"  # neuron backend of our variants (spiking.backends)
+    stored_steps: int = 4  # Rate-BP: steps' worth of float pre-activation a layer may hold
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
 
@@ -120,7 +121,8 @@ def _rate(spec: BenchSpec) -> Variant:
 
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
-    return Variant(_on_backend(spec, train_step(model, x, y, forward=RateBackprop(model))), None)
+    forward = RateBackprop(model, spec.stored_steps)
+    return Variant(_on_backend(spec, train_step(model, x, y, forward=forward)), None)
 
 
 @VARIANTS.register("spikingjelly")

@@ -98,6 +98,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test set every N epochs (and after the last one)
     backprop: str = "bptt"  # bptt (through time) | rate (rate-based backprop, Rate-BP)
     rate_grad_scale: bool = False  # Rate-BP: scale the loss gradient by 1/T (the reference)
+    rate_stored_steps: int = 4  # Rate-BP spike pass: steps' worth of float a layer may hold
     threads: int | None = None  # torch CPU threads
     stm_every: int = 0  # with a teacher: STM on a fixed test batch every N evaluated epochs
     skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
@@ -115,6 +116,10 @@ class TrainConfig:
         _check(
             self.backprop in ("bptt", "rate"),
             f"train.backprop must be bptt or rate, got {self.backprop!r}",
+        )
+        _check(
+            isinstance(self.rate_stored_steps, int) and self.rate_stored_steps >= 1,
+            f"train.rate_stored_steps must be an integer >= 1, got {self.rate_stored_steps!r}",
         )
         _check(self.skip_nonfinite >= 0, "train.skip_nonfinite must be >= 0")
         _check(self.stm_every >= 0, "train.stm_every must be >= 0")

@@ -172,7 +172,7 @@ class Trainer:
         # what the objective calls as the student while training: the model (BPTT) or its
         # rate-based view (Rate-BP: spike pass without graph, then one rate pass)
         if t.backprop == "rate":
-            self.train_forward: Any = RateBackprop(self.model)
+            self.train_forward: Any = RateBackprop(self.model, t.rate_stored_steps)
         else:
             self.train_forward = torch.compile(self.model) if t.compile else self.model
         if hasattr(self.objective, "build"):  # create method modules from real shapes

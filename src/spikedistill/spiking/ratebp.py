@@ -7,8 +7,8 @@ T-free "rate graph" instead of unrolling time.
    its firing rate ``r`` and eligibility ``e`` (``rate_stats``), every BatchNorm the batch
    mean and biased variance of its input (and updates its running stats once, as usual);
 2. **rate pass** (autograd): the same modules once on the time-averaged input ``xbar`` (the
-   image itself for direct encoding), with every neuron returning ``r + (x e - (x e).detach())``
-   (value: the spike-pass rate; gradient: ``e * dL/dr``) and every BatchNorm normalising with
+   image itself for direct encoding), with every neuron returning the spike-pass rate ``r``
+   with the gradient ``dL/dx = e * dL/dr`` (``_RateNeuron``) and every BatchNorm normalising with
    the spike-pass statistics (value) while its gradient is that of a train-mode BN on the rate
    tensor (straight-through statistics, ``StraightThroughBatchNorm``); running stats are left
    alone.
@@ -17,11 +17,13 @@ Convolutions, linear layers, average pooling and residual sums are linear, so th
 logits equal the spike-pass mean logits (max-pooling is the exception). The rate graph is
 independent of ``T``, and so, nearly, is the spike pass: neurons emit ``bool`` spikes and keep
 spike counts as bytes; a model's convolution + BatchNorm + LIF units (``conv_norm_act``) run in
-output-channel chunks whose float pre-activation holds at most ``STORED_STEPS`` steps' worth of
-the layer (BatchNorm statistics and neurons are per channel, so nothing changes but the order);
+output-channel chunks whose float pre-activation holds at most ``stored_steps`` (default
+``STORED_STEPS`` = 4; fewer: less memory, smaller and slower convolutions) steps' worth of the
+layer (BatchNorm statistics and neurons are per channel, so nothing changes but the order);
 other layers fed by spikes run one time step at a time on a float copy of that step (max-pooling
 stays ``bool``), and a static input is not copied ``T`` times. What still grows with ``T`` is
-the ``bool`` spike maps (one byte per neuron and step).
+the ``bool`` spike maps (one byte per neuron and step). In the rate pass a tiling max-pool keeps
+only its argmax indices (``_TilingMaxPool``), the neuron nothing but its record.
 
 Only modules inside ``model`` are switched (a BRD teacher's BatchNorms are never touched), the
 switch is undone when the call returns, and nothing changes the global grad mode: inside
@@ -182,14 +184,18 @@ def _per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: in
 class RateBackprop:
     """A callable training view of a zoo SNN: ``forward(x, per_step)`` as the model's, the
     rate-pass logits ``[B, K]`` (``[1, B, K]`` with ``per_step``). As seen by feature taps
-    and losses it is a one-step network whose neurons output firing rates (``T == 1``)."""
+    and losses it is a one-step network whose neurons output firing rates (``T == 1``).
+    ``stored_steps``: how many steps' worth of a layer's float pre-activation the spike pass
+    may hold (``train.rate_stored_steps``)."""
 
     spiking = True
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, stored_steps: int = STORED_STEPS) -> None:
         if not getattr(model, "spiking", False):
             raise ConfigError("rate-based backprop (train.backprop: rate) needs a spiking model")
-        self.model = model
+        if not isinstance(stored_steps, int) or stored_steps < 1:
+            raise ConfigError(f"stored_steps must be an integer >= 1, got {stored_steps!r}")
+        self.model, self.stored_steps = model, stored_steps
         self.neurons = [m for m in model.modules() if isinstance(m, FoldedNeuron)]
         bad = [type(m.neuron).__name__ for m in self.neurons if not isinstance(m.neuron, LIF)]
         if bad:
@@ -330,9 +336,9 @@ class _UnitRecorder:
     r"""Spike pass of the student's (convolution,) BatchNorm, LIF units (``conv_norm_act``):
     records what ``_norm_record`` and ``_neuron_record`` would, in one go per unit.
 
-    BatchNorm statistics and the neuron are per channel, so beyond ``STORED_STEPS`` steps the
+    BatchNorm statistics and the neuron are per channel, so beyond ``stored_steps`` steps the
     unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
-    H, W]`` never holds more than ``STORED_STEPS`` steps' worth of the layer (memory flat in
+    H, W]`` never holds more than ``stored_steps`` steps' worth of the layer (memory flat in
     T); the convolution then runs per time step on the bool spikes, chunk by chunk (the same
     FLOPs in all, in smaller calls). The backend's ``norm_record`` normalises that buffer and
     runs the neuron. Units it cannot take (hooks, grouped or foreign convolutions, modules
@@ -344,6 +350,7 @@ class _UnitRecorder:
         self.norms = {id(m) for m in view.norms}
         self.convs = {id(m) for m in view.leaves if isinstance(m, _Conv) and m.groups == 1}
         self.dtype = next(view.model.parameters()).dtype
+        self.stored_steps = view.stored_steps
 
     def takes(self, conv, norm, act) -> bool:
         modules = [norm, act, act.neuron] + ([] if conv is None else [conv])
@@ -369,7 +376,8 @@ class _UnitRecorder:
             return fold_time(spikes)
         rows = x.shape[0] // T
         channels = x.shape[1] if conv is None else conv.out_channels
-        per_chunk = channels if T <= STORED_STEPS else -(-channels * STORED_STEPS // T)
+        stored = self.stored_steps
+        per_chunk = channels if stored >= T else -(-channels * stored // T)
         chunks = [slice(c, min(c + per_chunk, channels)) for c in range(0, channels, per_chunk)]
         momentum = bn_momentum(norm) if norm.training and norm.running_mean is not None else None
         stats, out = [], None
@@ -398,13 +406,13 @@ class _UnitRecorder:
 
     def _pre_activation(self, conv, x, T: int, rows: int, sl: slice) -> torch.Tensor:
         """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, on all steps at
-        once up to ``STORED_STEPS`` steps, else step by step (or the chunk of ``x`` itself
+        once up to ``stored_steps`` steps, else step by step (or the chunk of ``x`` itself
         without a convolution, as a new tensor)."""
         if conv is None:
             return x[:, sl].to(self.dtype, copy=True)
         weight = conv.weight[sl]
         bias = None if conv.bias is None else conv.bias[sl]
-        steps = T if T <= STORED_STEPS else 1
+        steps = T if self.stored_steps >= T else 1
         out = None
         for t in range(0, T, steps):
             block = x[t * rows : min(T, t + steps) * rows]
