@@ -69,8 +69,8 @@ def test_spikes_are_saved_once_as_bool_and_gradients_do_not_change(monkeypatch):
     packed = []
 
     class Spy(saved_spikes._Packed):
-        def __init__(self, bits, dtype):
-            super().__init__(bits, dtype)
+        def __init__(self, bits, dtype, divisor):
+            super().__init__(bits, dtype, divisor)
             packed.append(bits)
 
     monkeypatch.setattr(saved_spikes, "_Packed", Spy)

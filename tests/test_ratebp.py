@@ -339,3 +339,46 @@ def test_an_adaptive_pool_to_the_input_size_is_the_identity():
     assert pool(x) is x and pool_is_identity(nn.AdaptiveAvgPool2d((None, 7)), x)
     torch.testing.assert_close(AdaptiveAvgPool2d(1)(x), x.mean((2, 3), keepdim=True))
     assert not pool_is_identity(nn.AdaptiveAvgPool2d(3), x)
+
+
+def test_rate_pass_saves_rates_as_counts_with_the_same_gradients(monkeypatch):
+    """Layers fed by the rate pass's firing rates save the spike counts (one byte) and rebuild
+    the rates bit for bit: the gradients equal those of rates saved as floats; a rate changed
+    in place after it was made is saved as it is."""
+    import contextlib
+
+    from spikedistill.models import base
+    from spikedistill.spiking import saved_spikes
+
+    packed = []
+
+    class Spy(saved_spikes._Packed):
+        def __init__(self, bits, dtype, divisor):
+            super().__init__(bits, dtype, divisor)
+            packed.append((bits.dtype, divisor))
+
+    monkeypatch.setattr(saved_spikes, "_Packed", Spy)
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, spiking=True, T=3, neuron="ratebp").train()
+    x = torch.randn(2, 3, 32, 32)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def grads():
+        model.load_state_dict(state)  # the same BatchNorm running stats for both steps
+        model.zero_grad()
+        RateBackprop(model)(x).square().sum().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    packed_grads = grads()
+    assert packed and all(p == (torch.uint8, 3) for p in packed)
+    monkeypatch.setattr(base, "spikes_saved_as_bool", contextlib.nullcontext)
+    for a, b in zip(packed_grads, grads(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    rates = saved_spikes.mark_rates(torch.tensor([1.0, 2.0]) / 3, torch.tensor([1, 2]), 3)
+    rates.add_(1.0)  # no longer what the counts say
+    with saved_spikes.spikes_saved_as_bool():
+        w = torch.ones(2, requires_grad=True)
+        y = (w * rates).sum()
+    (grad,) = torch.autograd.grad(y, w)
+    torch.testing.assert_close(grad, rates)

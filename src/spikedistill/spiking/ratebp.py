@@ -52,6 +52,7 @@ from .norm_lif import (
     unit_executor,
 )
 from .rate_stats import firing_rate, spike_statistics
+from .saved_spikes import mark_rates
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
@@ -109,12 +110,13 @@ class StraightThroughBatchNorm(torch.autograd.Function):
 
 class _RateNeuron(torch.autograd.Function):
     """Rate-pass neuron: value ``r = n / T`` (the spike-pass firing rate), gradient
-    ``dL/dx = e * dL/dr``. Saves nothing (``e`` is the record); ``x`` is not kept."""
+    ``dL/dx = e * dL/dr``. Saves nothing (``e`` is the record); ``x`` is not kept, and a layer
+    that saves ``r`` keeps the counts ``n`` instead (``mark_rates``)."""
 
     @staticmethod
     def forward(ctx, x, counts, elig, T: int):
         ctx.elig = elig
-        return firing_rate(counts, T, x.dtype)
+        return mark_rates(firing_rate(counts, T, x.dtype), counts, T)
 
     @staticmethod
     def backward(ctx, g):
