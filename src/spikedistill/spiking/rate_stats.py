@@ -91,9 +91,9 @@ def _scan(drive, spikes, counts, elig, cfg: NeuronConfig, in_place: bool) -> Non
     itself when ``in_place``): spikes into ``spikes [T, n]`` (bool), their sum into ``counts``,
     ``T * e`` into ``elig`` (zeros), each step's surrogate taken as the step is run."""
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    eps: float | torch.Tensor = c if cfg.reset == "soft" and cfg.detach_reset else None
-    if eps is None:  # eps_t depends on the neuron: a tensor
-        eps = torch.full_like(drive[0], c)
+    # eps_t is a number for the soft, detached reset, else it depends on the neuron
+    soft_detached = cfg.reset == "soft" and cfg.detach_reset
+    eps: float | torch.Tensor = c if soft_detached else torch.full_like(drive[0], c)
     total, sg = torch.zeros_like(drive[0]), torch.empty_like(drive[0])
     for t, v, s in lif_steps(drive, cfg, membrane=drive if in_place else None):
         spikes[t].copy_(s)
