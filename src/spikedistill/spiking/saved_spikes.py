@@ -46,7 +46,8 @@ class _Packed:
 
 @contextlib.contextmanager
 def spikes_saved_as_bool() -> Iterator[None]:
-    """Within the context, tensors tagged by ``mark_spikes`` are saved for backward as bool."""
+    """Within the context, tensors tagged by ``mark_spikes`` (``mark_rates``) are saved for
+    backward as bool (as their spike counts)."""
     packed: dict[int, tuple[weakref.ref, _Packed]] = {}
 
     def pack(x: torch.Tensor):
