@@ -88,6 +88,19 @@ def batch_statistics(
     return m.running_mean[channels], m.running_var[channels]
 
 
+def bn_scale_shift(
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    mean: torch.Tensor,
+    invstd: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(scale, shift)`` with ``BN(x) = x * scale + shift``: ``scale = w * invstd``,
+    ``shift = b - mean * scale`` (``invstd = (var + eps)^-1/2``; no affine: ``w = 1, b = 0``)."""
+    scale = invstd if weight is None else invstd * weight
+    shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1.0)
+    return scale, shift
+
+
 class BatchNormLIF(torch.autograd.Function):
     """``(x, weight, bias, mean, invstd, residual, cfg, T, static) -> (spikes [T*B, C, ...],
     the same as bool)`` for batch statistics ``mean``, ``invstd = (var + eps)^-1/2`` of ``x``.
@@ -95,8 +108,7 @@ class BatchNormLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, invstd, residual, cfg: NeuronConfig, T, static):
-        scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else torch.addcmul(bias, mean, scale, value=-1.0)
+        scale, shift = bn_scale_shift(weight, bias, mean, invstd)
         backend = active_backend()
         spikes = backend.norm_forward(x, scale, shift, residual, cfg, T, static)
         spikes = spikes.view(x.shape[0] * T if static else x.shape[0], *x.shape[1:])

@@ -48,6 +48,7 @@ from .neuron import LIF
 from .norm_lif import (
     batch_statistics,
     bn_momentum,
+    bn_scale_shift,
     has_hooks,
     unit_executor,
 )
@@ -84,8 +85,7 @@ class StraightThroughBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, mu, var, weight, bias, eps: float):
         k = torch.rsqrt(var + eps)
-        scale = k if weight is None else k * weight
-        shift = -mu * scale if bias is None else bias - mu * scale
+        scale, shift = bn_scale_shift(weight, bias, mu, k)
         ctx.save_for_backward(x, mu, k, weight)
         return torch.mul(x, _per_channel(scale, x)).add_(_per_channel(shift, x))
 
@@ -315,10 +315,7 @@ class RateBackprop:
             x = x.to(m.weight.dtype if m.weight is not None else torch.get_default_dtype())
             mean, var = batch_statistics(m, x)  # biased var; running stats updated as usual
             records[m] = (mean, var)
-            scale = torch.rsqrt(var + m.eps)
-            if m.weight is not None:
-                scale = scale * m.weight
-            shift = -mean * scale if m.bias is None else m.bias - mean * scale
+            scale, shift = _affine(m, mean, var)
             fresh = getattr(x, _FRESH, False)
             out = x.mul_(_per_channel(scale, x)) if fresh else x * _per_channel(scale, x)
             return out.add_(_per_channel(shift, x))
@@ -429,8 +426,6 @@ class _UnitRecorder:
 
 def _affine(norm: _BatchNorm, mean, var, sl: slice = slice(None)):
     """Per-channel ``(scale, shift)`` of ``norm`` (channels ``sl``) for these statistics."""
-    scale = torch.rsqrt(var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight[sl]
-    shift = -mean * scale if norm.bias is None else norm.bias[sl] - mean * scale
-    return scale, shift
+    weight = None if norm.weight is None else norm.weight[sl]
+    bias = None if norm.bias is None else norm.bias[sl]
+    return bn_scale_shift(weight, bias, mean, torch.rsqrt(var + norm.eps))
