@@ -151,7 +151,7 @@ def _straight_through_bn_by_autograd(x, mu, var, weight, bias, eps):
 
 
 def test_straight_through_batchnorm_matches_its_autograd_chain():
-    from spikedistill.spiking.ratebp import StraightThroughBatchNorm
+    from spikedistill.spiking.rate_pass import StraightThroughBatchNorm
 
     torch.manual_seed(0)
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
@@ -317,12 +317,12 @@ def test_spike_pass_max_pool_is_the_or_of_the_window():
 
 
 def test_rate_pass_max_pool_keeps_only_indices_and_matches_the_max_pool_gradient():
-    from spikedistill.spiking.ratebp import _TilingMaxPool
+    from spikedistill.spiking.rate_pass import TilingMaxPool
 
     torch.manual_seed(0)
     rates = (torch.randint(0, 5, (3, 4, 8, 9)).double() / 4).requires_grad_(True)  # many ties
     g = torch.randn(3, 4, 4, 4, dtype=torch.float64)
-    ours = _TilingMaxPool.apply(rates, 2)
+    ours = TilingMaxPool.apply(rates, 2)
     ref = nn.functional.max_pool2d(rates, 2)
     assert torch.equal(ours, ref)
     assert [t.dtype for t in ours.grad_fn.saved_tensors] == [torch.int64]

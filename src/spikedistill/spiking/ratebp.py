@@ -8,10 +8,10 @@ T-free "rate graph" instead of unrolling time.
    mean and biased variance of its input (and updates its running stats once, as usual);
 2. **rate pass** (autograd): the same modules once on the time-averaged input ``xbar`` (the
    image itself for direct encoding), with every neuron returning the spike-pass rate ``r``
-   with the gradient ``dL/dx = e * dL/dr`` (``_RateNeuron``) and every BatchNorm normalising with
-   the spike-pass statistics (value) while its gradient is that of a train-mode BN on the rate
-   tensor (straight-through statistics, ``StraightThroughBatchNorm``); running stats are left
-   alone.
+   with the gradient ``dL/dx = e * dL/dr`` and every BatchNorm normalising with the spike-pass
+   statistics (value) while its gradient is that of a train-mode BN on the rate tensor
+   (straight-through statistics); running stats are left alone. The autograd functions of this
+   pass are in ``rate_pass``.
 
 Convolutions, linear layers, average pooling and residual sums are linear, so the rate-pass
 logits equal the spike-pass mean logits (max-pooling is the exception). The rate graph is
@@ -23,7 +23,7 @@ layer (BatchNorm statistics and neurons are per channel, so nothing changes but 
 other layers fed by spikes run one time step at a time on a float copy of that step (max-pooling
 stays ``bool``), and a static input is not copied ``T`` times. What still grows with ``T`` is
 the ``bool`` spike maps (one byte per neuron and step). In the rate pass a tiling max-pool keeps
-only its argmax indices (``_TilingMaxPool``), the neuron nothing but its record.
+only its argmax indices, the neuron nothing but its record.
 
 Only modules inside ``model`` are switched (a BRD teacher's BatchNorms are never touched), the
 switch is undone when the call returns, and nothing changes the global grad mode: inside
@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..errors import ConfigError
 from .backends import active_backend
@@ -52,8 +51,8 @@ from .norm_lif import (
     has_hooks,
     unit_executor,
 )
-from .rate_stats import firing_rate, spike_statistics
-from .saved_spikes import mark_rates
+from .rate_pass import RateNeuron, StraightThroughBatchNorm, TilingMaxPool, per_channel
+from .rate_stats import spike_statistics
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
@@ -62,65 +61,6 @@ _FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer hol
 _Conv = nn.modules.conv._ConvNd
 #: a unit's float pre-activation holds at most this many steps' worth of its layer
 STORED_STEPS = 4
-
-
-def _bn_dims(x: torch.Tensor) -> list[int]:
-    return [0, *range(2, x.dim())]
-
-
-def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.view(1, -1, *([1] * (x.dim() - 2)))
-
-
-class StraightThroughBatchNorm(torch.autograd.Function):
-    r"""BatchNorm whose value uses given statistics ``(mu, var)`` and whose gradient is that
-    of a train-mode BN on ``x`` itself, evaluated at those statistics:
-
-        y = w k (x - mu) + b,     k = (var + eps)^{-1/2}
-        dL/dx = w k (g - mean(g)) - w k^3 (x - mean(x)) mean(g (x - mu))
-
-    with means over ``N = B*H*W`` per channel. Saves ``x`` only (the autograd chain of the
-    same formula keeps four ``[B, ...]`` tensors)."""
-
-    @staticmethod
-    def forward(ctx, x, mu, var, weight, bias, eps: float):
-        k = torch.rsqrt(var + eps)
-        scale, shift = bn_scale_shift(weight, bias, mu, k)
-        ctx.save_for_backward(x, mu, k, weight)
-        return torch.mul(x, _per_channel(scale, x)).add_(_per_channel(shift, x))
-
-    @staticmethod
-    def backward(ctx, g):
-        x, mu, k, weight = ctx.saved_tensors
-        dims = _bn_dims(x)
-        g_sum = g.sum(dims)
-        gx_sum = (g * x).sum(dims)  # sum g (x - mu) = gx_sum - mu g_sum
-        n = g.numel() // g.shape[1]
-        g_mean, x_mean = g_sum / n, x.mean(dims)
-        gxc_mean = gx_sum / n - mu * g_mean
-        w = torch.ones_like(k) if weight is None else weight
-        a = w * k  # dL/dx = a g - a mean(g) - w k^3 mean(g (x - mu)) (x - mean(x))
-        c = w * k**3 * gxc_mean
-        grad_x = g * _per_channel(a, g) + _per_channel(c * x_mean - a * g_mean, g)
-        grad_x.sub_(x * _per_channel(c, x))
-        grad_w = (gx_sum - mu * g_sum) * k if weight is not None else None
-        grad_b = g_sum if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, grad_w, grad_b, None
-
-
-class _RateNeuron(torch.autograd.Function):
-    """Rate-pass neuron: value ``r = n / T`` (the spike-pass firing rate), gradient
-    ``dL/dx = e * dL/dr``. Saves nothing (``e`` is the record); ``x`` is not kept, and a layer
-    that saves ``r`` keeps the counts ``n`` instead (``mark_rates``)."""
-
-    @staticmethod
-    def forward(ctx, x, counts, elig, T: int):
-        ctx.elig = elig
-        return mark_rates(firing_rate(counts, T, x.dtype), counts, T)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.elig, None, None, None
 
 
 def _is_tiling_max_pool(m: nn.Module) -> bool:
@@ -135,24 +75,6 @@ def _is_tiling_max_pool(m: nn.Module) -> bool:
 
 def _pool_size(m: nn.MaxPool2d) -> int:
     return m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-
-
-class _TilingMaxPool(torch.autograd.Function):
-    """Rate-pass max-pool over tiling ``k x k`` windows that keeps only the argmax indices for
-    backward, not its input: each window's gradient goes to its argmax (``max_unpool2d``, the
-    same first-maximum indices as ``nn.MaxPool2d``'s own backward)."""
-
-    @staticmethod
-    def forward(ctx, x, k: int):
-        out, indices = F.max_pool2d(x, k, return_indices=True)
-        ctx.save_for_backward(indices)
-        ctx.k, ctx.size = k, x.shape[-2:]
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (indices,) = ctx.saved_tensors
-        return F.max_unpool2d(g, indices, ctx.k, output_size=ctx.size), None
 
 
 def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -257,7 +179,7 @@ class RateBackprop:
         else:
             pools = [m for m in self.leaves if _is_tiling_max_pool(m) and not has_hooks(m)]
             for m in pools:
-                m.forward = functools.partial(_TilingMaxPool.apply, k=_pool_size(m))
+                m.forward = functools.partial(TilingMaxPool.apply, k=_pool_size(m))
             patched += pools
         try:
             yield
@@ -281,7 +203,7 @@ class RateBackprop:
 
         def forward(x: torch.Tensor, static: bool = False) -> torch.Tensor:
             counts, elig = records[m]
-            return _RateNeuron.apply(x, counts, elig, T)
+            return RateNeuron.apply(x, counts, elig, T)
 
         return forward
 
@@ -317,8 +239,8 @@ class RateBackprop:
             records[m] = (mean, var)
             scale, shift = _affine(m, mean, var)
             fresh = getattr(x, _FRESH, False)
-            out = x.mul_(_per_channel(scale, x)) if fresh else x * _per_channel(scale, x)
-            return out.add_(_per_channel(shift, x))
+            out = x.mul_(per_channel(scale, x)) if fresh else x * per_channel(scale, x)
+            return out.add_(per_channel(shift, x))
 
         return forward
 
