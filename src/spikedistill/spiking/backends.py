@@ -6,7 +6,7 @@ same two for a LIF driven by a BatchNorm (``norm_lif``): ``norm_forward(x, scale
 residual, cfg, T, static) -> spikes`` and ``norm_backward(dL/ds, spikes, x, scale, shift,
 residual, cfg, T, static) -> dL/dy``, which recomputes the membrane instead of reading it, and
 Rate-BP's spike pass of such a unit, ``norm_record(x, scale, shift, residual, cfg, T, static)
--> (bool spikes, spike counts, eligibility)`` (``rate_stats``).
+-> (packed spikes, spike counts, eligibility)`` (``rate_stats``, ``spike_pack``).
 Backends change speed, not results: spikes are identical and gradients equal up to float
 rounding (tests check every backend against ``torch``).
 
@@ -41,6 +41,7 @@ from .lif_function import (
     norm_lif_forward,
 )
 from .rate_stats import count_dtype, norm_spike_statistics
+from .spike_pack import BITS
 from .surrogate import SURROGATES
 
 
@@ -144,8 +145,8 @@ def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual=None, *, 
 
 
 def _record_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, static: bool):
-    """Rate-BP's spike pass of a BatchNorm-driven LIF in one scan: ``(spikes [T, rows, C, L]
-    uint8, counts, T * eligibility)``, the eligibility recursion of ``rate_stats``."""
+    """Rate-BP's spike pass of a BatchNorm-driven LIF in one scan: ``(packed spikes
+    [ceil(T/8), rows, C, L] uint8, counts, T * eligibility)``, the recursions of ``rate_stats``."""
     surrogate = SURROGATES.get(cfg.surrogate)
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
     vs, ss = _lif_scan(_norm_drives(x, scale, shift, residual, T, static), cfg)
@@ -159,8 +160,11 @@ def _record_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, s
             rho = 1.0 - s if cfg.detach_reset else 1.0 - s - v * sg
         if t + 1 < T:
             eps = c + cfg.decay * rho * eps
-    spikes = torch.stack([s.to(torch.uint8) for s in ss])
-    return spikes, sum(ss[1:], ss[0]), elig
+    bytes_ = [  # 8 steps per byte (spike_pack): bit b of byte j is step 8 j + b
+        sum(ss[t] * (1 << (t % BITS)) for t in range(j, min(T, j + BITS))).to(torch.uint8)
+        for j in range(0, T, BITS)
+    ]
+    return torch.stack(bytes_), sum(ss[1:], ss[0]), elig
 
 
 @functools.cache
@@ -227,7 +231,7 @@ def _compiled_norm_record(x, scale, shift, residual, cfg: NeuronConfig, T: int, 
         scan(x, scale, shift) if residual is None else scan(x, scale, shift, residual)
     )
     return (
-        spikes.view(torch.bool).view(T, *shape),
+        spikes.view(-1, *shape),
         counts.to(count_dtype(T)).view(shape),
         elig.div_(T).view(shape),
     )

@@ -16,8 +16,9 @@ where ``c`` is the input scale (``1 - decay`` with ``decay_input``, else 1) and 
 so ``e`` approximates ``d r / d xbar``, the slope of the rate-versus-mean-input curve. Computed
 without autograd in the neuron's own forward scan (``lif_steps``, so the spikes are the same
 bits as the BPTT forward's), accumulating ``e`` step by step: no membrane sequence is kept, the
-neurons are scanned ``SCAN_CHUNK`` at a time so that the scan's temporaries stay small, and
-memory grows with ``T`` only by the ``bool`` spikes.
+neurons are scanned ``SCAN_CHUNK`` at a time so that the scan's temporaries stay small, and the
+spikes are written 8 steps per byte (``spike_pack``): memory grows with ``T`` by one bit per
+neuron and step.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 from .config import NeuronConfig
 from .lif_function import lif_steps
+from .spike_pack import BITS, packed_steps
 from .surrogate import surrogate_in_place
 
 #: neurons per scan: the scan's float temporaries are a few vectors of this size
@@ -46,7 +48,8 @@ def firing_rate(counts: torch.Tensor, T: int, dtype: torch.dtype) -> torch.Tenso
 def spike_statistics(
     x: torch.Tensor, cfg: NeuronConfig, writable: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(spikes [T, ...] bool, counts [...], eligibility [...])`` of a LIF driven by ``x``.
+    """``(spikes, counts [...], eligibility [...])`` of a LIF driven by ``x``; the spikes are
+    packed, ``uint8 [ceil(T/8), ...]`` (``spike_pack``).
 
     ``x`` is ``[T, ...]``, or a static input expanded over time (stride 0). ``writable``: ``x``
     is the caller's own contiguous buffer, overwritten with the membranes."""
@@ -55,13 +58,13 @@ def spike_statistics(
     drive = x[0].reshape(1, -1).expand(T, -1) if static else x.reshape(T, -1)
     in_place = writable and not static and drive.data_ptr() == x.data_ptr()
     n = drive.shape[-1]
-    spikes = torch.empty((T, n), dtype=torch.bool, device=x.device)
+    spikes = torch.empty((packed_steps(T), n), dtype=torch.uint8, device=x.device)
     counts = torch.zeros(n, dtype=count_dtype(T), device=x.device)
     elig = torch.zeros(n, dtype=x.dtype, device=x.device)
     for start in range(0, n, SCAN_CHUNK):
         part = slice(start, min(n, start + SCAN_CHUNK))
         _scan(drive[:, part], spikes[:, part], counts[part], elig[part], cfg, in_place)
-    return spikes.view(T, *step_shape), counts.view(step_shape), elig.div_(T).view(step_shape)
+    return spikes.view(-1, *step_shape), counts.view(step_shape), elig.div_(T).view(step_shape)
 
 
 def norm_spike_statistics(
@@ -75,8 +78,8 @@ def norm_spike_statistics(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``spike_statistics`` of the LIF driven by ``x * scale + shift [+ residual]``: a
     BatchNorm input ``x [T*rows, C, ...]`` (``[rows, C, ...]`` when ``static``; the caller's own
-    buffer, normalised in place) and per-channel ``scale``, ``shift``. Returns ``[T, rows, ...]``
-    spikes and ``[rows, ...]`` counts and eligibility."""
+    buffer, normalised in place) and per-channel ``scale``, ``shift``. Returns packed spikes
+    ``uint8 [ceil(T/8), rows, ...]`` and ``[rows, ...]`` counts and eligibility."""
     shape = (-1, *([1] * (x.dim() - 2)))
     drive = x.mul_(scale.view(shape)).add_(shift.view(shape))
     if residual is not None:
@@ -88,15 +91,27 @@ def norm_spike_statistics(
 
 def _scan(drive, spikes, counts, elig, cfg: NeuronConfig, in_place: bool) -> None:
     """One pass of ``lif_steps`` over ``drive [T, n]`` (its membranes written into ``drive``
-    itself when ``in_place``): spikes into ``spikes [T, n]`` (bool), their sum into ``counts``,
-    ``T * e`` into ``elig`` (zeros), each step's surrogate taken as the step is run."""
+    itself when ``in_place``): spikes into ``spikes [ceil(T/8), n]`` (bit ``t % 8`` of byte
+    ``t // 8``, summed as ``2^b s`` in a float scratch over each byte's steps), their sum into
+    ``counts``, ``T * e`` into ``elig`` (zeros), each step's surrogate taken as it is run."""
     c = 1.0 - cfg.decay if cfg.decay_input else 1.0
     # eps_t is a number for the soft, detached reset, else it depends on the neuron
     soft_detached = cfg.reset == "soft" and cfg.detach_reset
     eps: float | torch.Tensor = c if soft_detached else torch.full_like(drive[0], c)
-    total, sg = torch.zeros_like(drive[0]), torch.empty_like(drive[0])
+    total, sg, byte = (
+        torch.zeros_like(drive[0]),
+        torch.empty_like(drive[0]),
+        torch.empty_like(drive[0]),
+    )
+    last = drive.shape[0] - 1
     for t, v, s in lif_steps(drive, cfg, membrane=drive if in_place else None):
-        spikes[t].copy_(s)
+        j, b = divmod(t, BITS)
+        if b == 0:
+            byte.copy_(s)
+        else:
+            byte.add_(s, alpha=1 << b)
+        if b == BITS - 1 or t == last:
+            spikes[j].copy_(byte)
         total.add_(s)
         surrogate_in_place(cfg.surrogate, torch.sub(v, cfg.threshold, out=sg), cfg.alpha)
         if isinstance(eps, float):

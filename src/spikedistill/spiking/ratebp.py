@@ -15,15 +15,16 @@ T-free "rate graph" instead of unrolling time.
 
 Convolutions, linear layers, average pooling and residual sums are linear, so the rate-pass
 logits equal the spike-pass mean logits (max-pooling is the exception). The rate graph is
-independent of ``T``, and so, nearly, is the spike pass: neurons emit ``bool`` spikes and keep
-spike counts as bytes; a model's convolution + BatchNorm + LIF units (``conv_norm_act``) run in
+independent of ``T``, and so, nearly, is the spike pass: neurons emit spikes packed 8 steps per
+byte (``spike_pack.PackedSpikes``) and keep spike counts as bytes; a model's convolution +
+BatchNorm + LIF units (``conv_norm_act``) run in
 output-channel chunks whose float pre-activation holds at most ``stored_steps`` (default
 ``STORED_STEPS`` = 4; fewer: less memory, smaller and slower convolutions) steps' worth of the
 layer (BatchNorm statistics and neurons are per channel, so nothing changes but the order);
-other layers fed by spikes run one time step at a time on a float copy of that step (max-pooling
-stays ``bool``), and a static input is not copied ``T`` times. What still grows with ``T`` is
-the ``bool`` spike maps (one byte per neuron and step). In the rate pass a tiling max-pool keeps
-only its argmax indices, the neuron nothing but its record.
+other layers fed by spikes run one time step at a time on a float copy of that step (a tiling
+max-pool is an OR of the packed bytes, flattening reshapes them), and a static input is not
+copied ``T`` times. What still grows with ``T`` is one bit per neuron and step of spikes. In the
+rate pass a tiling max-pool keeps only its argmax indices, the neuron nothing but its record.
 
 Only modules inside ``model`` are switched (a BRD teacher's BatchNorms are never touched), the
 switch is undone when the call returns, and nothing changes the global grad mode: inside
@@ -42,7 +43,7 @@ from torch import nn
 from ..errors import ConfigError
 from .backends import active_backend
 from .encoding import time_first
-from .layers import FoldedNeuron, fold_time, pool_is_identity, unfold_time
+from .layers import FoldedNeuron, pool_is_identity, unfold_time
 from .neuron import LIF
 from .norm_lif import (
     batch_statistics,
@@ -53,6 +54,7 @@ from .norm_lif import (
 )
 from .rate_pass import RateNeuron, StraightThroughBatchNorm, TilingMaxPool, per_channel
 from .rate_stats import spike_statistics
+from .spike_pack import PackedSpikes, pack
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
@@ -78,13 +80,16 @@ def _pool_size(m: nn.MaxPool2d) -> int:
 
 
 def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Max-pool of bool ``x [N, C, H, W]`` over tiling ``k x k`` windows: the OR of the ``k^2``
-    strided sub-grids (several times faster than a max-pool on bytes). For ``k = 2`` on even
-    sizes, the two bytes of a window row are one ``int16``: one OR of the row pairs, one test."""
+    """Max-pool of spikes over tiling ``k x k`` windows, ``x [N, C, H, W]`` ``bool`` or packed
+    bytes (``uint8``, bit ``b`` = step ``b``): the bitwise OR of the ``k^2`` strided sub-grids
+    (several times faster than a max-pool on bytes). For ``k = 2`` on even sizes, the two bytes
+    of a window row are one ``int16``: one OR of the row pairs, then of each word's two bytes."""
     oh, ow = x.shape[-2] // k, x.shape[-1] // k
     if k == 2 and x.is_contiguous() and x.shape[-2] == 2 * oh and x.shape[-1] == 2 * ow:
         pairs = x.view(torch.uint8).view(-1, 2, 2 * ow).view(torch.int16)  # [rows/2, 2, ow]
-        return torch.bitwise_or(pairs[:, 0], pairs[:, 1]).ne(0).view(*x.shape[:-2], oh, ow)
+        words = torch.bitwise_or(pairs[:, 0], pairs[:, 1])
+        out = words.bitwise_or_(words >> 8).bitwise_and_(0xFF).to(torch.uint8)
+        return out.view(x.dtype).view(*x.shape[:-2], oh, ow)
     out = None
     for i in range(k):
         for j in range(k):
@@ -93,12 +98,28 @@ def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def _per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: int):
-    """``fn`` applied to each time step of a folded ``[T*B, ...]`` tensor, into one output."""
+def _steps(x: torch.Tensor, start: int, stop: int, T: int, dtype: torch.dtype) -> torch.Tensor:
+    """Steps ``start..stop-1`` of spikes ``x [T*rows, ...]`` (bool or packed) as ``dtype``."""
+    if isinstance(x, PackedSpikes):
+        return x.steps(start, stop, dtype)
+    rows = x.shape[0] // T
+    return x[start * rows : stop * rows].to(dtype)
+
+
+def _channels(x: torch.Tensor, sl: slice) -> torch.Tensor:
+    """Channels ``sl`` of ``x [N, C, ...]``; packed spikes are unpacked to ``bool`` for them."""
+    if isinstance(x, PackedSpikes):
+        return PackedSpikes(x.packed[:, :, sl], x.time_steps).unpacked()
+    return x[:, sl]
+
+
+def _per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: int, dtype):
+    """``fn`` applied to each time step of folded spikes ``[T*B, ...]`` (bool or packed) as
+    ``dtype``, into one output."""
     rows = x.shape[0] // T
     out = None
     for t in range(T):
-        y = fn(x[t * rows : (t + 1) * rows])
+        y = fn(_steps(x, t, t + 1, T, dtype))
         if out is None:
             out = y.new_empty((x.shape[0], *y.shape[1:]))
         out[t * rows : (t + 1) * rows] = y
@@ -128,13 +149,15 @@ class RateBackprop:
             )
         self.norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
         inner = {id(n.neuron) for n in self.neurons}
-        self.leaves = [
+        leaves = [
             m
             for m in model.modules()
             if not any(True for _ in m.children())
-            and not isinstance(m, (_BatchNorm, *_SHAPE_ONLY))
+            and not isinstance(m, _BatchNorm)
             and id(m) not in inner
         ]
+        self.leaves = [m for m in leaves if not isinstance(m, _SHAPE_ONLY)]
+        self.reshapes = [m for m in leaves if isinstance(m, _SHAPE_ONLY)]
         self.last_spike_logits: torch.Tensor | None = None  # [T, B, K] of the last spike pass
 
     @property
@@ -175,7 +198,9 @@ class RateBackprop:
             dtype = next(self.model.parameters()).dtype
             for m in self.leaves:
                 m.forward = self._leaf_record(m, self.model.T, dtype)
-            patched += self.leaves
+            for m in self.reshapes:
+                m.forward = self._reshape_record(m)
+            patched += self.leaves + self.reshapes
         else:
             pools = [m for m in self.leaves if _is_tiling_max_pool(m) and not has_hooks(m)]
             for m in pools:
@@ -193,7 +218,7 @@ class RateBackprop:
             steps = x.unsqueeze(0).expand(m.T, *x.shape) if static else unfold_time(x, m.T)
             spikes, counts, elig = spike_statistics(steps, m.neuron.config)
             records[m] = (counts, elig)
-            return fold_time(spikes)  # bool
+            return PackedSpikes(spikes, m.T)
 
         return forward
 
@@ -213,18 +238,38 @@ class RateBackprop:
         cls_forward = type(m).forward
 
         def forward(x: torch.Tensor) -> torch.Tensor:
+            packed = isinstance(x, PackedSpikes)
             if x.dtype != torch.bool:
                 out = cls_forward(m, x)
             elif isinstance(m, nn.AdaptiveAvgPool2d) and pool_is_identity(m, x):
                 return x
             elif _is_tiling_max_pool(m):  # the max of spikes is their OR
-                return _or_pool(x, _pool_size(m))
+                k = _pool_size(m)
+                return x.map_bytes(lambda b: _or_pool(b, k)) if packed else _or_pool(x, k)
             elif isinstance(m, _MAX_POOLS):
-                return cls_forward(m, x.view(torch.uint8)).view(torch.bool)
+                x = x.unpacked() if packed else x
+                out = cls_forward(m, x.view(torch.uint8)).view(torch.bool)
+                return PackedSpikes(pack(out.view(T, -1, *out.shape[1:])), T) if packed else out
             else:
-                out = _per_step(lambda xt: cls_forward(m, xt.to(dtype)), x, T)
+                out = _per_step(lambda xt: cls_forward(m, xt), x, T, dtype)
             setattr(out, _FRESH, True)
             return out
+
+        return forward
+
+    @staticmethod
+    def _reshape_record(m: nn.Module):
+        """Spike-pass forward of a reshaping leaf: packed spikes stay packed when the batch
+        dimension is left alone (the op then acts on the bytes as on the spikes)."""
+        cls_forward = type(m).forward
+        first = {nn.Flatten: "start_dim", nn.Unflatten: "dim"}.get(type(m))
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if not isinstance(x, PackedSpikes):
+                return cls_forward(m, x)
+            if first is None or getattr(m, first) % x.dim() != 0:
+                return x.map_bytes(lambda b: cls_forward(m, b))
+            return cls_forward(m, x)
 
         return forward
 
@@ -260,7 +305,7 @@ class _UnitRecorder:
     BatchNorm statistics and the neuron are per channel, so beyond ``stored_steps`` steps the
     unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
     H, W]`` never holds more than ``stored_steps`` steps' worth of the layer (memory flat in
-    T); the convolution then runs per time step on the bool spikes, chunk by chunk (the same
+    T); the convolution then runs per time step on the spikes, chunk by chunk (the same
     FLOPs in all, in smaller calls). The backend's ``norm_record`` normalises that buffer and
     runs the neuron. Units it cannot take (hooks, grouped or foreign convolutions, modules
     outside the student) go the usual way."""
@@ -294,7 +339,7 @@ class _UnitRecorder:
             record = active_backend().norm_record
             spikes, counts, elig = record(y, scale, shift, None, cfg, T, True)
             self.records[norm], self.records[act] = (mean, var), (counts, elig)
-            return fold_time(spikes)
+            return PackedSpikes(spikes, T)
         rows = x.shape[0] // T
         channels = x.shape[1] if conv is None else conv.out_channels
         stored = self.stored_steps
@@ -305,7 +350,7 @@ class _UnitRecorder:
         for sl in chunks:
             y = self._pre_activation(conv, x, T, rows, sl)
             mean, var = batch_statistics(norm, y, sl, momentum)
-            r = None if residual is None else residual[:, sl]
+            r = None if residual is None else _channels(residual, sl)
             scale, shift = _affine(norm, mean, var, sl)
             spikes, counts, elig = active_backend().norm_record(y, scale, shift, r, cfg, T, False)
             del y
@@ -315,29 +360,31 @@ class _UnitRecorder:
                 if out is None:
                     full = (channels, *elig.shape[2:])
                     out = tuple(
-                        torch.empty(lead + full, dtype=t.dtype, device=t.device)
-                        for lead, t in (((T, rows), spikes), ((rows,), counts), ((rows,), elig))
+                        torch.empty(
+                            t.shape[: t.dim() - len(full)] + full, dtype=t.dtype, device=t.device
+                        )
+                        for t in (spikes, counts, elig)
                     )
                 out[0][:, :, sl], out[1][:, sl], out[2][:, sl] = spikes, counts, elig
             stats.append((mean, var))
         mean, var = (torch.cat(v) for v in zip(*stats, strict=True))
         spikes, counts, elig = out
         self.records[norm], self.records[act] = (mean, var), (counts, elig)
-        return fold_time(spikes)
+        return PackedSpikes(spikes, T)
 
     def _pre_activation(self, conv, x, T: int, rows: int, sl: slice) -> torch.Tensor:
         """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, on all steps at
         once up to ``stored_steps`` steps, else step by step (or the chunk of ``x`` itself
         without a convolution, as a new tensor)."""
         if conv is None:
-            return x[:, sl].to(self.dtype, copy=True)
+            return _channels(x, sl).to(self.dtype, copy=True)
         weight = conv.weight[sl]
         bias = None if conv.bias is None else conv.bias[sl]
         steps = T if self.stored_steps >= T else 1
         out = None
         for t in range(0, T, steps):
-            block = x[t * rows : min(T, t + steps) * rows]
-            y = conv._conv_forward(block.to(self.dtype), weight, bias)
+            block = _steps(x, t, min(T, t + steps), T, self.dtype)
+            y = conv._conv_forward(block, weight, bias)
             if steps == T:
                 return y
             if out is None:
