@@ -49,6 +49,10 @@ def test_packed_spikes_look_like_the_folded_bool_tensor_to_any_op():
     ):
         ours, ref = op(packed), op(plain)
         assert type(ours) is torch.Tensor and torch.equal(ours, ref)
+    with pytest.raises(TypeError, match="in place"):  # it would only change a copy
+        packed.logical_not_()
+    with pytest.raises(TypeError, match="in place"):
+        torch.logical_not(plain, out=packed)
 
 
 def test_steps_and_byte_ops_of_packed_spikes():

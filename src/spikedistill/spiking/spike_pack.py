@@ -67,10 +67,17 @@ class PackedSpikes(torch.Tensor):
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for i, arg in enumerate(func._schema.arguments):
+            value = args[i] if i < len(args) else kwargs.get(arg.name)
+            writes = arg.alias_info is not None and arg.alias_info.is_write
+            if writes and isinstance(value, PackedSpikes):  # it would write a temporary copy
+                raise TypeError(f"{func} would modify packed spikes in place; copy them first")
+
         def plain(a):
             return a.unpacked() if isinstance(a, PackedSpikes) else a
 
-        return func(*tree_map(plain, args), **tree_map(plain, kwargs or {}))
+        return func(*tree_map(plain, args), **tree_map(plain, kwargs))
 
     @property
     def rows(self) -> int:
