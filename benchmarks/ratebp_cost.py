@@ -3,7 +3,9 @@
 Memory: one fresh process per (network, mode, T) point (``spikedistill.bench.memory``); peak
 RSS during two training steps minus the RSS just before the first one, the median of
 ``--mem-reps`` processes. Time: both modes interleaved in one process per T, median of
-``--reps`` steps. Writes a Markdown table, a CSV and a plot.
+``--reps`` steps. Writes a Markdown table, a CSV and a plot. ``--backend compile`` runs both
+modes' neurons compiled (a warm-up step, whose peak is forgotten, compiles before memory is
+measured).
 
     python benchmarks/ratebp_cost.py --out benchmarks/results/ratebp_cost
 """
@@ -18,6 +20,7 @@ import torch
 
 from spikedistill.bench import VARIANTS, BenchSpec, interleaved_medians
 from spikedistill.bench.memory import fresh_process_peak
+from spikedistill.bench.suite import memory_warmup
 
 NETS = {  # name -> benchmark point (T is set per row)
     "resnet19": BenchSpec("resnet19", batch=8, neuron="ratebp"),
@@ -42,13 +45,15 @@ def main() -> None:
     parser.add_argument(
         "--stored-steps", type=int, default=4, help="Rate-BP's train.rate_stored_steps"
     )
+    parser.add_argument("--backend", default="torch", help="neuron backend of both modes")
     parser.add_argument("--out", default="benchmarks/results/ratebp_cost")
     args = parser.parse_args()
     rows = []
     for net in args.nets:
         for T in args.T:
-            spec = NETS[net].replace(T=T, stored_steps=args.stored_steps)
-            mem = {mode: fresh_process_peak(spec, mode, args.mem_reps) for mode in MODES}
+            spec = NETS[net].replace(T=T, stored_steps=args.stored_steps, backend=args.backend)
+            warmup = memory_warmup(spec)
+            mem = {mode: fresh_process_peak(spec, mode, args.mem_reps, warmup) for mode in MODES}
             times = interleaved_medians(
                 {mode: VARIANTS.get(mode)(spec).train for mode in MODES}, reps=args.reps
             )
@@ -68,11 +73,12 @@ def write_outputs(rows: list[dict], out: Path, args) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        f"# Training-step cost vs T: BPTT and Rate-BP (CPU; stored_steps {args.stored_steps})",
+        f"# Training-step cost vs T: BPTT and Rate-BP (CPU; {args.backend} backend; "
+        f"stored_steps {args.stored_steps})",
         "",
         f"`python benchmarks/ratebp_cost.py --nets {' '.join(args.nets)} "
         f"--T {' '.join(map(str, args.T))} --reps {args.reps} --mem-reps {args.mem_reps} "
-        f"--stored-steps {args.stored_steps} --out {args.out}`"
+        f"--stored-steps {args.stored_steps} --backend {args.backend} --out {args.out}`"
         f"; torch {torch.__version__}, {torch.get_num_threads()} threads. Memory: peak RSS of two "
         "steps above the RSS before the first, a fresh process per point (median of "
         "--mem-reps). Time: median step, both modes interleaved in one process.",

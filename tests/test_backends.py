@@ -86,14 +86,20 @@ def test_trainer_runs_on_the_configured_backend(tmp_path, monkeypatch):
     assert active_backend() is LIF_BACKENDS.get("torch")
 
 
+@pytest.mark.parametrize("record_chunk", [None, 100_000])
 @pytest.mark.parametrize("backend", FAST)
-def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend):
+def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend, record_chunk, monkeypatch):
     """The units' spike-pass kernels (BatchNorm + LIF + spike counts + eligibility) of a fast
-    backend give the reference's spikes, hence logits, and its eligibilities (so gradients)."""
+    backend give the reference's spikes, hence logits, and its eligibilities (so gradients);
+    also when the compiled scan takes a layer one image at a time (``record_chunk``)."""
     import copy
 
     from spikedistill.models import build_model
+    from spikedistill.spiking import backends
     from spikedistill.spiking.ratebp import RateBackprop
+
+    if record_chunk is not None:  # 5 steps of a 16 x 32 x 32 map per image: one per call
+        monkeypatch.setattr(backends, "RECORD_CHUNK", record_chunk)
 
     torch.manual_seed(0)
     model = build_model("resnet8", 10, spiking=True, T=5, neuron="ratebp").train()

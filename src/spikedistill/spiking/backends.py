@@ -223,18 +223,36 @@ def _compiled_norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg,
     return scan(*args) if residual is None else scan(*args, residual)
 
 
+#: neuron-steps per call of the compiled record scan: Inductor keeps a float buffer per
+#: unrolled step, so a layer is scanned a few rows at a time to keep them small
+RECORD_CHUNK = 1 << 19
+
+
 def _compiled_norm_record(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
     shape = x.shape if static else (x.shape[0] // T, *x.shape[1:])
     x, scale, shift, residual = _per_channel_views(x, scale, shift, residual, T, static)
     scan = _compiled(_record_scan, cfg=cfg, T=T, static=static)
-    spikes, counts, elig = (
-        scan(x, scale, shift) if residual is None else scan(x, scale, shift, residual)
-    )
-    return (
-        spikes.view(-1, *shape),
-        counts.to(count_dtype(T)).view(shape),
-        elig.div_(T).view(shape),
-    )
+    rows, neurons = shape[0], x.shape[-2] * x.shape[-1]
+    per_call = max(1, RECORD_CHUNK // (T * neurons))
+    out = None
+    for start in range(0, rows, per_call):
+        part = slice(start, start + per_call)
+        args = (x[part] if static else x[:, part], scale, shift)
+        if residual is not None:
+            args += (residual[:, part],)
+        spikes, counts, elig = scan(*args)
+        if per_call >= rows:
+            out = (spikes, counts.to(count_dtype(T)), elig)
+            break
+        if out is None:
+            out = (
+                spikes.new_empty((spikes.shape[0], rows, *spikes.shape[2:])),
+                counts.new_empty((rows, *counts.shape[1:]), dtype=count_dtype(T)),
+                elig.new_empty((rows, *elig.shape[1:])),
+            )
+        out[0][:, part], out[1][part], out[2][part] = spikes, counts, elig
+    spikes, counts, elig = out
+    return spikes.view(-1, *shape), counts.view(shape), elig.div_(T).view(shape)
 
 
 def _compile_unavailable(device: torch.device) -> str | None:
