@@ -53,6 +53,8 @@ def test_packed_spikes_look_like_the_folded_bool_tensor_to_any_op():
         packed.logical_not_()
     with pytest.raises(TypeError, match="in place"):
         torch.logical_not(plain, out=packed)
+    with pytest.raises(ValueError, match=r"T=11 are uint8 \[2, rows"):  # one byte is 8 steps
+        PackedSpikes(packed.packed[:1], 11)
 
 
 def test_steps_and_byte_ops_of_packed_spikes():

@@ -55,7 +55,10 @@ class PackedSpikes(torch.Tensor):
     @staticmethod
     def __new__(cls, packed: torch.Tensor, T: int) -> PackedSpikes:
         if packed.dtype != torch.uint8 or packed.shape[0] != packed_steps(T):
-            raise ValueError(f"need uint8 [{packed_steps(T)}, rows, ...], got {packed.dtype}")
+            got = f"{packed.dtype} {list(packed.shape)}"
+            raise ValueError(
+                f"packed spikes of T={T} are uint8 [{packed_steps(T)}, rows, ...], got {got}"
+            )
         shape = (T * packed.shape[1], *packed.shape[2:])
         self = torch.Tensor._make_wrapper_subclass(
             cls, shape, dtype=torch.bool, device=packed.device
@@ -100,5 +103,5 @@ class PackedSpikes(torch.Tensor):
         """``fn`` applied to the bytes as ``[P*rows, ...]``, for an op that acts on every row
         alone and commutes with a per-bit OR (a tiling max-pool, a flatten of dims >= 1)."""
         P, rows = self.packed.shape[:2]
-        out = fn(self.packed.view(P * rows, *self.packed.shape[2:]))
-        return PackedSpikes(out.view(P, rows, *out.shape[1:]), self.time_steps)
+        out = fn(self.packed.reshape(P * rows, *self.packed.shape[2:]))
+        return PackedSpikes(out.reshape(P, rows, *out.shape[1:]), self.time_steps)
