@@ -54,7 +54,7 @@ from .norm_lif import (
 )
 from .rate_pass import RateNeuron, StraightThroughBatchNorm, TilingMaxPool, per_channel
 from .rate_stats import spike_statistics
-from .spike_pack import PackedSpikes, pack
+from .spike_pack import PackedSpikes, pack, unpack
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
@@ -109,7 +109,7 @@ def _steps(x: torch.Tensor, start: int, stop: int, T: int, dtype: torch.dtype) -
 def _channels(x: torch.Tensor, sl: slice) -> torch.Tensor:
     """Channels ``sl`` of ``x [N, C, ...]``; packed spikes are unpacked to ``bool`` for them."""
     if isinstance(x, PackedSpikes):
-        return PackedSpikes(x.packed[:, :, sl], x.time_steps).unpacked()
+        return unpack(x.packed[:, :, sl], x.time_steps).flatten(0, 1)
     return x[:, sl]
 
 
@@ -265,9 +265,8 @@ class RateBackprop:
         first = {nn.Flatten: "start_dim", nn.Unflatten: "dim"}.get(type(m))
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            if not isinstance(x, PackedSpikes):
-                return cls_forward(m, x)
-            if first is None or getattr(m, first) % x.dim() != 0:
+            packed = isinstance(x, PackedSpikes)
+            if packed and (first is None or getattr(m, first) % x.dim() != 0):
                 return x.map_bytes(lambda b: cls_forward(m, b))
             return cls_forward(m, x)
 

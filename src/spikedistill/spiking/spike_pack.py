@@ -39,10 +39,10 @@ def unpack(packed: torch.Tensor, T: int) -> torch.Tensor:
     return bits.bitwise_and_(1).view(-1, *packed.shape[1:])[:T].bool()
 
 
-def step_of(packed: torch.Tensor, t: int, dtype: torch.dtype) -> torch.Tensor:
-    """The 0/1 spikes of step ``t`` as a new ``dtype`` tensor ``[rows, ...]``."""
+def step_bits(packed: torch.Tensor, t: int) -> torch.Tensor:
+    """The spikes of step ``t`` as 0/1 bytes ``uint8 [rows, ...]``."""
     j, b = divmod(t, BITS)
-    return torch.bitwise_right_shift(packed[j], b).bitwise_and_(1).to(dtype)
+    return torch.bitwise_right_shift(packed[j], b).bitwise_and_(1)
 
 
 class PackedSpikes(torch.Tensor):
@@ -95,8 +95,8 @@ class PackedSpikes(torch.Tensor):
         out = torch.empty(
             ((stop - start) * self.rows, *self.shape[1:]), dtype=dtype, device=self.device
         )
-        for i, t in enumerate(range(start, stop)):
-            out[i * self.rows : (i + 1) * self.rows] = step_of(self.packed, t, dtype)
+        for i, t in enumerate(range(start, stop)):  # the copy converts to dtype
+            out[i * self.rows : (i + 1) * self.rows].copy_(step_bits(self.packed, t))
         return out
 
     def map_bytes(self, fn) -> PackedSpikes:
