@@ -252,7 +252,7 @@ def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T, monkey
         torch.testing.assert_close(st_a[k], st_b[k], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("stored", [4, 2])
+@pytest.mark.parametrize("stored", [4, 3, 2])
 def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
     """Beyond ``stored_steps`` steps a unit's channels run in chunks: its float buffer holds at
     most ``stored_steps`` steps' worth of the layer, whatever T; the results do not change."""
@@ -267,6 +267,14 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
         return out
 
     monkeypatch.setattr(ratebp._UnitRecorder, "_pre_activation", spy)
+    conv_inputs = []  # images per convolution call
+    real_conv = nn.Conv2d._conv_forward
+
+    def conv_spy(self, x, weight, bias):
+        conv_inputs.append(x.shape[0])
+        return real_conv(self, x, weight, bias)
+
+    monkeypatch.setattr(nn.Conv2d, "_conv_forward", conv_spy)
     torch.manual_seed(0)
     model = build_model("convnet3", 10, spiking=True, T=16, neuron="ratebp", in_channels=1)
     x = torch.randn(4, 1, 28, 28)
@@ -274,6 +282,8 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
     view(x).sum().backward()
     assert len(sizes) > 3  # layer1 and layer2 ran in chunks (the stem is static)
     assert all(numel <= stored * one_step for numel, one_step in sizes)
+    # a unit's convolution reads at most stored_steps steps of spikes per call, as floats
+    assert max(conv_inputs) == stored * x.shape[0]
     whole = RateBackprop(model, stored_steps=16)  # T <= stored_steps: no chunks
     torch.testing.assert_close(whole(x), view(x), rtol=0, atol=1e-6)
     torch.testing.assert_close(whole.last_spike_logits, view.last_spike_logits, rtol=0, atol=1e-6)

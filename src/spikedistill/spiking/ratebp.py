@@ -304,10 +304,10 @@ class _UnitRecorder:
     BatchNorm statistics and the neuron are per channel, so beyond ``stored_steps`` steps the
     unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
     H, W]`` never holds more than ``stored_steps`` steps' worth of the layer (memory flat in
-    T); the convolution then runs per time step on the spikes, chunk by chunk (the same
-    FLOPs in all, in smaller calls). The backend's ``norm_record`` normalises that buffer and
-    runs the neuron. Units it cannot take (hooks, grouped or foreign convolutions, modules
-    outside the student) go the usual way."""
+    T); the convolution then runs ``stored_steps`` steps at a time on the spikes, chunk by
+    chunk (the same FLOPs in all, in smaller calls). The backend's ``norm_record`` normalises
+    that buffer and runs the neuron. Units it cannot take (hooks, grouped or foreign
+    convolutions, modules outside the student) go the usual way."""
 
     def __init__(self, view: RateBackprop, records: dict) -> None:
         self.records = records
@@ -372,23 +372,24 @@ class _UnitRecorder:
         return PackedSpikes(spikes, T)
 
     def _pre_activation(self, conv, x, T: int, rows: int, sl: slice) -> torch.Tensor:
-        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, on all steps at
-        once up to ``stored_steps`` steps, else step by step (or the chunk of ``x`` itself
-        without a convolution, as a new tensor)."""
+        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, ``stored_steps``
+        steps at a time (one call per block of steps: fewer, larger convolutions; each block's
+        float input and output are freed before the next), or the chunk of ``x`` itself
+        without a convolution, as a new tensor."""
         if conv is None:
             return _channels(x, sl).to(self.dtype, copy=True)
         weight = conv.weight[sl]
         bias = None if conv.bias is None else conv.bias[sl]
-        steps = T if self.stored_steps >= T else 1
+        steps = min(T, self.stored_steps)
         out = None
         for t in range(0, T, steps):
-            block = _steps(x, t, min(T, t + steps), T, self.dtype)
-            y = conv._conv_forward(block, weight, bias)
+            y = conv._conv_forward(_steps(x, t, min(T, t + steps), T, self.dtype), weight, bias)
             if steps == T:
                 return y
             if out is None:
                 out = y.new_empty((x.shape[0], *y.shape[1:]))
             out[t * rows : t * rows + y.shape[0]] = y
+            del y
         return out
 
 
