@@ -59,7 +59,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .engine.checkpoint import load_checkpoint
     from .engine.config import config_from_dict
     from .engine.evaluate import evaluate
-    from .engine.trainer import build_student, resolve_device
+    from .engine.setup import build_student, resolve_device
 
     ckpt = load_checkpoint(args.checkpoint)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
@@ -113,7 +113,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from .diagnostics.energy import energy_constants
     from .diagnostics.report import analyze_run, write_report
-    from .engine.trainer import resolve_device
+    from .engine.setup import resolve_device
 
     if args.batches < 1:
         raise ConfigError("--batches must be >= 1")

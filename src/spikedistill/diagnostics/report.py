@@ -59,7 +59,7 @@ def analyze_run(
     from ..distill.stm_probe import stm_of_run, stm_probe, trained_objective
     from ..engine.checkpoint import load_checkpoint
     from ..engine.config import config_from_dict
-    from ..engine.trainer import build_student
+    from ..engine.setup import build_student
     from ..models import build_model
 
     run = Path(run)

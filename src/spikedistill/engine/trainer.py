@@ -4,9 +4,7 @@ per-epoch evaluation on the full test set, atomic ``last``/``best`` checkpoints 
 from __future__ import annotations
 
 import os
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ from ..distill.build import build_objective
 from ..distill.objective import DistillObjective
 from ..distill.stm_probe import stm_probe
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
-from ..models import build_model
 from ..spiking import neuron_backend
 from ..spiking.ratebp import RateBackprop
 from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint, remove_stale_temporaries
@@ -28,44 +25,8 @@ from .distributed import DistContext
 from .evaluate import evaluate
 from .optim import build_optimizer, build_scheduler
 from .run_logger import RunLogger
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available; use cpu or auto")
-    return torch.device(name)
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def build_student(
-    cfg: ExperimentConfig, num_classes: int, in_channels: int, time_steps: int | None = None
-) -> nn.Module:
-    """The student of ``cfg.model``; ``time_steps``: the frames per sample of event data."""
-    m = cfg.model
-    if time_steps is not None and m.spiking and time_steps != m.T:
-        raise ConfigError(
-            f"the data gives {time_steps} event frames per sample but model.T={m.T}; "
-            f"set model.T={time_steps} (or data.options.frames={m.T})"
-        )
-    options = {"in_channels": in_channels, **m.options}
-    if m.spiking:
-        options.update(T=m.T, neuron=m.neuron, neuron_kwargs=m.neuron_kwargs)
-    elif m.neuron_kwargs:
-        raise ConfigError("model.neuron_kwargs is set but model.spiking is false")
-    return build_model(m.name, num_classes, spiking=m.spiking, **options)
-
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .setup import AMP_DTYPES, build_student, resolve_device, seed_everything
+from .train_state import TrainState, config_diff, epoch_means, rng_state, set_rng_state
 
 
 class TrainStep(nn.Module):
@@ -80,19 +41,6 @@ class TrainStep(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
         return self.objective(self.train_forward, x, y, index)
-
-
-@dataclass
-class TrainState:
-    """Everything besides module/optimizer states that resume must restore."""
-
-    epoch: int = 0  # current (0-based) epoch
-    step_in_epoch: int = 0  # batches of `epoch` already done
-    global_step: int = 0
-    running: dict[str, float] = field(default_factory=dict)  # sums of the partial epoch
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_top1: float = -1.0
-    skipped_steps: int = 0  # non-finite losses skipped so far (train.skip_nonfinite)
 
 
 class Trainer:
@@ -198,7 +146,6 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        s = self.state
         return {
             "schema_version": SCHEMA_VERSION,
             "model_name": self.cfg.model.name,
@@ -209,20 +156,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "world_size": self.dist.world_size,
-            "state": {
-                "epoch": s.epoch,
-                "step_in_epoch": s.step_in_epoch,
-                "global_step": s.global_step,
-                "running": dict(s.running),
-                "history": list(s.history),
-                "best_top1": s.best_top1,
-                "skipped_steps": s.skipped_steps,
-            },
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": list(random.getstate()[1]),
-                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
-            },
+            "state": self.state.to_dict(),
+            "rng": rng_state(),
         }
 
     def resume(self, path: str | os.PathLike | None = None, force: bool = False) -> None:
@@ -247,20 +182,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        st = ckpt["state"]
-        self.state = TrainState(
-            epoch=st["epoch"],
-            step_in_epoch=st["step_in_epoch"],
-            global_step=st["global_step"],
-            running=dict(st["running"]),
-            history=list(st["history"]),
-            best_top1=st["best_top1"],
-            skipped_steps=st.get("skipped_steps", 0),
-        )
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        random.setstate((3, tuple(ckpt["rng"]["python"]), None))
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([r.cpu() for r in ckpt["rng"]["cuda"]])
+        self.state = TrainState.from_dict(ckpt["state"])
+        set_rng_state(ckpt["rng"])
         self.logger.log(f"resumed at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
 
     def save(self, name: str) -> None:
@@ -348,12 +271,7 @@ class Trainer:
                 continue
             logits, terms = result
             values = {k: v.item() for k, v in terms.items()}  # one host sync per term
-            total = sum(values.values())
-            run["loss"] = run.get("loss", 0.0) + total * y.numel()
-            for k, v in values.items():
-                run[k] = run.get(k, 0.0) + v * y.numel()
-            run["correct"] = run.get("correct", 0.0) + (logits.argmax(1) == y).sum().item()
-            run["samples"] = run.get("samples", 0.0) + y.numel()
+            total = s.add_batch(values, (logits.argmax(1) == y).sum().item(), y.numel())
             s.step_in_epoch += 1
             s.global_step += 1
             seen_now += y.numel()
@@ -380,11 +298,7 @@ class Trainer:
         run["seconds"] += time.perf_counter() - start
         keys = sorted(k for k in run if k != "seconds")
         sums = dict(zip(keys, self.dist.sum([run[k] for k in keys], self.device), strict=True))
-        n = max(sums.get("samples", 0.0), 1.0)
-        out = {k: v / n for k, v in sums.items() if k not in ("correct", "samples")}
-        out["top1"] = 100.0 * sums.get("correct", 0.0) / n
-        out["seconds"] = run["seconds"]
-        return out
+        return {**epoch_means(sums), "seconds": run["seconds"]}
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.epochs`` (from the resumed state), neurons on the run's backend."""
@@ -483,15 +397,3 @@ class Trainer:
             "epochs": len(h),
             "history": h,
         }
-
-
-def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested config dicts."""
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += config_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys

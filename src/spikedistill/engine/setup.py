@@ -1,0 +1,53 @@
+"""What a run is built from before training: its device, its seeds, its student."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models import build_model
+from .config import ExperimentConfig
+
+#: ``train.amp`` -> the autocast dtype (``None``: full precision)
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device``: ``auto`` is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available; use cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python and torch; ``deterministic``: deterministic kernels where torch has them."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def build_student(
+    cfg: ExperimentConfig, num_classes: int, in_channels: int, time_steps: int | None = None
+) -> nn.Module:
+    """The student of ``cfg.model``; ``time_steps``: the frames per sample of event data."""
+    m = cfg.model
+    if time_steps is not None and m.spiking and time_steps != m.T:
+        raise ConfigError(
+            f"the data gives {time_steps} event frames per sample but model.T={m.T}; "
+            f"set model.T={time_steps} (or data.options.frames={m.T})"
+        )
+    options = {"in_channels": in_channels, **m.options}
+    if m.spiking:
+        options.update(T=m.T, neuron=m.neuron, neuron_kwargs=m.neuron_kwargs)
+    elif m.neuron_kwargs:
+        raise ConfigError("model.neuron_kwargs is set but model.spiking is false")
+    return build_model(m.name, num_classes, spiking=m.spiking, **options)

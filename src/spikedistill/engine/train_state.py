@@ -1,0 +1,89 @@
+"""The loop position and RNG streams a resumed run restores, and the config check it makes."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class TrainState:
+    """Everything besides module/optimizer states that resume must restore."""
+
+    epoch: int = 0  # current (0-based) epoch
+    step_in_epoch: int = 0  # batches of `epoch` already done
+    global_step: int = 0
+    running: dict[str, float] = field(default_factory=dict)  # sums of the partial epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_top1: float = -1.0
+    skipped_steps: int = 0  # non-finite losses skipped so far (train.skip_nonfinite)
+
+    def add_batch(self, terms: dict[str, float], correct: float, samples: int) -> float:
+        """Add a batch's mean loss terms, correct count and size to the epoch's running sums
+        (each term weighted by the batch size); returns the batch's total loss."""
+        run, total = self.running, sum(terms.values())
+        run["loss"] = run.get("loss", 0.0) + total * samples
+        for k, v in terms.items():
+            run[k] = run.get(k, 0.0) + v * samples
+        run["correct"] = run.get("correct", 0.0) + correct
+        run["samples"] = run.get("samples", 0.0) + samples
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers (a ``weights_only`` checkpoint loads them), copied."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        """The inverse of ``to_dict``; ``skipped_steps`` may be missing (older runs)."""
+        return cls(
+            epoch=d["epoch"],
+            step_in_epoch=d["step_in_epoch"],
+            global_step=d["global_step"],
+            running=dict(d["running"]),
+            history=list(d["history"]),
+            best_top1=d["best_top1"],
+            skipped_steps=d.get("skipped_steps", 0),
+        )
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch (CPU, and each CUDA device's) and Python RNG states."""
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` captured (the CUDA streams only where CUDA is present)."""
+    torch.set_rng_state(state["torch"].cpu())
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda"]])
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def epoch_means(sums: dict[str, float]) -> dict[str, float]:
+    """Per-sample means of an epoch's running sums (``add_batch``, summed over ranks), with
+    ``top1`` in percent."""
+    n = max(sums.get("samples", 0.0), 1.0)
+    out = {k: v / n for k, v in sums.items() if k not in ("correct", "samples")}
+    out["top1"] = 100.0 * sums.get("correct", 0.0) / n
+    return out
