@@ -261,8 +261,8 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
     sizes = []
     real = ratebp._UnitRecorder._pre_activation
 
-    def spy(self, conv, x, T, rows, sl):
-        out = real(self, conv, x, T, rows, sl)
+    def spy(self, conv, x, T, rows, sl, steps):
+        out = real(self, conv, x, T, rows, sl, steps)
         sizes.append((out.numel(), rows * conv.out_channels * out[0, 0].numel()))
         return out
 
@@ -283,7 +283,7 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
     assert len(sizes) > 3  # layer1 and layer2 ran in chunks (the stem is static)
     assert all(numel <= stored * one_step for numel, one_step in sizes)
     # a unit's convolution reads at most stored_steps steps of spikes per call, as floats
-    assert max(conv_inputs) == stored * x.shape[0]
+    assert max(conv_inputs) <= stored * x.shape[0]
     whole = RateBackprop(model, stored_steps=16)  # T <= stored_steps: no chunks
     torch.testing.assert_close(whole(x), view(x), rtol=0, atol=1e-6)
     torch.testing.assert_close(whole.last_spike_logits, view.last_spike_logits, rtol=0, atol=1e-6)

@@ -304,10 +304,10 @@ class _UnitRecorder:
     BatchNorm statistics and the neuron are per channel, so beyond ``stored_steps`` steps the
     unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
     H, W]`` never holds more than ``stored_steps`` steps' worth of the layer (memory flat in
-    T); the convolution then runs ``stored_steps`` steps at a time on the spikes, chunk by
-    chunk (the same FLOPs in all, in smaller calls). The backend's ``norm_record`` normalises
-    that buffer and runs the neuron. Units it cannot take (hooks, grouped or foreign
-    convolutions, modules outside the student) go the usual way."""
+    T); the convolution then runs on the spikes chunk by chunk, ``stored_steps / chunks``
+    steps per call (at least one; the same FLOPs in all, in smaller calls). The backend's
+    ``norm_record`` normalises that buffer and runs the neuron. Units it cannot take (hooks,
+    grouped or foreign convolutions, modules outside the student) go the usual way."""
 
     def __init__(self, view: RateBackprop, records: dict) -> None:
         self.records = records
@@ -344,10 +344,12 @@ class _UnitRecorder:
         stored = self.stored_steps
         per_chunk = channels if stored >= T else -(-channels * stored // T)
         chunks = [slice(c, min(c + per_chunk, channels)) for c in range(0, channels, per_chunk)]
+        # steps per convolution call: all of them, or stored_steps shared among the chunks
+        block = T if len(chunks) == 1 else max(1, stored // len(chunks))
         momentum = bn_momentum(norm) if norm.training and norm.running_mean is not None else None
         stats, out = [], None
         for sl in chunks:
-            y = self._pre_activation(conv, x, T, rows, sl)
+            y = self._pre_activation(conv, x, T, rows, sl, block)
             mean, var = batch_statistics(norm, y, sl, momentum)
             r = None if residual is None else _channels(residual, sl)
             scale, shift = _affine(norm, mean, var, sl)
@@ -371,16 +373,14 @@ class _UnitRecorder:
         self.records[norm], self.records[act] = (mean, var), (counts, elig)
         return PackedSpikes(spikes, T)
 
-    def _pre_activation(self, conv, x, T: int, rows: int, sl: slice) -> torch.Tensor:
-        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, ``stored_steps``
-        steps at a time (one call per block of steps: fewer, larger convolutions; each block's
-        float input and output are freed before the next), or the chunk of ``x`` itself
-        without a convolution, as a new tensor."""
+    def _pre_activation(self, conv, x, T: int, rows: int, sl: slice, steps: int) -> torch.Tensor:
+        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, ``steps`` steps
+        per call (each block's float input and output freed before the next), or the chunk of
+        ``x`` itself without a convolution, as a new tensor."""
         if conv is None:
             return _channels(x, sl).to(self.dtype, copy=True)
         weight = conv.weight[sl]
         bias = None if conv.bias is None else conv.bias[sl]
-        steps = min(T, self.stored_steps)
         out = None
         for t in range(0, T, steps):
             y = conv._conv_forward(_steps(x, t, min(T, t + steps), T, self.dtype), weight, bias)
