@@ -17,10 +17,10 @@ Convolutions, linear layers, average pooling and residual sums are linear, so th
 logits equal the spike-pass mean logits (max-pooling is the exception). The rate graph is
 independent of ``T``, and so, nearly, is the spike pass: neurons emit spikes packed 8 steps per
 byte (``spike_pack.PackedSpikes``) and keep spike counts as bytes; a model's convolution +
-BatchNorm + LIF units (``conv_norm_act``) run in
-output-channel chunks whose float pre-activation holds at most ``stored_steps`` (default
-``STORED_STEPS`` = 4; fewer: less memory, smaller and slower convolutions) steps' worth of the
-layer (BatchNorm statistics and neurons are per channel, so nothing changes but the order);
+BatchNorm + LIF units (``conv_norm_act``) run in output-channel chunks whose float
+pre-activation holds at most ``stored_steps`` (default ``STORED_STEPS`` = 4; fewer: less memory,
+smaller and slower convolutions) steps' worth of the layer (BatchNorm statistics and neurons are
+per channel, so nothing changes but the order);
 other layers fed by spikes run one time step at a time on a float copy of that step (a tiling
 max-pool is an OR of the packed bytes, flattening reshapes them), and a static input is not
 copied ``T`` times. What still grows with ``T`` is one bit per neuron and step of spikes. In the

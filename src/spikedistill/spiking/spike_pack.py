@@ -4,7 +4,7 @@ A layer's spikes over ``T`` steps, ``bool [T, rows, ...]``, take one byte per ne
 Packed, they are ``uint8 [P, rows, ...]`` with ``P = ceil(T / 8)``: bit ``b`` of byte ``j`` is
 the spike at step ``t = 8 j + b``. ``PackedSpikes`` carries such bytes where a folded ``bool
 [T*rows, ...]`` tensor is expected: its shape, dtype and device are the bool tensor's. The
-layers that know the type read the bytes (``ratebp``: convolutions step by step, a tiling
+layers that know the type read the bytes (``ratebp``: convolutions a few steps at a time, a tiling
 max-pool as the OR of bytes, flattening); any other op receives the unpacked ``bool`` tensor,
 so code that does not know the type stays correct, and only spends the memory.
 """
