@@ -10,6 +10,7 @@ from torch import nn
 from reference import reference_lif
 from spikedistill.models import build_model
 from spikedistill.spiking import LIF, FoldedNeuron, neuron_backend, neuron_config
+from spikedistill.spiking.max_pool import is_tiling_max_pool
 from spikedistill.spiking.norm_lif import fusable, norm_act
 
 CONFIGS = [
@@ -121,7 +122,7 @@ def _unfused(model: nn.Module) -> nn.Module:
     """A copy run layer by layer: a hook on every BatchNorm keeps it out of the fused op."""
     model = copy.deepcopy(model)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, (nn.BatchNorm2d, nn.MaxPool2d)):  # the max-pools: as the class runs
             m.register_forward_hook(lambda *args: None)
     return model
 
@@ -141,6 +142,7 @@ def test_fused_models_equal_the_layer_by_layer_run(name):
     torch.manual_seed(0)
     fused = build_model(name, 10, spiking=True, T=3, in_channels=channels).double().train()
     plain = _unfused(fused)
+    n_pools = sum(is_tiling_max_pool(m) for m in fused.modules())
     x = torch.randn(4, channels, size, size, dtype=torch.float64)
     weights = torch.randn(3, 4, 10, dtype=torch.float64)
     outputs = []
@@ -151,8 +153,10 @@ def test_fused_models_equal_the_layer_by_layer_run(name):
         (logits * weights).sum().backward()
         if model is fused:
             assert names.count("BatchNormLIFBackward") == n_fused
+            assert names.count("TilingMaxPoolBackward") == n_pools
         else:
             assert "BatchNormLIFBackward" not in names
+            assert "TilingMaxPoolBackward" not in names
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
     for (n, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=n)
@@ -233,3 +237,29 @@ def test_what_is_not_fused():
     handle.remove()
     act.forward = lambda z, static=False: z  # a replaced forward (Rate-BP does this) is used
     assert not fusable(bn, act, x)
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["per_step", "static"])
+def test_every_spike_pass_rounds_the_drive_alike(static):
+    """At float32, with the BatchNorm outputs ``x scale + shift`` within rounding of the
+    threshold, the BPTT forward on each backend and Rate-BP's spike pass fire the same bits: they
+    all round the multiply and the add separately (a fused multiply-add would flip spikes)."""
+    from spikedistill.spiking.backends import LIF_BACKENDS
+    from spikedistill.spiking.rate_stats import norm_spike_statistics
+    from spikedistill.spiking.spike_pack import unpack
+
+    g = torch.Generator().manual_seed(0)
+    cfg, steps, rows, channels = neuron_config("tdbn"), 1, 256, 4
+    scale = torch.rand(channels, generator=g) * 3 + 0.1
+    shift = torch.randn(channels, generator=g) * 2
+    at_threshold = (cfg.threshold - shift) / scale
+    x = at_threshold.view(1, -1, 1) * (1 + torch.randn(rows, channels, 64, generator=g) * 1e-6)
+    fired = {}
+    for name in ["torch", "compile"]:
+        forward = LIF_BACKENDS.get(name).norm_forward
+        fired[name] = forward(x, scale, shift, None, cfg, steps, static).reshape(-1).bool()
+    packed, _, _ = norm_spike_statistics(x.clone(), scale, shift, None, cfg, steps, static)
+    fired["rate_bp"] = unpack(packed, steps).reshape(-1).bool()
+    assert 0.2 < fired["torch"].float().mean() < 0.8  # the drives straddle the threshold
+    assert torch.equal(fired["compile"], fired["torch"])
+    assert torch.equal(fired["rate_bp"], fired["torch"])

@@ -314,20 +314,21 @@ def test_eligibility_of_a_copy_in_place_and_for_a_static_drive_agree(reset, chun
 
 
 def test_spike_pass_max_pool_is_the_or_of_the_window():
-    from spikedistill.spiking.ratebp import _is_tiling_max_pool, _or_pool
+    from spikedistill.spiking.max_pool import is_tiling_max_pool
+    from spikedistill.spiking.ratebp import _or_pool
 
     even = torch.rand(6, 4, 8, 10) < 0.3  # k = 2 takes the int16 path here
     for spikes in (even, torch.rand(6, 4, 9, 10) < 0.3, even.transpose(-1, -2)):
         for k in (2, 3):
             pool = nn.MaxPool2d(k)
-            assert _is_tiling_max_pool(pool)
+            assert is_tiling_max_pool(pool)
             expected = pool(spikes.float()).bool()
             assert torch.equal(_or_pool(spikes, k), expected)
-    assert not _is_tiling_max_pool(nn.MaxPool2d(3, 2, 1))  # overlapping windows: max-pool
+    assert not is_tiling_max_pool(nn.MaxPool2d(3, 2, 1))  # overlapping windows: max-pool
 
 
 def test_rate_pass_max_pool_keeps_only_indices_and_matches_the_max_pool_gradient():
-    from spikedistill.spiking.rate_pass import TilingMaxPool
+    from spikedistill.spiking.max_pool import TilingMaxPool
 
     torch.manual_seed(0)
     rates = (torch.randint(0, 5, (3, 4, 8, 9)).double() / 4).requires_grad_(True)  # many ties

@@ -29,13 +29,17 @@ def lif_steps(
     cfg: NeuronConfig,
     membrane: torch.Tensor | None = None,
     spikes: torch.Tensor | None = None,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    fire_last: bool = True,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
     """Run the LIF over ``x [T, ...]`` and yield ``(t, v_t, s_t)`` at every step: the pre-reset
     membrane and the spikes (0/1 in the dtype of ``x``). They are written into ``membrane[t]``
     and ``spikes[t]`` when those ``[T, ...]`` buffers are given, else into scratch tensors that
     the next step overwrites. Charge ``v_t = decay u_{t-1} + k x_t``, fire ``s_t = v_t >= th``,
-    reset ``u_t = v_t (1 - s_t)`` (hard) or ``v_t - th s_t`` (soft)."""
+    reset ``u_t = v_t (1 - s_t)`` (hard) or ``v_t - th s_t`` (soft). ``membrane`` may be ``x``
+    itself (each ``v_t`` then overwrites ``x_t``). ``fire_last=False`` skips the last step's
+    spikes (yielded as ``None``), for a recompute that needs only the membranes."""
     scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    in_place = membrane is x  # then v_0 = x_0 (k = 1) is there already
     v_scratch = torch.empty_like(x[0]) if membrane is None else None
     s_scratch = torch.empty_like(x[0]) if spikes is None else None
     u = None  # post-reset membrane of the previous step (u_0 = 0)
@@ -46,13 +50,18 @@ def lif_steps(
             if u is not None:
                 v.add_(u, alpha=cfg.decay)
         elif u is None:
-            v.copy_(x[t])
+            if not in_place:
+                v.copy_(x[t])
         else:
             torch.add(x[t], u, alpha=cfg.decay, out=v)
+        last = t + 1 == x.shape[0]
+        if last and not fire_last:
+            yield t, v, None
+            break
         s = s_scratch if spikes is None else spikes[t]
         torch.ge(v, cfg.threshold, out=s)
         yield t, v, s
-        if t + 1 == x.shape[0]:
+        if last:
             break
         if cfg.reset == "hard":
             u = torch.addcmul(v, v, s, value=-1.0)
@@ -104,10 +113,11 @@ def norm_drive(
 ) -> torch.Tensor:
     """The neuron input ``[T, rows, C, L]`` (a stride-0 view over T when ``static``) from a
     BatchNorm input ``x [T*rows, C, ...]`` (static: ``[rows, C, ...]``) and per-channel ``scale``,
-    ``shift`` ``[C]``. One ``addcmul``, so a recompute gives the same bits."""
+    ``shift`` ``[C]``. A multiply, then an add, each rounded: the bits of Rate-BP's spike pass
+    and of the compiled scans (a fused ``addcmul`` rounds once, and is slower on a CPU)."""
     rows = x.shape[0] if static else x.shape[0] // T
     per_step = x.view(1 if static else T, rows, x.shape[1], -1)
-    y = torch.addcmul(shift.view(-1, 1), per_step, scale.view(-1, 1))
+    y = torch.mul(per_step, scale.view(-1, 1)).add_(shift.view(-1, 1))
     if residual is not None:
         y.add_(residual.reshape(y.shape))
     return y.expand(T, *y.shape[1:]) if static else y
@@ -135,7 +145,7 @@ def norm_lif_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: Neuro
         membrane = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
     else:
         membrane = drive
-    for _ in lif_steps(drive, cfg, membrane=membrane):
+    for _ in lif_steps(drive, cfg, membrane=membrane, fire_last=False):
         pass
     grad = lif_backward_in_place(grad_spikes.view(membrane.shape), membrane, cfg)
     if not static:
@@ -155,17 +165,17 @@ def lif_backward_in_place(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg
         if later is None:
             torch.mul(ds, sg, out=v)
         elif cfg.reset == "soft" and cfg.detach_reset:  # c = decay
-            torch.mul(ds, sg, out=v).add_(later, alpha=cfg.decay)
+            torch.add(sg.mul_(ds), later, alpha=cfg.decay, out=v)
         elif cfg.reset == "soft":  # c = decay (1 - th sg): g = sg (ds - th decay g') + decay g'
-            torch.mul(later, -cfg.threshold * cfg.decay, out=v).add_(ds).mul_(sg)
+            torch.add(ds, later, alpha=-cfg.threshold * cfg.decay, out=v).mul_(sg)
             v.add_(later, alpha=cfg.decay)
-        else:  # c = decay (1[v < th] [- v sg])
+        else:  # c = decay (1[v < th] [- v sg]): g = ds sg + decay (c / decay) g'
             below = v < cfg.threshold
             if cfg.detach_reset:
-                v.copy_(later).masked_fill_(~below, 0.0)
+                torch.mul(later, below, out=v)
             else:
-                v.mul_(sg).neg_().add_(below).mul_(later)
-            v.mul_(cfg.decay).addcmul_(ds, sg)
+                torch.addcmul(below, v, sg, value=-1.0, out=v).mul_(later)
+            torch.add(sg.mul_(ds), v, alpha=cfg.decay, out=v)
         later = v
     if cfg.decay_input:
         membrane.mul_(1.0 - cfg.decay)

@@ -18,7 +18,8 @@ residual ``r [T*B, C, ...]`` is the shortcut of a post-activation residual block
 ``BatchNorm`` feeding a spikedistill LIF while autograd records, with no hooks on either module,
 no forward replaced, e.g. by Rate-BP, and ``x`` in the BN's dtype), else ``act(norm(conv(x))
 [+ r])`` as written. A ``unit_executor`` (Rate-BP's spike pass) may run a whole unit its own way
-first. ``run_layers`` runs a list of layers, finding the units in it.
+first. ``run_layers`` runs a list of layers, finding the units in it, and runs a tiling max-pool
+of spikes as ``max_pool.TilingMaxPool``, which saves only its argmax.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from torch import nn
 from .backends import active_backend
 from .config import NeuronConfig
 from .layers import FoldedNeuron
+from .max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
 from .neuron import LIF
-from .saved_spikes import mark_spikes
+from .saved_spikes import is_marked, mark_spikes
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _Conv = nn.modules.conv._ConvNd
@@ -222,14 +224,29 @@ def conv_norm_act(
     return norm_act(norm, act, conv(x), residual=residual, static=static)
 
 
+def max_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``pool(x)`` for a tiling ``nn.MaxPool2d``; on spikes (or rates) that autograd saves as
+    ``bool`` (``saved_spikes``), run as ``TilingMaxPool``: the same values and gradient, with no
+    float copy of the input unpacked in backward (with nothing replaced or hooked)."""
+    if (
+        torch.is_grad_enabled()
+        and is_marked(x)
+        and "forward" not in vars(pool)
+        and not (has_hooks(pool) or global_hooks())
+    ):
+        return TilingMaxPool.apply(x, pool_size(pool))
+    return pool(x)
+
+
 def _is_activation(m: nn.Module) -> bool:
     return isinstance(m, (FoldedNeuron, nn.ReLU))
 
 
 def layer_steps(layers: Sequence[nn.Module], static: bool = False) -> list[Layer]:
     """``layers`` as the calls ``run_layers`` makes, in order: each convolution + BatchNorm +
-    activation one ``conv_norm_act``, each other BatchNorm + activation one ``norm_act``, any
-    other layer itself; ``static`` is passed to a final unit or neuron (a direct-encoded stem).
+    activation one ``conv_norm_act``, each other BatchNorm + activation one ``norm_act``, each
+    tiling max-pool one ``max_pool``, any other layer itself; ``static`` is passed to a final
+    unit or neuron (a direct-encoded stem).
     A caller that loops over them itself (``x = step(x)``) frees each input once it is used."""
     steps: list[Layer] = []
     i, n = 0, len(layers)
@@ -247,6 +264,9 @@ def layer_steps(layers: Sequence[nn.Module], static: bool = False) -> list[Layer
                 functools.partial(norm_act, m, layers[i + 1], static=static and i + 2 == n)
             )
             i += 2
+        elif is_tiling_max_pool(m):
+            steps.append(functools.partial(max_pool, m))
+            i += 1
         elif static and i + 1 == n and isinstance(m, FoldedNeuron):
             steps.append(functools.partial(m, static=True))
             i += 1

@@ -1,11 +1,11 @@
 r"""The rate pass of rate-based backprop (``ratebp``, methods.md §4.2): the autograd functions
-that stand in for a BatchNorm, a neuron and a tiling max-pool when the model runs once on
-time-averaged inputs. Each keeps for backward only what its gradient needs."""
+that stand in for a BatchNorm and a neuron when the model runs once on time-averaged inputs (its
+tiling max-pools run as ``max_pool.TilingMaxPool``). Each keeps for backward only what its
+gradient needs."""
 
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from .norm_lif import bn_scale_shift
 from .rate_stats import firing_rate
@@ -70,21 +70,3 @@ class RateNeuron(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g * ctx.elig, None, None, None
-
-
-class TilingMaxPool(torch.autograd.Function):
-    """Rate-pass max-pool over tiling ``k x k`` windows that keeps only the argmax indices for
-    backward, not its input: each window's gradient goes to its argmax (``max_unpool2d``, the
-    same first-maximum indices as ``nn.MaxPool2d``'s own backward)."""
-
-    @staticmethod
-    def forward(ctx, x, k: int):
-        out, indices = F.max_pool2d(x, k, return_indices=True)
-        ctx.save_for_backward(indices)
-        ctx.k, ctx.size = k, x.shape[-2:]
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        (indices,) = ctx.saved_tensors
-        return F.max_unpool2d(g, indices, ctx.k, output_size=ctx.size), None

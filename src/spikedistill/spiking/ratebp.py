@@ -44,6 +44,7 @@ from ..errors import ConfigError
 from .backends import active_backend
 from .encoding import time_first
 from .layers import FoldedNeuron, pool_is_identity, unfold_time
+from .max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
 from .neuron import LIF
 from .norm_lif import (
     batch_statistics,
@@ -52,7 +53,7 @@ from .norm_lif import (
     has_hooks,
     unit_executor,
 )
-from .rate_pass import RateNeuron, StraightThroughBatchNorm, TilingMaxPool, per_channel
+from .rate_pass import RateNeuron, StraightThroughBatchNorm, per_channel
 from .rate_stats import spike_statistics
 from .spike_pack import PackedSpikes, pack, unpack
 
@@ -63,20 +64,6 @@ _FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer hol
 _Conv = nn.modules.conv._ConvNd
 #: a unit's float pre-activation holds at most this many steps' worth of its layer
 STORED_STEPS = 4
-
-
-def _is_tiling_max_pool(m: nn.Module) -> bool:
-    """A 2-d max-pool whose square windows tile the input (kernel = stride, no padding)."""
-    if type(m) is not nn.MaxPool2d or m.return_indices or m.ceil_mode:
-        return False
-    k, s = m.kernel_size, m.stride
-    k, s = (k if isinstance(k, tuple) else (k, k)), (s if isinstance(s, tuple) else (s, s))
-    d, p = m.dilation, m.padding
-    return k[0] == k[1] == s[0] == s[1] and d in (1, (1, 1)) and p in (0, (0, 0))
-
-
-def _pool_size(m: nn.MaxPool2d) -> int:
-    return m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
 
 
 def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -202,9 +189,9 @@ class RateBackprop:
                 m.forward = self._reshape_record(m)
             patched += self.leaves + self.reshapes
         else:
-            pools = [m for m in self.leaves if _is_tiling_max_pool(m) and not has_hooks(m)]
+            pools = [m for m in self.leaves if is_tiling_max_pool(m) and not has_hooks(m)]
             for m in pools:
-                m.forward = functools.partial(TilingMaxPool.apply, k=_pool_size(m))
+                m.forward = functools.partial(TilingMaxPool.apply, k=pool_size(m))
             patched += pools
         try:
             yield
@@ -243,8 +230,8 @@ class RateBackprop:
                 out = cls_forward(m, x)
             elif isinstance(m, nn.AdaptiveAvgPool2d) and pool_is_identity(m, x):
                 return x
-            elif _is_tiling_max_pool(m):  # the max of spikes is their OR
-                k = _pool_size(m)
+            elif is_tiling_max_pool(m):  # the max of spikes is their OR
+                k = pool_size(m)
                 return x.map_bytes(lambda b: _or_pool(b, k)) if packed else _or_pool(x, k)
             elif isinstance(m, _MAX_POOLS):
                 x = x.unpacked() if packed else x

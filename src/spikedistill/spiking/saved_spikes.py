@@ -33,6 +33,12 @@ def mark_rates(rates: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Tenso
     return rates
 
 
+def is_marked(x: torch.Tensor) -> bool:
+    """Whether ``x`` is tagged by ``mark_spikes`` or ``mark_rates`` and unchanged since."""
+    tag = getattr(x, _TAG, None)
+    return tag is not None and tag[2] == x._version
+
+
 class _Packed:
     __slots__ = ("bits", "divisor", "dtype")
 
@@ -51,13 +57,12 @@ def spikes_saved_as_bool() -> Iterator[None]:
     packed: dict[int, tuple[weakref.ref, _Packed]] = {}
 
     def pack(x: torch.Tensor):
-        tag = getattr(x, _TAG, None)
-        if tag is None or tag[2] != x._version:  # untagged, or changed in place since
+        if not is_marked(x):  # untagged, or changed in place since
             return x
         hit = packed.get(id(x))
         if hit is not None and hit[0]() is x:
             return hit[1]
-        bits, divisor, _ = tag
+        bits, divisor, _ = getattr(x, _TAG)
         item = _Packed(x.to(torch.bool) if bits is None else bits, x.dtype, divisor)
         packed[id(x)] = (weakref.ref(x), item)
         return item
