@@ -150,14 +150,14 @@ def _step_with_saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 @pytest.mark.parametrize(
-    ("name", "spiking", "unit"),
-    [
-        ("resnet8", True, "BasicBlock"),
-        ("convnet3", True, "FusedSequential"),
-        ("vgg8", False, "FusedSequential"),
+    ("name", "spiking", "unit", "at_most"),
+    [  # convnet3 keeps less without checkpoints: its max-pools of spikes save only argmax
+        ("resnet8", True, "BasicBlock", 0.6),
+        ("convnet3", True, "FusedSequential", 0.8),
+        ("vgg8", False, "FusedSequential", 0.6),
     ],
 )
-def test_block_checkpointing_gives_the_same_step_with_less_saved(name, spiking, unit):
+def test_block_checkpointing_gives_the_same_step_with_less_saved(name, spiking, unit, at_most):
     from spikedistill.models.base import checkpoint_units
 
     size, channels = (28, 1) if name == "convnet3" else (32, 3)
@@ -185,7 +185,7 @@ def test_block_checkpointing_gives_the_same_step_with_less_saved(name, spiking, 
     for (mean0, n0), (mean1, n1) in zip(stats0, stats1, strict=True):
         assert n0 == n1 == 1  # the recompute does not count the batch twice
         torch.testing.assert_close(mean1, mean0, rtol=0, atol=0)
-    assert saved1 < 0.6 * saved0
+    assert saved1 < at_most * saved0
     stage = build_model(name, 10, spiking=spiking, in_channels=channels).stages()[0][1]
     assert {type(u).__name__ for u in checkpoint_units(stage)} == {unit}
 

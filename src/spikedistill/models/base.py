@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import ConfigError
 from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
 from ..spiking.norm_lif import has_hooks, run_layers
-from ..spiking.saved_spikes import spikes_saved_as_bool
+from ..spiking.saved_spikes import is_marked, is_spike_map, mark_spikes, spikes_saved_as_bool
 from .blocks import inline_steps
 
 
@@ -130,7 +130,12 @@ class ZooModel(nn.Module):
                 continue
             for block in checkpoint_units(stage):
                 z = checkpoint(
-                    block, z, use_reentrant=False, context_fn=lambda b=block: _recompute_ctx(b)
+                    _run_block,
+                    block,
+                    z,
+                    is_spike_map(z),
+                    use_reentrant=False,
+                    context_fn=lambda b=block: _recompute_ctx(b),
                 )
         return z
 
@@ -150,6 +155,14 @@ def checkpoint_units(stage: nn.Module) -> list[nn.Module]:
     if children and all(any(isinstance(m, activations) for m in c.modules()) for c in children):
         return children
     return [stage]
+
+
+def _run_block(block: nn.Module, z: torch.Tensor, spikes: bool) -> torch.Tensor:
+    """``block(z)``. The recompute gets a copy of ``z`` without its spike tag, which is put
+    back, so that the block runs as in the forward (a max-pool of spikes saves only its argmax)."""
+    if spikes and not is_marked(z):
+        mark_spikes(z)
+    return block(z)
 
 
 def _recompute_ctx(block: nn.Module) -> tuple[contextlib.AbstractContextManager, ...]:

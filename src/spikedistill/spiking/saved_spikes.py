@@ -33,10 +33,21 @@ def mark_rates(rates: torch.Tensor, counts: torch.Tensor, T: int) -> torch.Tenso
     return rates
 
 
+def _live_tag(x: torch.Tensor) -> tuple | None:
+    """``x``'s tag, unless it is untagged or changed in place since."""
+    tag = getattr(x, _TAG, None)
+    return tag if tag is not None and tag[2] == x._version else None
+
+
 def is_marked(x: torch.Tensor) -> bool:
     """Whether ``x`` is tagged by ``mark_spikes`` or ``mark_rates`` and unchanged since."""
-    tag = getattr(x, _TAG, None)
-    return tag is not None and tag[2] == x._version
+    return _live_tag(x) is not None
+
+
+def is_spike_map(x: torch.Tensor) -> bool:
+    """Whether ``x`` is tagged by ``mark_spikes`` (not rates) and unchanged since."""
+    tag = _live_tag(x)
+    return tag is not None and tag[1] is None
 
 
 class _Packed:
@@ -57,12 +68,13 @@ def spikes_saved_as_bool() -> Iterator[None]:
     packed: dict[int, tuple[weakref.ref, _Packed]] = {}
 
     def pack(x: torch.Tensor):
-        if not is_marked(x):  # untagged, or changed in place since
+        tag = _live_tag(x)
+        if tag is None:
             return x
         hit = packed.get(id(x))
         if hit is not None and hit[0]() is x:
             return hit[1]
-        bits, divisor, _ = getattr(x, _TAG)
+        bits, divisor, _ = tag
         item = _Packed(x.to(torch.bool) if bits is None else bits, x.dtype, divisor)
         packed[id(x)] = (weakref.ref(x), item)
         return item
