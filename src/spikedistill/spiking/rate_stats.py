@@ -119,10 +119,13 @@ def _scan(drive, spikes, counts, elig, cfg: NeuronConfig, in_place: bool) -> Non
             eps = c + cfg.decay * eps  # soft reset, detached: rho = decay
             continue
         elig.addcmul_(sg, eps)
-        if cfg.reset == "hard":  # rho / decay = 1 - s [- v sg]
-            rho = sg.mul_(v) if not cfg.detach_reset else sg.zero_()
-            rho.add_(s).neg_().add_(1.0)
-        else:  # rho / decay = 1 - threshold sg
-            rho = sg.mul_(-cfg.threshold).add_(1.0)
-        eps.mul_(rho).mul_(cfg.decay).add_(c)
+        if t == last:
+            break
+        # eps <- c + decay * rho / decay * eps, with rho / decay = 1 - w
+        if cfg.reset == "soft":  # w = threshold sg
+            eps.addcmul_(eps, sg, value=-cfg.threshold)
+        else:  # w = s [+ v sg]
+            w = s if cfg.detach_reset else torch.addcmul(s, sg, v, out=sg)
+            eps.addcmul_(eps, w, value=-1.0)
+        eps.mul_(cfg.decay).add_(c)
     counts.copy_(total)
