@@ -12,10 +12,9 @@ from ..spiking.layers import AdaptiveAvgPool2d
 from ..spiking.norm_lif import (
     Layer,
     conv_norm_act,
-    global_hooks,
-    has_hooks,
     layer_steps,
     run_layers,
+    runs_as_written,
 )
 
 ActFactory = Callable[[], nn.Module]
@@ -33,9 +32,7 @@ def inline_steps(stage: nn.Module) -> list[Layer] | None:
     """The ``layer_steps`` of a plain ``FusedSequential`` stage, for a caller to run one by one
     (so the stage input is freed after its first layer, as when the stage itself holds it not),
     or None when the stage must be called as a module (hooks, a patched forward, a subclass)."""
-    if type(stage) is not FusedSequential or "forward" in vars(stage):
-        return None
-    if has_hooks(stage) or global_hooks():
+    if type(stage) is not FusedSequential or not runs_as_written(stage):
         return None
     return layer_steps(list(stage))
 

@@ -110,14 +110,18 @@ def norm_drive(
     residual: torch.Tensor | None,
     T: int,
     static: bool,
+    in_place: bool = False,
 ) -> torch.Tensor:
     """The neuron input ``[T, rows, C, L]`` (a stride-0 view over T when ``static``) from a
     BatchNorm input ``x [T*rows, C, ...]`` (static: ``[rows, C, ...]``) and per-channel ``scale``,
-    ``shift`` ``[C]``. A multiply, then an add, each rounded: the bits of Rate-BP's spike pass
-    and of the compiled scans (a fused ``addcmul`` rounds once, and is slower on a CPU)."""
+    ``shift`` ``[C]``; ``in_place``: written over ``x`` (the caller's own buffer). A multiply,
+    then an add, each rounded, as in the compiled scans, so every spike pass fires the same bits
+    (a fused ``addcmul`` rounds once, and is slower on a CPU)."""
     rows = x.shape[0] if static else x.shape[0] // T
     per_step = x.view(1 if static else T, rows, x.shape[1], -1)
-    y = torch.mul(per_step, scale.view(-1, 1)).add_(shift.view(-1, 1))
+    scale = scale.view(-1, 1)
+    y = per_step.mul_(scale) if in_place else torch.mul(per_step, scale)
+    y.add_(shift.view(-1, 1))
     if residual is not None:
         y.add_(residual.reshape(y.shape))
     return y.expand(T, *y.shape[1:]) if static else y

@@ -158,6 +158,14 @@ def global_hooks() -> bool:
     )
 
 
+def runs_as_written(*modules: nn.Module) -> bool:
+    """Whether code may do these modules' work without calling them: none has a replaced
+    ``forward`` or hooks of its own, and no global module hook is registered."""
+    if global_hooks():
+        return False
+    return not any("forward" in vars(m) or has_hooks(m) for m in modules)
+
+
 def fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``act(norm(x))`` may run as ``BatchNormLIF`` (see the module docstring)."""
     return (
@@ -167,12 +175,11 @@ def fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
         and torch.is_grad_enabled()
         and type(norm).forward is _BatchNorm.forward  # not SyncBatchNorm or a custom one
         and type(act.neuron).forward is LIF.forward
-        and "forward" not in vars(norm)
-        and "forward" not in vars(act)
         and x.dtype == (norm.weight.dtype if norm.weight is not None else x.dtype)
         and x.dim() >= 2
         and x.is_floating_point()
-        and not (has_hooks(norm) or has_hooks(act) or has_hooks(act.neuron) or global_hooks())
+        and runs_as_written(norm, act)
+        and not has_hooks(act.neuron)
     )
 
 
@@ -228,12 +235,7 @@ def max_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``pool(x)`` for a tiling ``nn.MaxPool2d``; on spikes (or rates) that autograd saves as
     ``bool`` (``saved_spikes``), run as ``TilingMaxPool``: the same values and gradient, with no
     float copy of the input unpacked in backward (with nothing replaced or hooked)."""
-    if (
-        torch.is_grad_enabled()
-        and is_marked(x)
-        and "forward" not in vars(pool)
-        and not (has_hooks(pool) or global_hooks())
-    ):
+    if torch.is_grad_enabled() and is_marked(x) and runs_as_written(pool):
         return TilingMaxPool.apply(x, pool_size(pool))
     return pool(x)
 

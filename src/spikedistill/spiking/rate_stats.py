@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from .config import NeuronConfig
-from .lif_function import lif_steps
+from .lif_function import lif_steps, norm_drive
 from .spike_pack import BITS, packed_steps
 from .surrogate import surrogate_in_place
 
@@ -80,13 +80,10 @@ def norm_spike_statistics(
     BatchNorm input ``x [T*rows, C, ...]`` (``[rows, C, ...]`` when ``static``; the caller's own
     buffer, normalised in place) and per-channel ``scale``, ``shift``. Returns packed spikes
     ``uint8 [ceil(T/8), rows, ...]`` and ``[rows, ...]`` counts and eligibility."""
-    shape = (-1, *([1] * (x.dim() - 2)))
-    drive = x.mul_(scale.view(shape)).add_(shift.view(shape))
-    if residual is not None:
-        drive.add_(residual)
-    if static:
-        return spike_statistics(drive.expand(T, *drive.shape), cfg)
-    return spike_statistics(drive.view(T, -1, *drive.shape[1:]), cfg, writable=True)
+    step_shape = x.shape if static else (x.shape[0] // T, *x.shape[1:])
+    drive = norm_drive(x, scale, shift, residual, T, static, in_place=True)
+    spikes, counts, elig = spike_statistics(drive, cfg, writable=not static)
+    return spikes.view(-1, *step_shape), counts.view(step_shape), elig.view(step_shape)
 
 
 def _scan(drive, spikes, counts, elig, cfg: NeuronConfig, in_place: bool) -> None:
