@@ -36,7 +36,7 @@ _SCALARS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
 
 def _scalar(value: float, dtype: torch.dtype) -> torch.Tensor:
     """``value`` as a 0-dim CPU tensor of ``dtype`` (broadcasts to any shape and device), made
-    once (a plain dict, which ``torch.compile`` traces, unlike ``functools.cache``)."""
+    once."""
     key = (value, dtype)
     if key not in _SCALARS:
         _SCALARS[key] = torch.tensor(value, dtype=dtype)
@@ -46,6 +46,8 @@ def _scalar(value: float, dtype: torch.dtype) -> torch.Tensor:
 @SURROGATES.register("sigmoid")
 def sigmoid(x: torch.Tensor, alpha: float) -> torch.Tensor:
     sig = x.mul_(alpha).sigmoid_()
+    if torch.compiler.is_compiling():  # fused into one loop anyway
+        return sig.addcmul_(sig, sig, value=-1.0).mul_(alpha)
     # alpha sig (1 - sig) in one pass: the gradient of a sigmoid whose output is sig, for an
     # upstream gradient alpha (15 % faster than a multiply-add and a multiply on a CPU)
     scale = _scalar(alpha, sig.dtype)
