@@ -34,7 +34,21 @@ def _cli(*args):
     return [sys.executable, "-m", "spikedistill.cli", "train", *args]
 
 
+def _mtime(path) -> int:
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def _wait_for_a_new_checkpoint(path, since: int, proc, timeout: float = 120.0) -> None:
+    """Until ``proc`` replaces ``path`` (written after ``since``) or exits."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and _mtime(path) <= since and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_sigkill_at_five_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """Each attempt is killed at a random moment of its training: up to 0.1 s (a few steps)
+    after its first checkpoint, so the moments follow the run's own progress, not the speed of
+    the machine (fixed delays let a fast machine finish the run before most kills)."""
     config = tmp_path / "tiny.yaml"
     config.write_text(BASE)
     full, part = tmp_path / "full", tmp_path / "part"
@@ -43,12 +57,14 @@ def test_sigkill_at_five_random_moments_then_resume_matches_an_uninterrupted_run
     killed = 0
     for _ in range(5):
         resume = ["--resume"] if (part / "last.pt").exists() else []
+        since = _mtime(part / "last.pt")
         proc = subprocess.Popen(
             _cli(str(config), "--out", str(part), *resume),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(2.0, 5.0))
+        _wait_for_a_new_checkpoint(part / "last.pt", since, proc)
+        time.sleep(rng.uniform(0.0, 0.1))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
