@@ -13,6 +13,7 @@ parameter ``alpha`` with SpikingJelly's convention (its class in brackets):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -31,16 +32,11 @@ def triangle(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return x.abs_().mul_(-alpha * alpha).add_(alpha).clamp_(min=0.0)
 
 
-_SCALARS: dict[tuple[float, torch.dtype], torch.Tensor] = {}
-
-
+@functools.cache
 def _scalar(value: float, dtype: torch.dtype) -> torch.Tensor:
     """``value`` as a 0-dim CPU tensor of ``dtype`` (broadcasts to any shape and device), made
-    once."""
-    key = (value, dtype)
-    if key not in _SCALARS:
-        _SCALARS[key] = torch.tensor(value, dtype=dtype)
-    return _SCALARS[key]
+    once (never traced: compiled scans take the other branch of ``sigmoid``)."""
+    return torch.tensor(value, dtype=dtype)
 
 
 @SURROGATES.register("sigmoid")
