@@ -12,6 +12,7 @@ from spikedistill.spiking import (
     use_backend,
 )
 from spikedistill.spiking.backends import active_backend
+from spikedistill.spiking.rate_stats import norm_spike_statistics
 
 CONFIGS = [  # the presets and the reset/surrogate variants they leave out
     neuron_config("tdbn"),
@@ -46,12 +47,26 @@ def test_backend_matches_reference(backend, cfg):
 
 def test_backend_selection_is_scoped_and_checked():
     assert active_backend() is LIF_BACKENDS.get("torch")
-    with neuron_backend("auto", "cpu") as chosen:  # CPU: compiling costs more than it saves
-        assert chosen == "torch"
+    with neuron_backend("auto", "cpu") as chosen:  # CPU: the C++ kernels (CI has g++, ninja)
+        assert chosen == "cpp"
+        assert active_backend() is LIF_BACKENDS.get("cpp")
     with pytest.raises(UnknownNameError, match="compile"):
         use_backend("complie")
     with pytest.raises(ConfigError, match="cannot run on meta"):
         use_backend("compile", "meta")
+    with pytest.raises(ConfigError, match="CPU tensors only"):
+        use_backend("cpp", "meta")
+    assert active_backend() is LIF_BACKENDS.get("torch")
+
+
+def test_auto_falls_back_to_torch_when_cpp_cannot_build(monkeypatch):
+    from spikedistill.spiking import lif_cpp
+
+    monkeypatch.setattr(lif_cpp, "_missing_tools", lambda: "no C++ compiler on PATH")
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler on PATH; using 'torch'"):
+        assert use_backend("auto", "cpu") == "torch"
+    with pytest.raises(ConfigError, match="'cpp' cannot run on cpu: no C\\+\\+ compiler"):
+        use_backend("cpp", "cpu")
     assert active_backend() is LIF_BACKENDS.get("torch")
 
 
@@ -86,8 +101,12 @@ def test_trainer_runs_on_the_configured_backend(tmp_path, monkeypatch):
     assert active_backend() is LIF_BACKENDS.get("torch")
 
 
+#: backends with a spike pass of their own (the others run the reference's)
+OWN_SPIKE_PASS = [n for n in FAST if LIF_BACKENDS.get(n).norm_record is not norm_spike_statistics]
+
+
 @pytest.mark.parametrize("record_chunk", [None, 100_000])
-@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("backend", OWN_SPIKE_PASS)
 def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend, record_chunk, monkeypatch):
     """The units' spike-pass kernels (BatchNorm + LIF + spike counts + eligibility) of a fast
     backend give the reference's spikes, hence logits, and its eligibilities (so gradients);

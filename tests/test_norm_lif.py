@@ -106,6 +106,12 @@ def test_compiled_fused_op_equals_the_reference(cfg, variant):
     _check(cfg, variant, "compile")
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.reset}-{c.surrogate}-{c.decay}")
+def test_cpp_fused_op_equals_the_reference(cfg, variant):
+    _check(cfg, variant, "cpp")
+
+
 def _grad_fn_names(t: torch.Tensor) -> list[str]:
     seen, stack, names = set(), [t.grad_fn], []
     while stack:
@@ -255,11 +261,13 @@ def test_every_spike_pass_rounds_the_drive_alike(static):
     at_threshold = (cfg.threshold - shift) / scale
     x = at_threshold.view(1, -1, 1) * (1 + torch.randn(rows, channels, 64, generator=g) * 1e-6)
     fired = {}
-    for name in ["torch", "compile"]:
-        forward = LIF_BACKENDS.get(name).norm_forward
-        fired[name] = forward(x, scale, shift, None, cfg, steps, static).reshape(-1).bool()
+    for name in LIF_BACKENDS.names():
+        with neuron_backend(name):  # builds what the backend needs
+            _, bits = LIF_BACKENDS.get(name).norm_forward(x, scale, shift, None, cfg, steps, static)
+        fired[name] = bits.reshape(-1)
     packed, _, _ = norm_spike_statistics(x.clone(), scale, shift, None, cfg, steps, static)
     fired["rate_bp"] = unpack(packed, steps).reshape(-1).bool()
     assert 0.2 < fired["torch"].float().mean() < 0.8  # the drives straddle the threshold
-    assert torch.equal(fired["compile"], fired["torch"])
-    assert torch.equal(fired["rate_bp"], fired["torch"])
+    assert set(fired) == {"torch", "compile", "cpp", "rate_bp"}
+    for name, bits in fired.items():
+        assert torch.equal(bits, fired["torch"]), name

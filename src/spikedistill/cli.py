@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=32, help="input height and width")
     bench.add_argument("--in-channels", type=int, default=3)
     bench.add_argument("--neuron", default="tdbn", help="neuron preset")
-    bench.add_argument("--backend", default="auto", help="neuron backend: auto, torch, compile")
+    bench.add_argument("--backend", default="auto", help="auto, torch, compile or cpp")
     bench.add_argument("--options", help="model options as JSON, e.g. '{\"width\": 16}'")
     bench.add_argument("--variants", nargs="+", default=["limit", "bptt", "rate", "spikingjelly"])
     bench.add_argument("--reps", type=int, default=5, help="timed repetitions (medians)")

@@ -42,7 +42,8 @@ def _build(spec: BenchSpec, names: Sequence[str]) -> dict[str, Variant]:
 
 def memory_warmup(spec: BenchSpec) -> int:
     """Warm-up steps before a memory point, the same for every variant of a table: one with
-    the ``compile`` backend (its first step compiles), else none (the issue's protocol)."""
+    the ``compile`` backend (its first step compiles), else none (the issue's protocol; the
+    ``cpp`` backend is built when it is selected, before any step)."""
     return 1 if spec.backend == "compile" else 0
 
 

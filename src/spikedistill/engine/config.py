@@ -102,7 +102,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads
     stm_every: int = 0  # with a teacher: STM on a fixed test batch every N evaluated epochs
     skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
-    neuron_backend: str = "auto"  # auto | torch | compile (spiking.backends; same results)
+    neuron_backend: str = "auto"  # auto | torch | compile | cpp (spiking.backends; same results)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")

@@ -3,8 +3,9 @@ r"""Compute backends of the multi-step LIF: the kernels behind ``MultiStepLIF``.
 A backend supplies the forward scan ``(x [T, ...], cfg, keep_membrane) -> (spikes, membrane)``
 and the backward scan ``(dL/ds, membrane, cfg) -> dL/dx`` of ``lif_function``'s recurrences, the
 same two for a LIF driven by a BatchNorm (``norm_lif``): ``norm_forward(x, scale, shift,
-residual, cfg, T, static) -> spikes`` and ``norm_backward(dL/ds, spikes, x, scale, shift,
-residual, cfg, T, static) -> dL/dy``, which recomputes the membrane instead of reading it, and
+residual, cfg, T, static) -> (spikes, bool spikes)`` (both ``[T*rows, C, ...]``) and
+``norm_backward(dL/ds, spikes, x, scale, shift, residual, cfg, T, static) -> dL/dy``, which
+recomputes the membrane instead of reading it, and
 Rate-BP's spike pass of such a unit, ``norm_record(x, scale, shift, residual, cfg, T, static)
 -> (packed spikes, spike counts, eligibility)`` (``rate_stats``, ``spike_pack``).
 Backends change speed, not results: spikes are identical and gradients equal up to float
@@ -14,7 +15,10 @@ rounding (tests check every backend against ``torch``).
   ops per step;
 - ``compile``: the same scans written one step at a time and compiled by ``torch.compile``
   (Inductor fuses each step's charge/fire/reset, or surrogate and reverse recurrence, into one
-  loop: C++ on a CPU, Triton on a GPU). The first call per shape compiles (seconds).
+  loop: C++ on a CPU, Triton on a GPU). The first call per shape compiles (seconds);
+- ``cpp``: hand-written C++ loops (``lif_cpp``), CPU only: one pass and one cheap call per scan,
+  and the BatchNorm statistics and backward of a BatchNorm + LIF unit in the same calls. The
+  extension builds once per machine (about 20 s).
 
 The backend is chosen per run (``train.neuron_backend``, ``spikedistill bench --backend``), never
 by a model: ``use_backend("auto" | name, device)`` picks and says why when it falls back.
@@ -33,12 +37,14 @@ import torch
 
 from ..errors import ConfigError
 from ..registry import Registry
+from . import lif_cpp
 from .config import NeuronConfig
 from .lif_function import (
     lif_backward,
     lif_forward,
     norm_lif_backward,
     norm_lif_forward,
+    with_bits,
 )
 from .rate_stats import count_dtype, norm_spike_statistics
 from .spike_pack import BITS
@@ -47,15 +53,24 @@ from .surrogate import SURROGATES
 
 @dataclass(frozen=True)
 class LIFBackend:
-    """The forward and backward scans (plain and BatchNorm-driven), and
-    ``unavailable(device)``: why the backend cannot run on ``device`` (``None`` when it can)."""
+    """The forward and backward scans (plain and BatchNorm-driven), ``unavailable(device)``:
+    why the backend cannot run on ``device`` (``None`` when it can), and ``prepare()``, which
+    builds what the first call would (``None``: nothing to build; it may raise
+    ``ConfigError``)."""
 
     forward: Callable[[torch.Tensor, NeuronConfig, bool], tuple[torch.Tensor, torch.Tensor | None]]
     backward: Callable[[torch.Tensor, torch.Tensor, NeuronConfig], torch.Tensor]
-    norm_forward: Callable[..., torch.Tensor]
+    norm_forward: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     norm_backward: Callable[..., torch.Tensor]
     norm_record: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     unavailable: Callable[[torch.device], str | None]
+    prepare: Callable[[], object] | None = None
+    #: optional kernels of the BatchNorm in a BatchNorm + LIF unit; ``None``: ATen's
+    #: ``batch_stats(x, running_mean, running_var, momentum, eps) -> (mean, invstd)``
+    batch_stats: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    #: ``norm_input_backward(dL/ds, spikes, x, weight, mean, invstd, scale, shift, residual,
+    #: cfg, T, static, need_residual) -> (dL/dx, dL/dw, dL/db, dL/dr or None)``
+    norm_input_backward: Callable[..., tuple] | None = None
 
 
 LIF_BACKENDS: Registry[LIFBackend] = Registry("neuron backend")
@@ -63,7 +78,7 @@ LIF_BACKENDS.register("torch")(
     LIFBackend(
         lif_forward,
         lif_backward,
-        norm_lif_forward,
+        with_bits(norm_lif_forward),
         norm_lif_backward,
         norm_spike_statistics,
         lambda device: None,
@@ -271,10 +286,24 @@ LIF_BACKENDS.register("compile")(
     LIFBackend(
         _compiled_forward,
         _compiled_backward,
-        _compiled_norm_forward,
+        with_bits(_compiled_norm_forward),
         _compiled_norm_backward,
         _compiled_norm_record,
         _compile_unavailable,
+    )
+)
+
+LIF_BACKENDS.register("cpp")(
+    LIFBackend(
+        lif_cpp.forward,
+        lif_cpp.backward,
+        lif_cpp.norm_forward,
+        lif_cpp.norm_backward,
+        norm_spike_statistics,  # no C++ spike pass yet: the reference's
+        lif_cpp.unavailable,
+        lif_cpp.ops,
+        lif_cpp.batch_stats,
+        lif_cpp.norm_input_backward,
     )
 )
 
@@ -288,27 +317,40 @@ def active_backend() -> LIFBackend:
     return LIF_BACKENDS.get(_active)
 
 
+#: what ``auto`` tries first, per device type (then ``torch``)
+AUTO = {"cuda": "compile", "cpu": "cpp"}
+
+
+def _check(name: str, device: torch.device) -> None:
+    """Raise ``ConfigError`` unless ``name`` can run on ``device``; build what it needs."""
+    backend = LIF_BACKENDS.get(name)
+    reason = backend.unavailable(device)
+    if reason:
+        raise ConfigError(f"neuron backend {name!r} cannot run on {device}: {reason}")
+    if backend.prepare is not None:
+        backend.prepare()
+
+
 def use_backend(name: str, device: torch.device | str = "cpu") -> str:
     """Make ``name`` (or ``auto``) the active backend for ``device``; returns the one chosen.
 
-    ``auto`` takes ``compile`` on a GPU (Inductor writes Triton kernels there) and ``torch``
-    on a CPU, where compiling takes longer than short runs save (``spikedistill bench
-    --backend`` shows the trade). A named backend that cannot run on ``device`` raises
-    ``ConfigError``; under ``auto`` the fallback is reported with ``warnings.warn``.
+    ``auto`` takes ``compile`` on a GPU (Inductor writes Triton kernels there) and ``cpp`` on a
+    CPU (compiling per layer shape takes longer than short runs save; ``spikedistill bench
+    --backend`` shows the trade), else ``torch``. A named backend that cannot run on ``device``
+    (or fails to build) raises ``ConfigError``; under ``auto`` the fallback is reported with
+    ``warnings.warn``.
     """
     global _active
     device = torch.device(device)
     if name == "auto":
-        name = "compile" if device.type == "cuda" else "torch"
-        reason = LIF_BACKENDS.get(name).unavailable(device)
-        if reason:
-            message = f"neuron backend 'compile' unavailable ({reason}); using 'torch'"
-            warnings.warn(message, stacklevel=2)
+        name = AUTO.get(device.type, "torch")
+        try:
+            _check(name, device)
+        except ConfigError as err:
+            warnings.warn(f"{err}; using 'torch'", stacklevel=2)
             name = "torch"
     else:
-        reason = LIF_BACKENDS.get(name).unavailable(device)
-        if reason:
-            raise ConfigError(f"neuron backend {name!r} cannot run on {device}: {reason}")
+        _check(name, device)
     _active = name
     return name
 

@@ -16,7 +16,8 @@ step at a time in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -184,3 +185,31 @@ def lif_backward_in_place(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg
     if cfg.decay_input:
         membrane.mul_(1.0 - cfg.decay)
     return membrane
+
+
+def with_bits(scan: Callable[..., torch.Tensor]) -> Callable[..., tuple]:
+    """A backend's ``norm_forward`` from a scan returning float spikes ``[T, rows, C, L]``: the
+    spikes viewed as the unit's output ``[T*rows, C, ...]``, and their ``bool`` copy."""
+
+    @functools.wraps(scan)
+    def norm_forward(x, scale, shift, residual, cfg, T, static):
+        spikes = scan(x, scale, shift, residual, cfg, T, static)
+        spikes = spikes.view(x.shape[0] * T if static else x.shape[0], *x.shape[1:])
+        return spikes, spikes.to(torch.bool)
+
+    return norm_forward
+
+
+def composite_input_backward(
+    norm_backward, grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual,
+    cfg: NeuronConfig, T: int, static: bool, need_residual: bool,
+):  # fmt: skip
+    """A BatchNorm + LIF unit's backward ``(dL/dx, dL/dw, dL/db, dL/dr or None)`` from a
+    backend's ``norm_backward`` (``dL/dy``) followed by ATen's BatchNorm backward (train mode,
+    batch statistics ``mean``, ``invstd``)."""
+    grad_y = norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg, T, static)
+    mask = [True, weight is not None, weight is not None]
+    grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+        grad_y.reshape(x.shape), x, weight, None, None, mean, invstd, True, 0.0, mask
+    )
+    return grad_x, grad_w, grad_b, grad_y.reshape(residual.shape) if need_residual else None

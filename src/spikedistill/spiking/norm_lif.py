@@ -35,6 +35,7 @@ from torch import nn
 from .backends import active_backend
 from .config import NeuronConfig
 from .layers import FoldedNeuron
+from .lif_function import composite_input_backward
 from .max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
 from .neuron import LIF
 from .saved_spikes import is_marked, mark_spikes
@@ -90,6 +91,19 @@ def batch_statistics(
     return m.running_mean[channels], m.running_var[channels]
 
 
+def unit_statistics(m: _BatchNorm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, invstd)`` of a train-mode BatchNorm unit's batch, by the active backend's
+    ``batch_stats`` where it has one (running statistics updated as ``batch_statistics``)."""
+    stats = active_backend().batch_stats
+    if stats is None or not m.training:
+        mean, var = batch_statistics(m, x)
+        return mean, torch.rsqrt(var + m.eps)
+    x = x.detach()  # constants of BatchNormLIF, whose backward differentiates through them
+    if m.running_mean is None:
+        return stats(x, None, None, 0.0, m.eps)
+    return stats(x, m.running_mean, m.running_var, bn_momentum(m), m.eps)
+
+
 def bn_scale_shift(
     weight: torch.Tensor | None,
     bias: torch.Tensor | None,
@@ -112,9 +126,7 @@ class BatchNormLIF(torch.autograd.Function):
     def forward(ctx, x, weight, bias, mean, invstd, residual, cfg: NeuronConfig, T, static):
         scale, shift = bn_scale_shift(weight, bias, mean, invstd)
         backend = active_backend()
-        spikes = backend.norm_forward(x, scale, shift, residual, cfg, T, static)
-        spikes = spikes.view(x.shape[0] * T if static else x.shape[0], *x.shape[1:])
-        bits = spikes.to(torch.bool)
+        spikes, bits = backend.norm_forward(x, scale, shift, residual, cfg, T, static)
         mark_spikes(spikes, bits)
         ctx.mark_non_differentiable(bits)
         ctx.cfg, ctx.T, ctx.static, ctx.backend = cfg, T, static, backend
@@ -124,22 +136,17 @@ class BatchNormLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, _grad_bits):
         x, weight, mean, invstd, scale, shift, residual, bits = ctx.saved_tensors
-        grad_y = ctx.backend.norm_backward(
+        backend = ctx.backend
+        kernel = backend.norm_input_backward or functools.partial(
+            composite_input_backward, backend.norm_backward
+        )
+        grad_x, grad_w, grad_b, grad_r = kernel(
             grad_spikes.contiguous(),
             bits.view(torch.uint8),  # 0/1 bytes: read as such, no float copy
-            x,
-            scale,
-            shift,
-            residual,
-            ctx.cfg,
-            ctx.T,
-            ctx.static,
+            *(x, weight, mean, invstd, scale, shift, residual),
+            *(ctx.cfg, ctx.T, ctx.static),
+            ctx.needs_input_grad[5],
         )
-        needs = ctx.needs_input_grad
-        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad_y.reshape(x.shape), x, weight, None, None, mean, invstd, True, 0.0, list(needs[:3])
-        )
-        grad_r = grad_y.reshape(residual.shape) if needs[5] else None
         return grad_x, grad_w, grad_b, None, None, grad_r, None, None, None
 
 
@@ -200,11 +207,11 @@ def norm_act(
         if out is not None:
             return out
     if fusable(norm, act, x):
-        mean, var = batch_statistics(norm, x)
-        invstd = torch.rsqrt(var + norm.eps)
+        x = x.contiguous()
+        mean, invstd = unit_statistics(norm, x)
         cfg = act.neuron.config
         spikes, _ = BatchNormLIF.apply(
-            x.contiguous(), norm.weight, norm.bias, mean, invstd, residual, cfg, act.T, static
+            x, norm.weight, norm.bias, mean, invstd, residual, cfg, act.T, static
         )
         return spikes
     y = norm(x)

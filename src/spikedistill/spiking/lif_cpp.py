@@ -1,0 +1,228 @@
+r"""The ``cpp`` neuron backend: ``lif_cpp.cpp``'s scans, built on first use.
+
+The C++ loops run the recurrences of ``lif_function`` in one pass over memory per scan, with
+the call cost of an ATen op (a few µs) instead of a compiled graph's (about 50 µs on a CPU),
+which is what a small layer at small ``T`` pays most for. The BatchNorm-driven forward also
+writes the ``bool`` spikes that ``norm_lif`` saves, in the same pass.
+
+The extension is compiled by ``torch.utils.cpp_extension`` when the backend is selected, once
+per machine (about 20 s; cached under ``TORCH_EXTENSIONS_DIR``, rebuilt when the source
+changes). It needs a C++ compiler and ninja. The kernels take float32 and float64 CPU tensors;
+other dtypes (bf16 under autocast) run the ``torch`` reference, as does Rate-BP's spike pass
+(``norm_record``), which has no C++ kernel yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .config import NeuronConfig
+from .lif_function import (
+    composite_input_backward,
+    lif_backward,
+    lif_forward,
+    norm_lif_backward,
+    norm_lif_forward,
+    with_bits,
+)
+
+SOURCE = Path(__file__).with_name("lif_cpp.cpp")
+NAME = "spikedistill_lif_cpp"
+#: surrogate name -> the id the C++ code dispatches on (a new surrogate needs a C++ twin)
+SURROGATE_IDS = {"triangle": 0, "sigmoid": 1, "atan": 2, "rectangle": 3}
+DTYPES = (torch.float32, torch.float64)
+
+
+def unavailable(device: torch.device) -> str | None:
+    """Why the C++ kernels cannot run on ``device`` (``None`` when they can)."""
+    if device.type != "cpu":
+        return f"the C++ kernels run on CPU tensors only, not {device.type}"
+    return _missing_tools()
+
+
+@functools.cache
+def _missing_tools() -> str | None:
+    """What the build lacks, asked once per process (it runs ``ninja --version``). The PyPI
+    ``ninja`` (a dependency) is put on ``PATH`` when no other is there: outside an activated
+    virtual environment its binary is not."""
+    if not (shutil.which("c++") or shutil.which("g++")):
+        return "no C++ compiler on PATH"
+    if shutil.which("ninja") is None:
+        with contextlib.suppress(ImportError, AttributeError):
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+    from torch.utils.cpp_extension import is_ninja_available
+
+    return None if is_ninja_available() else "ninja is not installed (pip install ninja)"
+
+
+def _built(name: str) -> bool:
+    """Whether ``torch.utils.cpp_extension`` has built ``name`` on this machine before (then
+    loading is quick; it still rebuilds after a change of the source)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").exists()
+    except Exception:  # a private helper: if it moved, just announce the build
+        return False
+
+
+@functools.cache
+def ops():
+    """``torch.ops.spikedistill_cpp``, building the extension if this process has not."""
+    from torch.utils.cpp_extension import load
+
+    reason = _missing_tools()
+    if reason:
+        raise ConfigError(f"cannot build the C++ neuron kernels: {reason}")
+    if not _built(NAME):
+        print("spikedistill: building the C++ neuron kernels (once, about 20 s)", file=sys.stderr)
+    try:
+        load(
+            NAME,
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+        )
+    except (RuntimeError, OSError) as err:  # compiler errors arrive as RuntimeError
+        raise ConfigError(f"could not build the C++ neuron kernels: {err}") from err
+    _register_fakes()
+    return torch.ops.spikedistill_cpp
+
+
+def _register_fakes() -> None:
+    """Output shapes of the ops for tracing (``torch.compile`` of a model that calls them)."""
+
+    @torch.library.register_fake("spikedistill_cpp::lif_forward")
+    def _(x, scale, shift, residual, T, C, L, is_static, *constants_and_keep):
+        n = x.numel() * T if is_static else x.numel()
+        membrane = n if constants_and_keep[-1] else 0
+        return x.new_empty(n), x.new_empty(n, dtype=torch.bool), x.new_empty(membrane)
+
+    @torch.library.register_fake("spikedistill_cpp::lif_backward")
+    def _(grad, membrane, *constants):
+        return torch.empty_like(membrane)
+
+    @torch.library.register_fake("spikedistill_cpp::norm_lif_backward")
+    def _(grad, fired, x, scale, shift, residual, T, C, L, is_static, *constants):
+        return x.new_empty(x.numel() if is_static else grad.numel())
+
+    @torch.library.register_fake("spikedistill_cpp::batch_stats")
+    def _(x, C, L, running_mean, running_var, momentum, eps):
+        return x.new_empty(C), x.new_empty(C)
+
+    @torch.library.register_fake("spikedistill_cpp::norm_lif_input_backward")
+    def _(grad, fired, x, scale, shift, residual, weight, mean, invstd, T, C, L, is_static, *rest):
+        n = x.numel() if is_static else grad.numel()
+        return x.new_empty(n), x.new_empty(C), x.new_empty(C), x.new_empty(n if rest[-1] else 0)
+
+
+def _ops():
+    """``ops()``; while ``torch.compile`` traces, the namespace itself (built when the backend
+    was selected), as Dynamo cannot trace the build check."""
+    return torch.ops.spikedistill_cpp if torch.compiler.is_compiling() else ops()
+
+
+def _constants(cfg: NeuronConfig) -> tuple[float, float, float, bool]:
+    gain = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    return cfg.decay, cfg.threshold, gain, cfg.reset == "hard"
+
+
+def _gradient_constants(cfg: NeuronConfig) -> tuple:
+    return (*_constants(cfg), cfg.detach_reset, SURROGATE_IDS[cfg.surrogate], cfg.alpha)
+
+
+def forward(x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
+    """``(spikes [T, ...], membrane or None)`` of the plain LIF driven by ``x [T, ...]``."""
+    if x.dtype not in DTYPES:
+        return lif_forward(x, cfg, keep_membrane)
+    T = x.shape[0]
+    spikes, _, membrane = _ops().lif_forward(
+        x.contiguous(), None, None, None, T, 1, 1, False, *_constants(cfg), keep_membrane
+    )
+    return spikes.view(x.shape), membrane.view(x.shape) if keep_membrane else None
+
+
+def backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
+    """``dL/dx [T, ...]`` from ``dL/ds`` and the saved pre-reset membrane."""
+    if membrane.dtype not in DTYPES:
+        return lif_backward(grad_spikes, membrane, cfg)
+    T, constants = membrane.shape[0], _gradient_constants(cfg)
+    grad = _ops().lif_backward(grad_spikes.contiguous(), membrane.contiguous(), T, *constants)
+    return grad.view(membrane.shape)
+
+
+def _channels(x: torch.Tensor) -> tuple[int, int]:
+    """``(C, L)`` of a BatchNorm input ``[rows, C, ...]``: channels, neurons per channel."""
+    return x.shape[1], x[0, 0].numel()
+
+
+def norm_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+    """``(spikes, bool spikes)``, both ``[T*rows, C, ...]``, of the LIF driven by
+    ``x * scale + shift [+ residual]`` (``backends``' ``norm_forward``)."""
+    if x.dtype not in DTYPES:
+        return with_bits(norm_lif_forward)(x, scale, shift, residual, cfg, T, static)
+    C, L = _channels(x)
+    residual = None if residual is None else residual.contiguous()
+    spikes, bits, _ = _ops().lif_forward(
+        x, scale, shift, residual, T, C, L, static, *_constants(cfg), False
+    )
+    shape = (x.shape[0] * T if static else x.shape[0], *x.shape[1:])
+    return spikes.view(shape), bits.view(shape)
+
+
+def norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: NeuronConfig, T, static):
+    """``dL/dy`` (``[T*rows, C, ...]``, static: ``[rows, C, ...]``) along the forward's
+    ``spikes`` (0/1 bytes), the membrane recomputed."""
+    if x.dtype not in DTYPES:
+        args = (grad_spikes, spikes, x, scale, shift, residual, cfg, T, static)
+        return norm_lif_backward(*args).view(x.shape)
+    C, L = _channels(x)
+    residual = None if residual is None else residual.contiguous()
+    grad = _ops().norm_lif_backward(
+        grad_spikes, spikes, x, scale, shift, residual, T, C, L, static, *_gradient_constants(cfg)
+    )
+    return grad.view(x.shape)
+
+
+def batch_stats(x, running_mean, running_var, momentum: float, eps: float):
+    """``(mean, invstd)`` per channel of a BatchNorm input ``x [rows, C, ...]`` in train mode
+    (biased variance), the running statistics (when given) updated in place with
+    ``momentum``, as ``torch.batch_norm_update_stats`` and ``rsqrt(var + eps)`` would."""
+    if x.dtype not in DTYPES:
+        mean, var = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+        if running_mean is not None:
+            torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
+        return mean, torch.rsqrt(var + eps)
+    C, L = _channels(x)
+    return _ops().batch_stats(x, C, L, running_mean, running_var, momentum, eps)
+
+
+def norm_input_backward(grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual,
+                        cfg: NeuronConfig, T: int, static: bool, need_residual: bool):  # fmt: skip
+    """The BatchNorm + LIF unit's backward in one call: ``(dL/dx, dL/dw, dL/db, dL/dr or
+    None)`` along the forward's ``spikes`` (0/1 bytes), with BatchNorm's batch statistics
+    ``mean``, ``invstd`` (``backends``' ``norm_input_backward``)."""
+    if x.dtype not in DTYPES:
+        args = (grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual)
+        return composite_input_backward(norm_backward, *args, cfg, T, static, need_residual)
+    C, L = _channels(x)
+    residual = None if residual is None else residual.contiguous()
+    grad_x, grad_w, grad_b, grad_y = _ops().norm_lif_input_backward(
+        grad_spikes, spikes, x, scale, shift, residual, weight, mean, invstd, T, C, L, static,
+        *_gradient_constants(cfg), need_residual,
+    )  # fmt: skip
+    grad_r = grad_y.view(residual.shape) if need_residual else None
+    if weight is None:  # no affine parameters
+        grad_w = grad_b = None
+    return grad_x.view(x.shape), grad_w, grad_b, grad_r
