@@ -19,4 +19,4 @@ lint:
 
 bench:
 	bash scripts/setup.sh --test
-	$(PY) -m spikedistill.cli bench --model resnet19 --T 1 2 4 8 --batch 16 --reps 3 --backend compile --variants limit bptt bptt_checkpoint rate spikingjelly --out benchmarks/results/bench_resnet19_cpu_compile
+	$(PY) -m spikedistill.cli bench --model resnet19 --T 1 2 4 8 --batch 16 --reps 3 --backend cpp --variants limit bptt bptt_checkpoint rate spikingjelly --out benchmarks/results/bench_resnet19_cpu_cpp

@@ -11,9 +11,10 @@ the OS when freed, so the RSS peak is the peak of live tensors, as ``max_memory_
 CUDA. With glibc's dynamic threshold (the default) freed tensors stay in the heap and the peak
 depends on fragmentation: the same point measured 114-128 MB there and 57 MB pinned, every time.
 
-With ``warmup`` steps (the ``compile`` neuron backend needs one: compiling is not step memory)
-the warm-up runs first, freed memory goes back to the OS (``malloc_trim``), ``VmHWM`` is reset
-(``/proc/self/clear_refs``) and the baseline is taken after that.
+With ``warmup`` steps (the ``compile`` and ``cpp`` backends need one: compiling or loading the
+kernels is not step memory) the warm-up runs first, freed memory goes back to the OS
+(``malloc_trim``), ``VmHWM`` is reset (``/proc/self/clear_refs``) and the baseline is taken
+after that.
 """
 
 from __future__ import annotations

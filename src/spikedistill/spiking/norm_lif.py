@@ -98,7 +98,7 @@ def unit_statistics(m: _BatchNorm, x: torch.Tensor) -> tuple[torch.Tensor, torch
     if stats is None or not m.training:
         mean, var = batch_statistics(m, x)
         return mean, torch.rsqrt(var + m.eps)
-    x = x.detach()  # constants of BatchNormLIF, whose backward differentiates through them
+    x = x.detach()  # BatchNormLIF takes them as constants; its backward accounts for them
     if m.running_mean is None:
         return stats(x, None, None, 0.0, m.eps)
     return stats(x, m.running_mean, m.running_var, bn_momentum(m), m.eps)
