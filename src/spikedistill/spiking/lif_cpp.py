@@ -1,4 +1,4 @@
-r"""The ``cpp`` neuron backend: ``lif_cpp.cpp``'s scans, built on first use.
+r"""The ``cpp`` neuron backend: ``lif_cpp.cpp``'s scans, built when the backend is selected.
 
 The C++ loops run the recurrences of ``lif_function`` in one pass over memory per scan, with
 the call cost of an ATen op (a few µs) instead of a compiled graph's (about 50 µs on a CPU),
