@@ -69,7 +69,8 @@ class LIFBackend:
     #: ``batch_stats(x, running_mean, running_var, momentum, eps) -> (mean, invstd)``
     batch_stats: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     #: ``norm_input_backward(dL/ds, spikes, x, weight, mean, invstd, scale, shift, residual,
-    #: cfg, T, static, need_residual) -> (dL/dx, dL/dw, dL/db, dL/dr or None)``
+    #: cfg, T, static, needs) -> (dL/dx, dL/dw, dL/db, dL/dr)``, ``None`` where ``needs`` (for
+    #: x, w, b, r) is false
     norm_input_backward: Callable[..., tuple] | None = None
 
 

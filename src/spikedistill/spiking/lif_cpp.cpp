@@ -84,6 +84,16 @@ void for_each_step(int64_t T, Fn fn) {
   }
 }
 
+// Whether neuron k fired: the saved 0/1 byte f[k] (kSaved), else v >= th.
+template <bool kSaved, typename scalar_t>
+inline bool fired(const uint8_t* f, int64_t k, scalar_t v, scalar_t th) {
+  if constexpr (kSaved) {
+    return f[k] != 0;
+  } else {
+    return v >= th;
+  }
+}
+
 // One step of ``charge`` over len neurons, every pointer at the step's first neuron. Branch-free
 // (the flags are template parameters, the constants values), so the loop vectorises.
 template <typename scalar_t, bool kRecompute, bool kKeepV, bool kResidual, bool kFirst, bool kLast>
@@ -98,12 +108,7 @@ void charge_step(int64_t len, const scalar_t* __restrict__ x, const scalar_t* __
     // v = gain y + decay u, each product rounded (gain = 1 is exact)
     scalar_t v = y * gain;
     if constexpr (!kFirst) v = v + decay * u[k];
-    bool s;
-    if constexpr (kRecompute) {
-      s = f[k] != 0;
-    } else {
-      s = v >= th;
-    }
+    const bool s = fired<kRecompute>(f, k, v, th);
     const scalar_t sf = s ? scalar_t(1) : scalar_t(0);
     if constexpr (kKeepV) v_t[k] = v;
     if constexpr (!kRecompute) {
@@ -163,12 +168,7 @@ void gradient_step(int64_t len, const scalar_t* __restrict__ ds, const scalar_t*
     const scalar_t sg = surrogate<kind>(vk - th, alpha);
     scalar_t g = ds[k] * sg;
     if constexpr (!kFirst) {
-      bool s;
-      if constexpr (kFired) {
-        s = f[k] != 0;
-      } else {
-        s = vk >= th;
-      }
+      const bool s = fired<kFired>(f, k, vk, th);
       const scalar_t not_fired = s ? scalar_t(0) : scalar_t(1);
       const scalar_t du =
           (hard ? not_fired : scalar_t(1)) - (detach ? scalar_t(0) : (hard ? vk : th)) * sg;
@@ -354,23 +354,33 @@ at::Tensor norm_lif_backward(const at::Tensor& grad, const at::Tensor& fired, co
 }
 
 // -- BatchNorm statistics and backward -------------------------------------------------------
-// Per channel sums over a [rows, C, L] layout, each thread into its own [C] slots, then added.
-struct ChannelSums {
-  std::vector<double> slots;  // [threads, 2, C]
-  int64_t C;
-  explicit ChannelSums(int64_t C) : slots(2 * C * at::get_num_threads(), 0.0), C(C) {}
-  double* mine() { return slots.data() + 2 * C * at::get_thread_num(); }
-  std::pair<std::vector<double>, std::vector<double>> total() const {
-    std::vector<double> a(C, 0.0), b(C, 0.0);
-    for (size_t base = 0; base < slots.size(); base += 2 * C) {
-      for (int64_t c = 0; c < C; ++c) {
-        a[c] += slots[base + c];
-        b[c] += slots[base + C + c];
-      }
+// Parallel tasks over channel blocks of L neurons: about GRAIN neurons each.
+int64_t block_grain(int64_t L) { return std::max<int64_t>(1, GRAIN / L); }
+
+// Per-channel totals (Sum a, Sum b) over ``blocks`` blocks of L neurons, block k in channel
+// k % C: block_sums(k, c) returns the block's pair; each thread adds into its own slots.
+template <typename Fn>
+std::pair<std::vector<double>, std::vector<double>> channel_sums(int64_t blocks, int64_t C,
+                                                                 int64_t L, Fn block_sums) {
+  std::vector<double> slots(2 * C * at::get_num_threads(), 0.0);  // [threads, 2, C]
+  at::parallel_for(0, blocks, block_grain(L), [&](int64_t b0, int64_t b1) {
+    double* mine = slots.data() + 2 * C * at::get_thread_num();
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t c = b % C;
+      const auto [a, z] = block_sums(b, c);
+      mine[c] += a;
+      mine[C + c] += z;
     }
-    return {a, b};
+  });
+  std::vector<double> a(C, 0.0), z(C, 0.0);
+  for (size_t base = 0; base < slots.size(); base += 2 * C) {
+    for (int64_t c = 0; c < C; ++c) {
+      a[c] += slots[base + c];
+      z[c] += slots[base + C + c];
+    }
   }
-};
+  return {a, z};
+}
 
 // (mean, invstd = (var + eps)^-1/2) per channel of x [rows, C, L] with the biased variance; a
 // given running mean and variance are updated as BatchNorm does (unbiased variance). Sums of
@@ -385,25 +395,18 @@ std::tuple<at::Tensor, at::Tensor> batch_stats(const at::Tensor& x, int64_t C, i
   auto mean = at::empty({C}, x.options()), invstd = at::empty({C}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spikedistill_batch_stats", [&] {
     const scalar_t* p = x.data_ptr<scalar_t>();
-    ChannelSums sums(C);
-    at::parallel_for(0, blocks, std::max<int64_t>(1, GRAIN / L), [&](int64_t b0, int64_t b1) {
-      double* mine = sums.mine();
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t c = b % C;
-        const double k = p[c * L];
-        const scalar_t* q = p + b * L;
-        double s1 = 0, s2 = 0;
-        _Pragma("omp simd reduction(+ : s1, s2)")
-        for (int64_t l = 0; l < L; ++l) {
-          const double z = double(q[l]) - k;
-          s1 += z;
-          s2 += z * z;
-        }
-        mine[c] += s1;
-        mine[C + c] += s2;
+    const auto [s1, s2] = channel_sums(blocks, C, L, [&](int64_t b, int64_t c) {
+      const double k = p[c * L];
+      const scalar_t* q = p + b * L;
+      double a = 0, z = 0;
+      _Pragma("omp simd reduction(+ : a, z)")
+      for (int64_t l = 0; l < L; ++l) {
+        const double shifted = double(q[l]) - k;
+        a += shifted;
+        z += shifted * shifted;
       }
+      return std::make_pair(a, z);
     });
-    const auto [s1, s2] = sums.total();
     scalar_t* m = mean.data_ptr<scalar_t>();
     scalar_t* is = invstd.data_ptr<scalar_t>();
     scalar_t* rm = running_mean ? running_mean->data_ptr<scalar_t>() : nullptr;
@@ -421,8 +424,8 @@ std::tuple<at::Tensor, at::Tensor> batch_stats(const at::Tensor& x, int64_t C, i
 }
 
 // The whole backward of BatchNorm -> LIF (norm_lif.py): dL/dy by the LIF's recompute and
-// reverse recurrence (as norm_lif_backward), and in the same pass the per-channel sums
-// Sum dy and Sum dy (x - mean); then BatchNorm's input gradient
+// reverse recurrence (as norm_lif_backward); a pass for the per-channel sums Sum dy and
+// Sum dy (x - mean); a pass for BatchNorm's input gradient
 //   dL/dx = w invstd (dy - Sum dy / n - (x - mean) invstd^2 Sum dy (x - mean) / n),
 // dL/dw = invstd Sum dy (x - mean), dL/db = Sum dy. Returns (dL/dx, dL/dw, dL/db, dL/dy);
 // dL/dy only when keep_grad_y (a residual's gradient), else dL/dx is written over it.
@@ -443,25 +446,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_lif_input_backwa
     const scalar_t* mu = mean.data_ptr<scalar_t>();
     const scalar_t* is = invstd.data_ptr<scalar_t>();
     const scalar_t* w = weight ? weight->data_ptr<scalar_t>() : nullptr;
-    ChannelSums sums(C);
-    at::parallel_for(0, blocks, std::max<int64_t>(1, GRAIN / L), [&](int64_t b0, int64_t b1) {
-      double* mine = sums.mine();
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t c = b % C;
-        const scalar_t m = mu[c];
-        const scalar_t* g = dy + b * L;
-        const scalar_t* q = px + b * L;
-        double s1 = 0, s2 = 0;
-        _Pragma("omp simd reduction(+ : s1, s2)")
-        for (int64_t l = 0; l < L; ++l) {
-          s1 += g[l];
-          s2 += double(g[l]) * double(q[l] - m);
-        }
-        mine[c] += s1;
-        mine[C + c] += s2;
+    const auto [sum_dy, sum_dy_xmu] = channel_sums(blocks, C, L, [&](int64_t b, int64_t c) {
+      const scalar_t m = mu[c];
+      const scalar_t* g = dy + b * L;
+      const scalar_t* q = px + b * L;
+      double a = 0, z = 0;
+      _Pragma("omp simd reduction(+ : a, z)")
+      for (int64_t l = 0; l < L; ++l) {
+        a += g[l];
+        z += double(g[l]) * double(q[l] - m);
       }
+      return std::make_pair(a, z);
     });
-    const auto [sum_dy, sum_dy_xmu] = sums.total();
     std::vector<scalar_t> a(C), mean_dy(C), k(C);
     scalar_t* gw = grad_w.data_ptr<scalar_t>();
     scalar_t* gb = grad_b.data_ptr<scalar_t>();
@@ -473,7 +469,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_lif_input_backwa
       gb[c] = sum_dy[c];
     }
     scalar_t* gx = grad_x.data_ptr<scalar_t>();
-    at::parallel_for(0, blocks, std::max<int64_t>(1, GRAIN / L), [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, blocks, block_grain(L), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t c = b % C;
         const scalar_t ac = a[c], md = mean_dy[c], kc = k[c], m = mu[c];

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import shutil
 import sys
@@ -164,7 +165,7 @@ def backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfi
 
 def _channels(x: torch.Tensor) -> tuple[int, int]:
     """``(C, L)`` of a BatchNorm input ``[rows, C, ...]``: channels, neurons per channel."""
-    return x.shape[1], x[0, 0].numel()
+    return x.shape[1], math.prod(x.shape[2:])
 
 
 def norm_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
@@ -209,20 +210,22 @@ def batch_stats(x, running_mean, running_var, momentum: float, eps: float):
 
 
 def norm_input_backward(grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual,
-                        cfg: NeuronConfig, T: int, static: bool, need_residual: bool):  # fmt: skip
-    """The BatchNorm + LIF unit's backward in one call: ``(dL/dx, dL/dw, dL/db, dL/dr or
-    None)`` along the forward's ``spikes`` (0/1 bytes), with BatchNorm's batch statistics
-    ``mean``, ``invstd`` (``backends``' ``norm_input_backward``)."""
+                        cfg: NeuronConfig, T: int, static: bool, needs: tuple):  # fmt: skip
+    """The BatchNorm + LIF unit's backward in one call: ``(dL/dx, dL/dw, dL/db, dL/dr)``, each
+    ``None`` where ``needs`` (for x, w, b, r) is false, along the forward's ``spikes`` (0/1
+    bytes), with BatchNorm's batch statistics ``mean``, ``invstd`` (``backends``'
+    ``norm_input_backward``)."""
     if x.dtype not in DTYPES:
         args = (grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual)
-        return composite_input_backward(norm_backward, *args, cfg, T, static, need_residual)
+        return composite_input_backward(norm_backward, *args, cfg, T, static, needs)
     C, L = _channels(x)
     residual = None if residual is None else residual.contiguous()
-    grad_x, grad_w, grad_b, grad_y = _ops().norm_lif_input_backward(
+    grads = _ops().norm_lif_input_backward(
         grad_spikes, spikes, x, scale, shift, residual, weight, mean, invstd, T, C, L, static,
-        *_gradient_constants(cfg), need_residual,
+        *_gradient_constants(cfg), needs[3],
     )  # fmt: skip
-    grad_r = grad_y.view(residual.shape) if need_residual else None
-    if weight is None:  # no affine parameters
-        grad_w = grad_b = None
-    return grad_x.view(x.shape), grad_w, grad_b, grad_r
+    shapes = (x.shape, None, None, None if residual is None else residual.shape)
+    return tuple(
+        (g if shape is None else g.view(shape)) if need else None
+        for g, shape, need in zip(grads, shapes, needs, strict=True)
+    )

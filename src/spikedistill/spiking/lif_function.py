@@ -202,14 +202,13 @@ def with_bits(scan: Callable[..., torch.Tensor]) -> Callable[..., tuple]:
 
 def composite_input_backward(
     norm_backward, grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual,
-    cfg: NeuronConfig, T: int, static: bool, need_residual: bool,
+    cfg: NeuronConfig, T: int, static: bool, needs: tuple[bool, bool, bool, bool],
 ):  # fmt: skip
-    """A BatchNorm + LIF unit's backward ``(dL/dx, dL/dw, dL/db, dL/dr or None)`` from a
-    backend's ``norm_backward`` (``dL/dy``) followed by ATen's BatchNorm backward (train mode,
-    batch statistics ``mean``, ``invstd``)."""
+    """A BatchNorm + LIF unit's backward ``(dL/dx, dL/dw, dL/db, dL/dr)``, each ``None`` where
+    ``needs`` (for x, w, b, r) is false, from a backend's ``norm_backward`` (``dL/dy``) followed
+    by ATen's BatchNorm backward (train mode, batch statistics ``mean``, ``invstd``)."""
     grad_y = norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg, T, static)
-    mask = [True, weight is not None, weight is not None]
     grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-        grad_y.reshape(x.shape), x, weight, None, None, mean, invstd, True, 0.0, mask
+        grad_y.reshape(x.shape), x, weight, None, None, mean, invstd, True, 0.0, list(needs[:3])
     )
-    return grad_x, grad_w, grad_b, grad_y.reshape(residual.shape) if need_residual else None
+    return grad_x, grad_w, grad_b, grad_y.reshape(residual.shape) if needs[3] else None

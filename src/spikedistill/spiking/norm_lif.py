@@ -145,7 +145,7 @@ class BatchNormLIF(torch.autograd.Function):
             bits.view(torch.uint8),  # 0/1 bytes: read as such, no float copy
             *(x, weight, mean, invstd, scale, shift, residual),
             *(ctx.cfg, ctx.T, ctx.static),
-            ctx.needs_input_grad[5],
+            tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5)),  # x, weight, bias, residual
         )
         return grad_x, grad_w, grad_b, None, None, grad_r, None, None, None
 
