@@ -14,8 +14,9 @@ test:
 
 lint:
 	bash scripts/setup.sh --test
-	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff format --check src tests benchmarks scripts
+	.venv/bin/lint-imports
 
 bench:
 	bash scripts/setup.sh --test

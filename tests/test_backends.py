@@ -5,14 +5,14 @@ import torch
 
 from spikedistill.errors import ConfigError, UnknownNameError
 from spikedistill.spiking import (
+    LIF,
     LIF_BACKENDS,
+    choose_backend,
     lif_multistep,
-    neuron_backend,
     neuron_config,
-    use_backend,
+    set_backend,
 )
-from spikedistill.spiking.backends import active_backend
-from spikedistill.spiking.rate_stats import norm_spike_statistics
+from spikedistill.spiking.kernels import LIFBackend, clear_backend_choices
 
 CONFIGS = [  # the presets and the reset/surrogate variants they leave out
     neuron_config("tdbn"),
@@ -24,9 +24,9 @@ CONFIGS = [  # the presets and the reset/surrogate variants they leave out
 FAST = [name for name in LIF_BACKENDS if name != "torch"]
 
 
-def _run(cfg, x, weights):
+def _run(cfg, x, weights, backend="torch"):
     x = x.clone().requires_grad_(True)
-    spikes = lif_multistep(x, cfg)
+    spikes = lif_multistep(x, cfg, backend=backend)
     (grad,) = torch.autograd.grad((spikes * weights).sum(), x)
     return spikes, grad
 
@@ -38,50 +38,50 @@ def test_backend_matches_reference(backend, cfg):
     x = torch.randn(5, 4, 3, 6, 6) * 1.5 + 0.5
     weights = torch.randn_like(x)
     ref_spikes, ref_grad = _run(cfg, x, weights)
-    with neuron_backend(backend):
-        spikes, grad = _run(cfg, x, weights)
+    spikes, grad = _run(cfg, x, weights, backend)
     assert torch.equal(spikes, ref_spikes)
     assert 0 < spikes.mean() < 1
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
 
 
-def test_backend_selection_is_scoped_and_checked():
-    assert active_backend() is LIF_BACKENDS.get("torch")
-    with neuron_backend("auto", "cpu") as chosen:  # CPU: the C++ kernels (CI has g++, ninja)
-        assert chosen == "cpp"
-        assert active_backend() is LIF_BACKENDS.get("cpp")
+def test_backend_selection_is_per_model_and_checked():
+    assert LIF().backend == "auto"  # the library default, for every neuron
+    assert choose_backend("auto", "cpu") == "cpp"  # CPU: the C++ kernels (CI has g++, ninja)
+    model = torch.nn.Sequential(LIF(), torch.nn.Sequential(LIF()))
+    other = torch.nn.Sequential(LIF())
+    assert set_backend(model, "torch") == "torch"
+    assert [m.backend for m in model.modules() if isinstance(m, LIF)] == ["torch", "torch"]
+    assert other[0].backend == "auto"  # nothing process-wide changed
     with pytest.raises(UnknownNameError, match="compile"):
-        use_backend("complie")
+        choose_backend("complie")
     with pytest.raises(ConfigError, match="cannot run on meta"):
-        use_backend("compile", "meta")
+        choose_backend("compile", "meta")
     with pytest.raises(ConfigError, match="CPU tensors only"):
-        use_backend("cpp", "meta")
-    assert active_backend() is LIF_BACKENDS.get("torch")
+        set_backend(model, "cpp", "meta")
+    assert model[0].backend == "torch"
 
 
 def test_auto_falls_back_to_torch_when_cpp_cannot_build(monkeypatch):
-    from spikedistill.spiking import lif_cpp
+    from spikedistill.spiking.kernels import cpp
 
-    monkeypatch.setattr(lif_cpp, "_missing_tools", lambda: "no C++ compiler on PATH")
-    with pytest.warns(UserWarning, match="no C\\+\\+ compiler on PATH; using 'torch'"):
-        assert use_backend("auto", "cpu") == "torch"
-    with pytest.raises(ConfigError, match="'cpp' cannot run on cpu: no C\\+\\+ compiler"):
-        use_backend("cpp", "cpu")
-    assert active_backend() is LIF_BACKENDS.get("torch")
+    monkeypatch.setattr(cpp, "_missing_tools", lambda: "no C++ compiler on PATH")
+    clear_backend_choices()
+    try:
+        with pytest.warns(UserWarning, match="no C\\+\\+ compiler on PATH; using 'torch'"):
+            assert choose_backend("auto", "cpu") == "torch"
+        with pytest.raises(ConfigError, match="'cpp' cannot run on cpu: no C\\+\\+ compiler"):
+            choose_backend("cpp", "cpu")
+    finally:
+        monkeypatch.undo()
+        clear_backend_choices()
+    assert choose_backend("auto", "cpu") == "cpp"
 
 
-def test_trainer_runs_on_the_configured_backend(tmp_path, monkeypatch):
-    """``train.neuron_backend`` is selected for the run (and undone afterwards)."""
+def test_trainer_runs_on_the_configured_backend(tmp_path):
+    """``train.neuron_backend`` is set on the run's model, and on nothing else."""
     from spikedistill.engine import trainer
     from spikedistill.engine.config import load_config
 
-    calls = []
-
-    def recording(name, device):
-        calls.append((name, device))
-        return neuron_backend(name, device)
-
-    monkeypatch.setattr(trainer, "neuron_backend", recording)
     cfg = load_config(
         None,
         [
@@ -95,14 +95,18 @@ def test_trainer_runs_on_the_configured_backend(tmp_path, monkeypatch):
             "train.neuron_backend=torch",
         ],
     )
-    trainer.Trainer(cfg, tmp_path / "run").fit()
-    assert calls == [("torch", torch.device("cpu"))]
+    run = trainer.Trainer(cfg, tmp_path / "run")
+    run.fit()
+    neurons = [m for m in run.model.modules() if isinstance(m, LIF)]
+    assert neurons and all(m.backend == "torch" for m in neurons)
     assert "T=2, torch neurons" in (tmp_path / "run" / "log.txt").read_text()
-    assert active_backend() is LIF_BACKENDS.get("torch")
+    assert LIF().backend == "auto"
 
 
 #: backends with a spike pass of their own (the others run the reference's)
-OWN_SPIKE_PASS = [n for n in FAST if LIF_BACKENDS.get(n).norm_record is not norm_spike_statistics]
+OWN_SPIKE_PASS = [
+    n for n in FAST if type(LIF_BACKENDS.get(n)).norm_record is not LIFBackend.norm_record
+]
 
 
 @pytest.mark.parametrize("record_chunk", [None, 100_000])
@@ -114,21 +118,22 @@ def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend, record_c
     import copy
 
     from spikedistill.models import build_model
-    from spikedistill.spiking import backends
-    from spikedistill.spiking.ratebp import RateBackprop
+    from spikedistill.ratebp import RateBackprop
+    from spikedistill.spiking.kernels import compiled
 
     if record_chunk is not None:  # 5 steps of a 16 x 32 x 32 map per image: one per call
-        monkeypatch.setattr(backends, "RECORD_CHUNK", record_chunk)
+        monkeypatch.setattr(compiled, "RECORD_CHUNK", record_chunk)
 
     torch.manual_seed(0)
     model = build_model("resnet8", 10, spiking=True, T=5, neuron="ratebp").train()
+    set_backend(model, "torch")
     other = copy.deepcopy(model)
+    set_backend(other, backend)
     x = torch.randn(4, 3, 32, 32)
     ref_view = RateBackprop(model)
     ref_view(x).sum().backward()
-    with neuron_backend(backend):
-        view = RateBackprop(other)
-        view(x).sum().backward()
+    view = RateBackprop(other)
+    view(x).sum().backward()
     assert torch.equal(view.last_spike_logits, ref_view.last_spike_logits)
     for p, q in zip(other.parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)

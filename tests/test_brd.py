@@ -9,7 +9,7 @@ from spikedistill.engine.config import load_config
 from spikedistill.engine.trainer import Trainer
 from spikedistill.errors import ConfigError
 from spikedistill.models import build_model
-from spikedistill.spiking.ratebp import RateBackprop
+from spikedistill.ratebp import RateBackprop
 
 
 def setup(mapping="affine", weights="exp", **kw):

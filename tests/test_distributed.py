@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from spikedistill.checkpoint import load_checkpoint
 from spikedistill.cli import main
-from spikedistill.engine.checkpoint import load_checkpoint
 
 # no BatchNorm: PyTorch's SyncBatchNorm needs GPUs, and per-process BN statistics would differ
 CONFIG = """

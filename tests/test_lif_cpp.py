@@ -1,15 +1,17 @@
-"""The C++ kernels (``spiking/lif_cpp``) on the layouts their loops split: channel blocks
+"""The C++ kernels (``spiking/kernels/cpp``) on the layouts their loops split: channel blocks
 longer than a segment, blocks shorter than a vector, parallel chunks that end inside a block;
 and the dtypes they leave to the reference."""
 
 import pytest
 import torch
 
-from spikedistill.spiking import lif_cpp, neuron_backend, neuron_config
-from spikedistill.spiking.backends import LIF_BACKENDS
+from spikedistill.spiking import choose_backend, neuron_config
+from spikedistill.spiking.kernels import LIF_BACKENDS, NormDrive
+from spikedistill.spiking.kernels import cpp as lif_cpp
 from spikedistill.spiking.surrogate import SURROGATES
 
 CFG = neuron_config("tdbn", reset="soft", decay=0.7)
+CPP = LIF_BACKENDS.get("cpp")
 SHAPES = {  # (rows, C, H, W): L = H * W neurons per channel block
     "long_blocks": (2, 3, 50, 82),  # L = 4100 > SEGMENT (2048), M > GRAIN: chunks end mid-block
     "short_blocks": (40, 7, 1, 3),  # L = 3
@@ -18,8 +20,7 @@ SHAPES = {  # (rows, C, H, W): L = H * W neurons per channel block
 
 @pytest.fixture(scope="module", autouse=True)
 def built():
-    with neuron_backend("cpp"):  # builds the extension once
-        yield
+    choose_backend("cpp")  # builds the extension once
 
 
 def test_every_surrogate_has_a_cpp_twin():
@@ -39,9 +40,10 @@ def test_norm_scans_match_the_reference_on_every_layout(shape, static):
     out = {}
     for name in ["torch", "cpp"]:
         backend = LIF_BACKENDS.get(name)
-        spikes, bits = backend.norm_forward(x, scale, shift, residual, CFG, T, static)
-        args = (bits.view(torch.uint8), x, scale, shift, residual, CFG, T, static)
-        out[name] = spikes, bits, backend.norm_backward(grad, *args).reshape(x.shape)
+        drive = NormDrive(x, scale, shift, residual, T, static)
+        spikes, bits = backend.norm_forward(drive, CFG)
+        grad_y = backend.norm_backward(grad, bits.view(torch.uint8), drive, CFG)
+        out[name] = spikes, bits, grad_y.reshape(x.shape)
     (ref_spikes, ref_bits, ref_grad), (spikes, bits, grad_y) = out["torch"], out["cpp"]
     assert 0.1 < ref_spikes.mean() < 0.9
     assert spikes.shape == ref_spikes.shape and bits.dtype == torch.bool
@@ -55,17 +57,17 @@ def test_plain_scans_match_the_reference(shape):
     x = torch.randn(4, *shape, generator=g) + 0.6
     grad = torch.randn(4, *shape, generator=g)
     ref_spikes, ref_membrane = LIF_BACKENDS.get("torch").forward(x, CFG, True)
-    spikes, membrane = lif_cpp.forward(x, CFG, True)
+    spikes, membrane = CPP.forward(x, CFG, True)
     assert torch.equal(spikes, ref_spikes)
     torch.testing.assert_close(membrane, ref_membrane, rtol=1e-6, atol=1e-6)
     ref_grad = LIF_BACKENDS.get("torch").backward(grad, ref_membrane, CFG)
-    torch.testing.assert_close(lif_cpp.backward(grad, membrane, CFG), ref_grad)
-    assert lif_cpp.forward(x, CFG, False)[1] is None
+    torch.testing.assert_close(CPP.backward(grad, membrane, CFG), ref_grad)
+    assert CPP.forward(x, CFG, False)[1] is None
 
 
 def test_other_dtypes_run_the_reference():
     x = torch.randn(3, 2, 8).bfloat16() + 0.6
-    spikes, membrane = lif_cpp.forward(x, CFG, True)
+    spikes, membrane = CPP.forward(x, CFG, True)
     ref_spikes, ref_membrane = LIF_BACKENDS.get("torch").forward(x, CFG, True)
     assert spikes.dtype == torch.bfloat16
     assert torch.equal(spikes, ref_spikes) and torch.equal(membrane, ref_membrane)
@@ -95,10 +97,9 @@ def test_batchnorm_kernels_match_aten(affine, track):
     for name in ["torch", "cpp"]:
         torch.manual_seed(0)
         bn = nn.BatchNorm2d(6, affine=affine, track_running_stats=track).double()
-        act = FoldedNeuron(LIF(CFG), 2)
+        act = FoldedNeuron(LIF(CFG, backend=name), 2)
         x = (torch.randn(8, 6, 5, 5, dtype=torch.float64) + 0.4).requires_grad_(True)
-        with neuron_backend(name):
-            spikes = norm_act(bn, act, x)
+        spikes = norm_act(bn, act, x)
         assert type(spikes.grad_fn).__name__ == "BatchNormLIFBackward"
         (spikes * torch.linspace(-1, 1, spikes.numel()).view_as(spikes)).sum().backward()
         params = [p.grad for p in bn.parameters()]
@@ -110,7 +111,7 @@ def test_batchnorm_kernels_match_aten(affine, track):
 def test_batch_statistics_survive_a_large_mean():
     """float32 with a mean 1000 standard deviations away: the shifted sums keep the variance."""
     x = torch.randn(64, 3, 10, 10, generator=torch.Generator().manual_seed(0)) + 1000.0
-    mean, invstd = lif_cpp.batch_stats(x, None, None, 0.0, 1e-5)
+    mean, invstd = CPP.batch_stats(x, None, None, 0.0, 1e-5)
     var, ref_mean = torch.var_mean(x.double(), [0, 2, 3], correction=0)
     torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-7, atol=0)
     torch.testing.assert_close(invstd.double(), (var + 1e-5).rsqrt(), rtol=1e-4, atol=0)

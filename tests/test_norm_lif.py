@@ -9,7 +9,7 @@ from torch import nn
 
 from reference import reference_lif
 from spikedistill.models import build_model
-from spikedistill.spiking import LIF, FoldedNeuron, neuron_backend, neuron_config
+from spikedistill.spiking import LIF, FoldedNeuron, choose_backend, neuron_config, set_backend
 from spikedistill.spiking.max_pool import is_tiling_max_pool
 from spikedistill.spiking.norm_lif import fusable, norm_act
 
@@ -63,10 +63,10 @@ def _reference(cfg, variant):
     return _grads(spikes, weights, x, residual, bn)
 
 
-def _fused(cfg, variant):
+def _fused(cfg, variant, backend="auto"):
     x, residual, weights = _inputs(variant)
     bn = _bn()
-    act = FoldedNeuron(LIF(cfg), T)
+    act = FoldedNeuron(LIF(cfg, backend=backend), T)
     x.requires_grad_(True)
     if residual is not None:
         residual.requires_grad_(True)
@@ -84,8 +84,7 @@ def _grads(spikes, weights, x, residual, bn):
 
 def _check(cfg, variant, backend):
     ref_spikes, ref_grads, ref_stats = _reference(cfg, variant)
-    with neuron_backend(backend):
-        spikes, grads, stats = _fused(cfg, variant)
+    spikes, grads, stats = _fused(cfg, variant, backend)
     assert torch.equal(spikes, ref_spikes)
     assert 0 < spikes.mean() < 1
     for ours, theirs in zip(grads, ref_grads, strict=True):
@@ -147,6 +146,7 @@ def test_fused_models_equal_the_layer_by_layer_run(name):
     channels, size, n_fused = MODELS[name]
     torch.manual_seed(0)
     fused = build_model(name, 10, spiking=True, T=3, in_channels=channels).double().train()
+    set_backend(fused, "torch")  # the fused op against ATen's BatchNorm, on the reference
     plain = _unfused(fused)
     n_pools = sum(is_tiling_max_pool(m) for m in fused.modules())
     x = torch.randn(4, channels, size, size, dtype=torch.float64)
@@ -250,9 +250,9 @@ def test_every_spike_pass_rounds_the_drive_alike(static):
     """At float32, with the BatchNorm outputs ``x scale + shift`` within rounding of the
     threshold, the BPTT forward on each backend and Rate-BP's spike pass fire the same bits: they
     all round the multiply and the add separately (a fused multiply-add would flip spikes)."""
-    from spikedistill.spiking.backends import LIF_BACKENDS
-    from spikedistill.spiking.rate_stats import norm_spike_statistics
-    from spikedistill.spiking.spike_pack import unpack
+    from spikedistill.spiking.kernels import LIF_BACKENDS, NormDrive
+    from spikedistill.spiking.kernels.record import norm_spike_statistics
+    from spikedistill.spiking.kernels.spike_pack import unpack
 
     g = torch.Generator().manual_seed(0)
     cfg, steps, rows, channels = neuron_config("tdbn"), 1, 256, 4
@@ -262,10 +262,12 @@ def test_every_spike_pass_rounds_the_drive_alike(static):
     x = at_threshold.view(1, -1, 1) * (1 + torch.randn(rows, channels, 64, generator=g) * 1e-6)
     fired = {}
     for name in LIF_BACKENDS.names():
-        with neuron_backend(name):  # builds what the backend needs
-            _, bits = LIF_BACKENDS.get(name).norm_forward(x, scale, shift, None, cfg, steps, static)
+        choose_backend(name)  # builds what the backend needs
+        drive = NormDrive(x, scale, shift, None, steps, static)
+        _, bits = LIF_BACKENDS.get(name).norm_forward(drive, cfg)
         fired[name] = bits.reshape(-1)
-    packed, _, _ = norm_spike_statistics(x.clone(), scale, shift, None, cfg, steps, static)
+    drive = NormDrive(x.clone(), scale, shift, None, steps, static)
+    packed, _, _ = norm_spike_statistics(drive, cfg)
     fired["rate_bp"] = unpack(packed, steps).reshape(-1).bool()
     assert 0.2 < fired["torch"].float().mean() < 0.8  # the drives straddle the threshold
     assert set(fired) == {"torch", "compile", "cpp", "rate_bp"}

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from spikedistill.engine.checkpoint import (
+from spikedistill.checkpoint import (
     atomic_save,
     extract_state_dict,
     load_checkpoint,

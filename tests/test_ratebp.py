@@ -7,9 +7,9 @@ from torch import nn
 from reference import reference_lif
 from spikedistill.errors import ConfigError
 from spikedistill.models import ZooModel, build_model
+from spikedistill.ratebp import RateBackprop
 from spikedistill.spiking import FoldedNeuron, neuron_config
-from spikedistill.spiking.rate_stats import spike_statistics
-from spikedistill.spiking.ratebp import RateBackprop
+from spikedistill.spiking.kernels.record import spike_statistics
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def _straight_through_bn_by_autograd(x, mu, var, weight, bias, eps):
 
 
 def test_straight_through_batchnorm_matches_its_autograd_chain():
-    from spikedistill.spiking.rate_pass import StraightThroughBatchNorm
+    from spikedistill.ratebp.rate_pass import StraightThroughBatchNorm
 
     torch.manual_seed(0)
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
@@ -200,33 +200,18 @@ def test_block_checkpointing_is_bypassed_by_the_rate_pass():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def _rate_step(model, x, monkeypatch=None, units=True):
+def _rate_step(model, x, units=True):
     """One Rate-BP step; ``units=False`` declines every unit (the layer-by-layer spike pass)."""
-    from spikedistill.spiking import ratebp
-
-    if not units:
-        monkeypatch.setattr(ratebp._UnitRecorder, "takes", lambda *args: False)
-    records = {}
-    real = ratebp.RateBackprop._patched
-
-    def keep_records(self, recs, phase):
-        records.update(recs)  # filled in by the record phase, read by the rate phase
-        return real(self, recs, phase)
-
-    view = ratebp.RateBackprop(model)
-    if monkeypatch is not None:
-        monkeypatch.setattr(ratebp.RateBackprop, "_patched", keep_records)
+    view = RateBackprop(model, units=units, keep_records=True)
     logits = view(x)
     (logits * torch.arange(10.0, dtype=logits.dtype)).sum().backward()
-    if monkeypatch is not None:
-        monkeypatch.undo()
     grads = [p.grad.clone() for p in model.parameters()]
-    return view.last_spike_logits, logits.detach(), grads, records
+    return view.last_spike_logits, logits.detach(), grads, view.last_records
 
 
 @pytest.mark.parametrize("T", [3, 9])  # 9 > STORED_STEPS: units run in channel chunks
 @pytest.mark.parametrize("name", ["resnet8", "convnet3", "wrn_16_2", "pyramidnet20", "vgg8"])
-def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T, monkeypatch):
+def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T):
     channels, size = (1, 28) if name == "convnet3" else (3, 32)
     torch.manual_seed(0)
     model = build_model(name, 10, spiking=True, T=T, neuron="ratebp", in_channels=channels)
@@ -237,7 +222,7 @@ def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T, monkey
     for units in (True, False):
         model.load_state_dict(state)
         model.zero_grad()
-        runs.append((*_rate_step(model, x, monkeypatch, units), model.state_dict()))
+        runs.append((*_rate_step(model, x, units), model.state_dict()))
         runs[-1] = (*runs[-1][:4], {k: v.clone() for k, v in runs[-1][4].items()})
     (spk_a, log_a, grad_a, rec_a, st_a), (spk_b, log_b, grad_b, rec_b, st_b) = runs
     torch.testing.assert_close(spk_a, spk_b, rtol=0, atol=1e-12)
@@ -256,17 +241,17 @@ def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T, monkey
 def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
     """Beyond ``stored_steps`` steps a unit's channels run in chunks: its float buffer holds at
     most ``stored_steps`` steps' worth of the layer, whatever T; the results do not change."""
-    from spikedistill.spiking import ratebp
+    from spikedistill.ratebp.spike_pass import UnitRecorder
 
     sizes = []
-    real = ratebp._UnitRecorder._pre_activation
+    real = UnitRecorder.pre_activation
 
     def spy(self, conv, x, T, rows, sl, steps):
         out = real(self, conv, x, T, rows, sl, steps)
         sizes.append((out.numel(), rows * conv.out_channels * out[0, 0].numel()))
         return out
 
-    monkeypatch.setattr(ratebp._UnitRecorder, "_pre_activation", spy)
+    monkeypatch.setattr(UnitRecorder, "pre_activation", spy)
     conv_inputs = []  # images per convolution call
     real_conv = nn.Conv2d._conv_forward
 
@@ -293,7 +278,7 @@ def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
 
 @pytest.mark.parametrize(("reset", "chunk"), [("soft", None), ("hard", None), ("hard", 16)])
 def test_eligibility_of_a_copy_in_place_and_for_a_static_drive_agree(reset, chunk, monkeypatch):
-    from spikedistill.spiking import rate_stats
+    from spikedistill.spiking.kernels import record as rate_stats
 
     if chunk is not None:  # 105 neurons scanned 16 at a time, the last chunk short
         monkeypatch.setattr(rate_stats, "SCAN_CHUNK", chunk)
@@ -314,8 +299,8 @@ def test_eligibility_of_a_copy_in_place_and_for_a_static_drive_agree(reset, chun
 
 
 def test_spike_pass_max_pool_is_the_or_of_the_window():
+    from spikedistill.ratebp.spike_pass import or_pool
     from spikedistill.spiking.max_pool import is_tiling_max_pool
-    from spikedistill.spiking.ratebp import _or_pool
 
     even = torch.rand(6, 4, 8, 10) < 0.3  # k = 2 takes the int16 path here
     for spikes in (even, torch.rand(6, 4, 9, 10) < 0.3, even.transpose(-1, -2)):
@@ -323,7 +308,7 @@ def test_spike_pass_max_pool_is_the_or_of_the_window():
             pool = nn.MaxPool2d(k)
             assert is_tiling_max_pool(pool)
             expected = pool(spikes.float()).bool()
-            assert torch.equal(_or_pool(spikes, k), expected)
+            assert torch.equal(or_pool(spikes, k), expected)
     assert not is_tiling_max_pool(nn.MaxPool2d(3, 2, 1))  # overlapping windows: max-pool
 
 

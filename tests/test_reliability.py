@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from spikedistill.checkpoint import load_checkpoint
 from spikedistill.cli import main
-from spikedistill.engine.checkpoint import load_checkpoint
 from spikedistill.engine.config import config_from_dict, load_config
 from spikedistill.engine.trainer import Trainer
 from spikedistill.errors import NonFiniteLossError, SpikeDistillError

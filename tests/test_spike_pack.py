@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from spikedistill.models import build_model
-from spikedistill.spiking.ratebp import RateBackprop, _or_pool
-from spikedistill.spiking.spike_pack import PackedSpikes, pack, packed_steps, unpack
+from spikedistill.ratebp import RateBackprop
+from spikedistill.ratebp.spike_pass import or_pool
+from spikedistill.spiking.kernels.spike_pack import PackedSpikes, pack, packed_steps, unpack
 
 
 def test_pack_writes_step_8j_plus_b_into_bit_b_of_byte_j():
@@ -61,7 +62,7 @@ def test_steps_and_byte_ops_of_packed_spikes():
     plain, packed = _packed_example()
     rows = 3
     assert torch.equal(packed.steps(6, 10, torch.float64), plain[6 * rows : 10 * rows].double())
-    pooled = packed.map_bytes(lambda b: _or_pool(b, 2))  # across both bytes (T = 11)
+    pooled = packed.map_bytes(lambda b: or_pool(b, 2))  # across both bytes (T = 11)
     assert isinstance(pooled, PackedSpikes) and pooled.packed.shape == (2, rows, 4, 3, 3)
     assert torch.equal(pooled.unpacked(), nn.functional.max_pool2d(plain.float(), 2).bool())
 
@@ -75,7 +76,7 @@ def test_or_pool_of_bytes_is_the_max_pool_of_every_bit(shape):
             nn.functional.max_pool2d(((x >> b) & 1).float(), k).to(torch.uint8) << b
             for b in range(8)
         )
-        assert torch.equal(_or_pool(x, k), expected)
+        assert torch.equal(or_pool(x, k), expected)
 
 
 def test_rate_backprop_spike_pass_passes_packed_spikes_between_layers():

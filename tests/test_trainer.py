@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
+from spikedistill.checkpoint import load_checkpoint
 from spikedistill.cli import main
-from spikedistill.engine.checkpoint import load_checkpoint
 from spikedistill.engine.config import load_config
 from spikedistill.engine.trainer import Trainer
 

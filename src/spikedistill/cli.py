@@ -55,8 +55,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
     from .data import build_datasets, make_loader
-    from .engine.checkpoint import load_checkpoint
     from .engine.config import config_from_dict
     from .engine.evaluate import evaluate
     from .engine.setup import build_student, resolve_device
@@ -79,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
     loader = make_loader(test_set, args.batch_size, train=False, info=info)
     result = evaluate(model, loader, device)
     if args.stm:
-        from .distill.stm_probe import stm_of_run
+        from .engine.run_stm import stm_of_run
 
         probe = make_loader(test_set, args.stm_batch or cfg.data.batch_size, train=False, info=info)
         x, y = next(iter(probe))
@@ -153,10 +153,9 @@ def _bench(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     options = json.loads(args.options) if args.options else {}
-    from .spiking import neuron_backend
+    from .spiking import choose_backend
 
-    with neuron_backend(args.backend, device) as backend:  # resolves auto, checks the name
-        pass
+    backend = choose_backend(args.backend, device)  # resolves auto, checks the name
     spec = BenchSpec(
         model=args.model,
         batch=args.batch,
@@ -176,13 +175,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spikedistill", description="Train spiking networks by distillation from ANNs."
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a teacher or a student from a YAML config")
     train.add_argument("config", help="experiment YAML file (see configs/)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
@@ -192,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="data root (else $SPIKEDISTILL_DATA, then ~/.cache)")
     train.set_defaults(func=_train)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     ev.add_argument("--checkpoint", required=True, help="a last.pt / best.pt of a run")
     ev.add_argument("--data", help="dataset name (default: the one it was trained on)")
@@ -208,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stm-batch", type=int, help="test images for STM (default: train batch)")
     ev.set_defaults(func=_eval)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo", help="distil a spiking student from an ANN teacher (digits, or MNIST)"
     )
@@ -216,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser(
         "report", help="HTML + Markdown report of runs: accuracy, firing rates, SOPs, energy, STM"
     )
@@ -229,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     report.set_defaults(func=_report)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench", help="step time and memory against the ANN limit and SpikingJelly"
     )
@@ -246,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
     bench.add_argument("--out", default="bench", help="output stem: OUT.md, OUT.csv, OUT.png")
     bench.set_defaults(func=_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikedistill", description="Train spiking networks by distillation from ANNs."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_demo, _add_report, _add_bench):
+        add(sub)
     return parser
 
 

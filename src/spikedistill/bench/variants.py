@@ -20,6 +20,7 @@ from torch import nn
 
 from ..models import build_model
 from ..registry import Registry
+from ..spiking import set_backend
 from .timing import train_step
 
 Step = Callable[[], None]
@@ -36,7 +37,7 @@ class BenchSpec:
     in_channels: int = 3
     num_classes: int = 10
     neuron: str = "tdbn"
-    backend: str = "torch"  # neuron backend of our variants (spiking.backends)
+    backend: str = "torch"  # neuron backend of our variants (spiking.kernels)
     stored_steps: int = 4  # Rate-BP: steps' worth of float pre-activation a layer may hold
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
@@ -51,11 +52,14 @@ class BenchSpec:
         return x.to(self.device), y.to(self.device)
 
     def build(self, spiking: bool) -> nn.Module:
+        """The model, its neurons on ``backend``."""
         torch.manual_seed(0)
         kwargs = dict(self.options, in_channels=self.in_channels)
         if spiking:
             kwargs.update(spiking=True, T=self.T, neuron=self.neuron)
-        return build_model(self.model, self.num_classes, **kwargs).to(self.device)
+        model = build_model(self.model, self.num_classes, **kwargs).to(self.device)
+        set_backend(model, self.backend, self.device)
+        return model
 
 
 @dataclass
@@ -76,20 +80,6 @@ def _inference(model: nn.Module, x: torch.Tensor, after: Step | None = None) -> 
     return step
 
 
-def _on_backend(spec: BenchSpec, step: Step | None) -> Step | None:
-    """``step`` with our neurons on ``spec.backend`` (only while it runs)."""
-    from ..spiking import neuron_backend
-
-    if step is None:
-        return None
-
-    def run() -> None:
-        with neuron_backend(spec.backend, spec.device):
-            step()
-
-    return run
-
-
 VARIANTS: Registry[Callable[[BenchSpec], Variant]] = Registry("benchmark variant")
 
 
@@ -104,9 +94,7 @@ def _limit(spec: BenchSpec) -> Variant:
 def _bptt(spec: BenchSpec) -> Variant:
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
-    return Variant(
-        _on_backend(spec, train_step(model, x, y)), _on_backend(spec, _inference(model, x))
-    )
+    return Variant(train_step(model, x, y), _inference(model, x))
 
 
 @VARIANTS.register("bptt_checkpoint")
@@ -117,12 +105,12 @@ def _bptt_checkpoint(spec: BenchSpec) -> Variant:
 
 @VARIANTS.register("rate")
 def _rate(spec: BenchSpec) -> Variant:
-    from ..spiking.ratebp import RateBackprop
+    from ..ratebp import RateBackprop
 
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
     forward = RateBackprop(model, spec.stored_steps)
-    return Variant(_on_backend(spec, train_step(model, x, y, forward=forward)), None)
+    return Variant(train_step(model, x, y, forward=forward), None)
 
 
 @VARIANTS.register("spikingjelly")

@@ -54,11 +54,12 @@ def analyze_run(
     device: str = "cpu",
 ) -> RunDiagnostics:
     """Everything the report shows about one run directory."""
+    from ..checkpoint import load_checkpoint
     from ..data import build_datasets, make_loader
     from ..distill.objective import DistillObjective
-    from ..distill.stm_probe import stm_of_run, stm_probe, trained_objective
-    from ..engine.checkpoint import load_checkpoint
+    from ..distill.stm_probe import stm_probe
     from ..engine.config import config_from_dict
+    from ..engine.run_stm import stm_of_run, trained_objective
     from ..engine.setup import build_student
     from ..models import build_model
 

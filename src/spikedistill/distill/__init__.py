@@ -2,7 +2,6 @@
 
 from . import brd, fitnet, kd, nld, samd, sastc  # noqa: F401  (register the methods)
 from .base import METHODS, DistillBatch, DistillMethod, register_method
-from .build import build_objective
 from .objective import DistillObjective, parse_methods
 from .taps import FeatureTaps, feature_map_path, resolve_tap, resolve_taps
 from .teacher import FrozenTeacher, load_teacher
@@ -14,7 +13,6 @@ __all__ = [
     "DistillObjective",
     "FeatureTaps",
     "FrozenTeacher",
-    "build_objective",
     "feature_map_path",
     "load_teacher",
     "parse_methods",

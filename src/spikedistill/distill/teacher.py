@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.checkpoint import extract_state_dict, load_checkpoint, load_weights
+from ..checkpoint import extract_state_dict, load_checkpoint, load_weights
 from ..errors import ConfigError
 from ..models import build_model
 

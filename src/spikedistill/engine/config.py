@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..spiking.backends import LIF_BACKENDS
+from ..spiking.kernels import LIF_BACKENDS
 from .schema import apply_overrides, from_dict, load_yaml, to_dict
 
 
@@ -102,7 +102,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads
     stm_every: int = 0  # with a teacher: STM on a fixed test batch every N evaluated epochs
     skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
-    neuron_backend: str = "auto"  # auto | torch | compile | cpp (spiking.backends; same results)
+    neuron_backend: str = "auto"  # auto | torch | compile | cpp (spiking.kernels; same results)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")

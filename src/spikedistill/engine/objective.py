@@ -1,4 +1,5 @@
-"""Training objectives: a batch -> the student's logits and its named loss terms.
+"""Training objectives: a batch -> the student's logits and its named loss terms, and
+``build_objective``, the one a config asks for (CE, or distillation).
 
 An objective is an ``nn.Module`` so that trainable extras (regressors, attention MLPs of a
 distillation method) are optimised with the student and saved in checkpoints.
@@ -6,8 +7,16 @@ distillation method) are optimised with the student and saved in checkpoints.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
+
+from ..distill.base import METHODS
+from ..distill.objective import DistillObjective, build_method, parse_methods
+from ..distill.teacher import load_teacher
+from ..errors import ConfigError
+from .config import ExperimentConfig
 
 
 class CrossEntropyObjective(nn.Module):
@@ -23,3 +32,41 @@ class CrossEntropyObjective(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = student(x)
         return logits, {"ce": nn.functional.cross_entropy(logits, y)}
+
+
+def build_objective(
+    cfg: ExperimentConfig,
+    student: nn.Module,
+    num_classes: int,
+    in_channels: int,
+    world_size: int = 1,
+    num_train: int | None = None,
+) -> nn.Module:
+    """CE, or a ``DistillObjective``; ``num_train`` sizes the teacher cache."""
+    names = parse_methods(cfg.distill.method)
+    extra = sorted(set(cfg.distill.options) - set(names))
+    if extra:
+        raise ConfigError(
+            f"distill.options has sections {extra} for methods not in "
+            f"distill.method={cfg.distill.method!r}"
+        )
+    if not names:
+        return CrossEntropyObjective()
+    t = cfg.teacher
+    if t.cache and (cfg.data.augment or t.train_bn):
+        raise ConfigError(
+            "teacher.cache needs the same teacher input every epoch: remove data.augment "
+            "(and teacher.train_bn), or set teacher.cache: false"
+        )
+    teacher = load_teacher(t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn)
+    methods = []
+    for name in names:
+        options = dict(cfg.distill.options.get(name, {}))
+        params = inspect.signature(METHODS.get(name).__init__).parameters
+        if "batch_size" in params and "batch_size" not in options:
+            options["batch_size"] = cfg.data.batch_size // world_size  # per device
+        methods.append(build_method(name, student, teacher.model, options))
+    cache_size = num_train if t.cache else None
+    return DistillObjective(
+        student, teacher, methods, ce_weight=cfg.distill.ce_weight, cache_size=cache_size
+    )

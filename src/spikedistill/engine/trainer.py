@@ -12,17 +12,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader
-from ..distill.build import build_objective
 from ..distill.objective import DistillObjective
 from ..distill.stm_probe import stm_probe
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError
-from ..spiking import neuron_backend
-from ..spiking.ratebp import RateBackprop
-from .checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint, remove_stale_temporaries
+from ..ratebp import RateBackprop
+from ..spiking import set_backend
 from .config import ExperimentConfig
 from .distributed import DistContext
 from .evaluate import evaluate
+from .objective import build_objective
 from .optim import build_optimizer, build_scheduler
 from .run_logger import RunLogger
 from .setup import AMP_DTYPES, build_student, resolve_device, seed_everything
@@ -44,6 +44,9 @@ class TrainStep(nn.Module):
 
 
 class Trainer:
+    """One training run of ``cfg`` into ``run_dir``: ``fit()`` trains (from ``resume()``'s
+    state when called first), writing checkpoints, metrics and the log there."""
+
     def __init__(
         self,
         cfg: ExperimentConfig,
@@ -61,80 +64,12 @@ class Trainer:
         device = resolve_device(t.device)
         self.dist = DistContext.from_env(device)  # torchrun: one process per device
         self.device = self.dist.device(device)
-        if t.amp == "fp16" and self.device.type != "cuda":
-            raise ConfigError("train.amp=fp16 needs a GPU (it uses a gradient scaler); use bf16")
-        if t.sync_bn and self.dist.enabled and self.device.type != "cuda":
-            raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU path)")
-        if t.backprop == "rate" and (t.sync_bn or t.compile):
-            raise ConfigError("train.sync_bn and train.compile work with train.backprop=bptt only")
+        self._check_options()
         self.autocast_dtype = AMP_DTYPES[t.amp]
         self.scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
-
-        d = cfg.data
-        self.train_set, self.test_set, self.info = build_datasets(
-            d.name,
-            data_dir or d.root,
-            download=d.download,
-            train_subset=d.train_subset,
-            label_noise=d.label_noise,
-            seed=t.seed,
-            **d.options,
-        )
-        transform = build_batch_transform(d.augment, self.info) if d.augment else None
-        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
-        self.train_loader = make_loader(
-            self.train_set,
-            self.dist.per_rank_batch(d.batch_size),
-            train=True,
-            transform=transform,
-            info=self.info,
-            seed=t.seed,
-            num_workers=d.num_workers,
-            **shard,
-        )
-        self.test_loader = make_loader(  # each rank tests its share; counts are summed
-            self.test_set,
-            d.eval_batch_size,
-            train=False,
-            info=self.info,
-            num_workers=d.num_workers,
-            **shard,
-        )
-
-        self.model = build_student(
-            cfg, self.info.num_classes, self.info.in_channels, self.info.time_steps
-        )
-        if t.sync_bn and self.dist.enabled:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.model.to(self.device)
-        if objective is None:
-            objective = build_objective(
-                cfg,
-                self.model,
-                self.info.num_classes,
-                self.info.in_channels,
-                world_size=self.dist.world_size,
-                num_train=len(self.train_set),
-            )
-        self.objective = objective.to(self.device)
-        # what the objective calls as the student while training: the model (BPTT) or its
-        # rate-based view (Rate-BP: spike pass without graph, then one rate pass)
-        if t.backprop == "rate":
-            self.train_forward: Any = RateBackprop(self.model, t.rate_stored_steps)
-        else:
-            self.train_forward = torch.compile(self.model) if t.compile else self.model
-        if hasattr(self.objective, "build"):  # create method modules from real shapes
-            x, y = next(iter(self.train_loader))
-            self.objective.build(self.model, x.to(self.device), y.to(self.device))
-        # one module holding every trained parameter (student and method modules): under
-        # torchrun, DDP averages all their gradients
-        self.step_module: nn.Module = TrainStep(self.model, self.objective, self.train_forward)
-        if self.dist.enabled:
-            self.step_module = nn.parallel.DistributedDataParallel(
-                self.step_module,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=any(p.requires_grad for p in self.objective.parameters()),
-            )
+        self._build_data(data_dir or cfg.data.root)
+        self._build_student()
+        self._build_objective(objective)
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.sched, t.epochs, len(self.train_loader)
@@ -143,6 +78,71 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
+
+    def _check_options(self) -> None:
+        """Options that cannot work together on this device (``ConfigError``)."""
+        t = self.cfg.train
+        if t.amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.amp=fp16 needs a GPU (it uses a gradient scaler); use bf16")
+        if t.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU path)")
+        if t.backprop == "rate" and (t.sync_bn or t.compile):
+            raise ConfigError("train.sync_bn and train.compile work with train.backprop=bptt only")
+
+    def _build_data(self, root: str | None) -> None:
+        """Datasets and loaders; under torchrun each rank gets its shard."""
+        d, seed = self.cfg.data, self.cfg.train.seed
+        self.train_set, self.test_set, self.info = build_datasets(
+            d.name, root, download=d.download, train_subset=d.train_subset,
+            label_noise=d.label_noise, seed=seed, **d.options,
+        )  # fmt: skip
+        transform = build_batch_transform(d.augment, self.info) if d.augment else None
+        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
+        self.train_loader = make_loader(
+            self.train_set, self.dist.per_rank_batch(d.batch_size), train=True,
+            transform=transform, info=self.info, seed=seed, num_workers=d.num_workers, **shard,
+        )  # fmt: skip
+        self.test_loader = make_loader(  # each rank tests its share; counts are summed
+            self.test_set, d.eval_batch_size, train=False, info=self.info,
+            num_workers=d.num_workers, **shard,
+        )  # fmt: skip
+
+    def _build_student(self) -> None:
+        """The student on the device, its neurons on ``train.neuron_backend``, and what the
+        objective calls as the student while training: the model (BPTT, maybe compiled) or
+        its rate-based view (Rate-BP: spike pass without graph, then one rate pass)."""
+        t, info = self.cfg.train, self.info
+        self.model = build_student(self.cfg, info.num_classes, info.in_channels, info.time_steps)
+        if t.sync_bn and self.dist.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device)
+        self.backend = set_backend(self.model, t.neuron_backend, self.device)
+        self.rate_view = None
+        if t.backprop == "rate":
+            self.rate_view = RateBackprop(self.model, t.rate_stored_steps, t.rate_grad_scale)
+            self.train_forward: Any = self.rate_view
+        else:
+            self.train_forward = torch.compile(self.model) if t.compile else self.model
+
+    def _build_objective(self, objective: nn.Module | None) -> None:
+        """The objective (its method modules built from one real batch) and the module that
+        holds every trained parameter, which DDP wraps under torchrun."""
+        if objective is None:
+            objective = build_objective(
+                self.cfg, self.model, self.info.num_classes, self.info.in_channels,
+                world_size=self.dist.world_size, num_train=len(self.train_set),
+            )  # fmt: skip
+        self.objective = objective.to(self.device)
+        if hasattr(self.objective, "build"):  # create method modules from real shapes
+            x, y = next(iter(self.train_loader))
+            self.objective.build(self.model, x.to(self.device), y.to(self.device))
+        self.step_module: nn.Module = TrainStep(self.model, self.objective, self.train_forward)
+        if self.dist.enabled:
+            self.step_module = nn.parallel.DistributedDataParallel(
+                self.step_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=any(p.requires_grad for p in self.objective.parameters()),
+            )
 
     # -- checkpoints ------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -205,9 +205,8 @@ class Trainer:
         ):
             logits, terms = self.step_module(x, y, index)
         loss = sum(terms.values())
-        if self.cfg.train.backprop == "rate" and self.cfg.train.rate_grad_scale:
-            scaled = loss / self.model.T  # same value, gradient scaled by 1/T
-            loss = loss.detach() + (scaled - scaled.detach())
+        if self.rate_view is not None:
+            loss = self.rate_view.training_loss(loss)
         if not torch.isfinite(loss):
             self._nonfinite(terms)
             self.scheduler.step()  # the schedule stays aligned with the data
@@ -301,15 +300,11 @@ class Trainer:
         return {**epoch_means(sums), "seconds": run["seconds"]}
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``train.epochs`` (from the resumed state), neurons on the run's backend."""
-        with neuron_backend(self.cfg.train.neuron_backend, self.device) as backend:
-            return self._fit(backend)
-
-    def _fit(self, backend: str) -> dict[str, Any]:
+        """Train to ``train.epochs`` (from the resumed state)."""
         cfg, s = self.cfg, self.state
         if s.epoch == 0 and s.step_in_epoch == 0:
             self.logger.save_config(cfg.to_dict())
-            kind = f"SNN T={cfg.model.T}, {backend} neurons" if cfg.model.spiking else "ANN"
+            kind = f"SNN T={cfg.model.T}, {self.backend} neurons" if cfg.model.spiking else "ANN"
             self.logger.log(
                 f"start: {cfg.model.name} ({kind})"
                 f" on {cfg.data.name}, {sum(p.numel() for p in self.model.parameters())} params, "

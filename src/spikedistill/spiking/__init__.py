@@ -1,10 +1,11 @@
-"""The SNN substrate: neurons, surrogates, time-distributed layers and encoders."""
+"""The SNN substrate: neurons, surrogates, time-distributed layers and encoders; their kernels
+are in ``spiking.kernels``."""
 
-from .backends import LIF_BACKENDS, neuron_backend, use_backend
 from .config import NEURON_PRESETS, NeuronConfig, neuron_config
 from .encoding import direct_encode, mean_readout, repeat_folded, time_first
+from .kernels import LIF_BACKENDS, choose_backend
 from .layers import FoldedNeuron, TimeBatchNorm2d, TimeDistributed, fold_time, unfold_time
-from .neuron import IF, LIF, lif_multistep
+from .neuron import IF, LIF, lif_multistep, set_backend
 from .surrogate import SURROGATES, surrogate_derivative
 
 __all__ = [
@@ -17,15 +18,15 @@ __all__ = [
     "NeuronConfig",
     "TimeBatchNorm2d",
     "TimeDistributed",
+    "choose_backend",
     "direct_encode",
     "fold_time",
     "lif_multistep",
     "mean_readout",
-    "neuron_backend",
     "neuron_config",
     "repeat_folded",
+    "set_backend",
     "surrogate_derivative",
     "time_first",
     "unfold_time",
-    "use_backend",
 ]

@@ -32,10 +32,9 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-from .backends import active_backend
 from .config import NeuronConfig
+from .kernels import BatchStats, LIFBackend, NormDrive, backend_for
 from .layers import FoldedNeuron
-from .lif_function import composite_input_backward
 from .max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
 from .neuron import LIF
 from .saved_spikes import is_marked, mark_spikes
@@ -91,17 +90,18 @@ def batch_statistics(
     return m.running_mean[channels], m.running_var[channels]
 
 
-def unit_statistics(m: _BatchNorm, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, invstd)`` of a train-mode BatchNorm unit's batch, by the active backend's
-    ``batch_stats`` where it has one (running statistics updated as ``batch_statistics``)."""
-    stats = active_backend().batch_stats
-    if stats is None or not m.training:
+def unit_statistics(
+    m: _BatchNorm, x: torch.Tensor, backend: LIFBackend
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, invstd)`` of a train-mode BatchNorm unit's batch by ``backend.batch_stats``
+    (running statistics updated as ``batch_statistics``)."""
+    if not m.training:
         mean, var = batch_statistics(m, x)
         return mean, torch.rsqrt(var + m.eps)
     x = x.detach()  # BatchNormLIF takes them as constants; its backward accounts for them
     if m.running_mean is None:
-        return stats(x, None, None, 0.0, m.eps)
-    return stats(x, m.running_mean, m.running_var, bn_momentum(m), m.eps)
+        return backend.batch_stats(x, None, None, 0.0, m.eps)
+    return backend.batch_stats(x, m.running_mean, m.running_var, bn_momentum(m), m.eps)
 
 
 def bn_scale_shift(
@@ -118,15 +118,17 @@ def bn_scale_shift(
 
 
 class BatchNormLIF(torch.autograd.Function):
-    """``(x, weight, bias, mean, invstd, residual, cfg, T, static) -> (spikes [T*B, C, ...],
-    the same as bool)`` for batch statistics ``mean``, ``invstd = (var + eps)^-1/2`` of ``x``.
-    The bool spikes are what backward keeps, and what layers reading the spikes save."""
+    """``(x, weight, bias, mean, invstd, residual, cfg, T, static, backend) -> (spikes
+    [T*B, C, ...], the same as bool)`` for batch statistics ``mean``, ``invstd = (var +
+    eps)^-1/2`` of ``x``. The bool spikes are what backward keeps, and what layers reading the
+    spikes save."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mean, invstd, residual, cfg: NeuronConfig, T, static):
+    def forward(
+        ctx, x, weight, bias, mean, invstd, residual, cfg: NeuronConfig, T, static, backend
+    ):
         scale, shift = bn_scale_shift(weight, bias, mean, invstd)
-        backend = active_backend()
-        spikes, bits = backend.norm_forward(x, scale, shift, residual, cfg, T, static)
+        spikes, bits = backend.norm_forward(NormDrive(x, scale, shift, residual, T, static), cfg)
         mark_spikes(spikes, bits)
         ctx.mark_non_differentiable(bits)
         ctx.cfg, ctx.T, ctx.static, ctx.backend = cfg, T, static, backend
@@ -136,18 +138,15 @@ class BatchNormLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, _grad_bits):
         x, weight, mean, invstd, scale, shift, residual, bits = ctx.saved_tensors
-        backend = ctx.backend
-        kernel = backend.norm_input_backward or functools.partial(
-            composite_input_backward, backend.norm_backward
-        )
-        grad_x, grad_w, grad_b, grad_r = kernel(
+        grad_x, grad_w, grad_b, grad_r = ctx.backend.norm_input_backward(
             grad_spikes.contiguous(),
             bits.view(torch.uint8),  # 0/1 bytes: read as such, no float copy
-            *(x, weight, mean, invstd, scale, shift, residual),
-            *(ctx.cfg, ctx.T, ctx.static),
+            NormDrive(x, scale, shift, residual, ctx.T, ctx.static),
+            BatchStats(weight, mean, invstd),
+            ctx.cfg,
             tuple(ctx.needs_input_grad[i] for i in (0, 1, 2, 5)),  # x, weight, bias, residual
         )
-        return grad_x, grad_w, grad_b, None, None, grad_r, None, None, None
+        return grad_x, grad_w, grad_b, None, None, grad_r, None, None, None, None
 
 
 def has_hooks(m: nn.Module) -> bool:
@@ -208,10 +207,11 @@ def norm_act(
             return out
     if fusable(norm, act, x):
         x = x.contiguous()
-        mean, invstd = unit_statistics(norm, x)
+        backend = backend_for(act.neuron.backend, x.device)
+        mean, invstd = unit_statistics(norm, x, backend)
         cfg = act.neuron.config
         spikes, _ = BatchNormLIF.apply(
-            x, norm.weight, norm.bias, mean, invstd, residual, cfg, act.T, static
+            x, norm.weight, norm.bias, mean, invstd, residual, cfg, act.T, static, backend
         )
         return spikes
     y = norm(x)

@@ -1,4 +1,4 @@
-r"""The multi-step LIF scans in pure PyTorch (the reference ``torch`` backend, see ``backends``).
+r"""The multi-step LIF scans in pure PyTorch: the kernels of the reference backend (``base``).
 
 Forward loops over ``T`` and keeps only the pre-reset membrane ``v [T, B, ...]`` for backward
 (spikes are ``v >= threshold``, so they need not be stored separately). Backward computes the
@@ -16,13 +16,13 @@ step at a time in place.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 
 import torch
 
-from .config import NeuronConfig
-from .surrogate import surrogate_in_place
+from ..config import NeuronConfig
+from ..surrogate import surrogate_in_place
+from .unit import BatchStats, NormDrive
 
 
 def lif_steps(
@@ -104,35 +104,27 @@ def lif_backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronC
 
 
 # -- BatchNorm + LIF (``norm_lif``): the neuron driven by y = x * scale + shift [+ residual] -----
-def norm_drive(
-    x: torch.Tensor,
-    scale: torch.Tensor,
-    shift: torch.Tensor,
-    residual: torch.Tensor | None,
-    T: int,
-    static: bool,
-    in_place: bool = False,
-) -> torch.Tensor:
-    """The neuron input ``[T, rows, C, L]`` (a stride-0 view over T when ``static``) from a
-    BatchNorm input ``x [T*rows, C, ...]`` (static: ``[rows, C, ...]``) and per-channel ``scale``,
-    ``shift`` ``[C]``; ``in_place``: written over ``x`` (the caller's own buffer). A multiply,
+def norm_drive(unit: NormDrive, in_place: bool = False) -> torch.Tensor:
+    """The neuron input ``[T, rows, C, L]`` (a stride-0 view over T when ``static``) of a
+    ``NormDrive``; ``in_place``: written over ``x`` (the caller's own buffer). A multiply,
     then an add, each rounded, as in the compiled scans, so every spike pass fires the same bits
     (a fused ``addcmul`` rounds once, and is slower on a CPU)."""
+    x, T, static = unit.x, unit.T, unit.static
     rows = x.shape[0] if static else x.shape[0] // T
     per_step = x.view(1 if static else T, rows, x.shape[1], -1)
-    scale = scale.view(-1, 1)
+    scale = unit.scale.view(-1, 1)
     y = per_step.mul_(scale) if in_place else torch.mul(per_step, scale)
-    y.add_(shift.view(-1, 1))
-    if residual is not None:
-        y.add_(residual.reshape(y.shape))
+    y.add_(unit.shift.view(-1, 1))
+    if unit.residual is not None:
+        y.add_(unit.residual.reshape(y.shape))
     return y.expand(T, *y.shape[1:]) if static else y
 
 
-def norm_lif_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
+def norm_lif_forward(unit: NormDrive, cfg: NeuronConfig) -> torch.Tensor:
     """Spikes ``[T, rows, C, L]`` of the LIF driven by ``norm_drive``, written over the drive
     (one ``[T, ...]`` buffer)."""
-    drive = norm_drive(x, scale, shift, residual, T, static)
-    if static and T > 1:
+    drive = norm_drive(unit)
+    if unit.static and unit.T > 1:
         spikes = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
     else:
         spikes = drive
@@ -141,11 +133,14 @@ def norm_lif_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, stati
     return spikes
 
 
-def norm_lif_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: NeuronConfig, T, static):
+def norm_lif_backward(
+    grad_spikes: torch.Tensor, spikes: torch.Tensor, unit: NormDrive, cfg: NeuronConfig
+) -> torch.Tensor:
     """``dL/dy``, the gradient at the neuron input (``[rows, C, L]``, summed over T, when
     ``static``). The drive and the membrane are recomputed by the forward's own ops (the same
     values; ``spikes`` are not needed) into one ``[T, ...]`` buffer that then takes the gradient."""
-    drive = norm_drive(x, scale, shift, residual, T, static)
+    drive = norm_drive(unit)
+    T, static = unit.T, unit.static
     if static and T > 1:  # a view over time: the membranes need a buffer of their own
         membrane = torch.empty(drive.shape, dtype=drive.dtype, device=drive.device)
     else:
@@ -187,28 +182,30 @@ def lif_backward_in_place(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg
     return membrane
 
 
-def with_bits(scan: Callable[..., torch.Tensor]) -> Callable[..., tuple]:
-    """A backend's ``norm_forward`` from a scan returning float spikes ``[T, rows, C, L]``: the
-    spikes viewed as the unit's output ``[T*rows, C, ...]``, and their ``bool`` copy."""
-
-    @functools.wraps(scan)
-    def norm_forward(x, scale, shift, residual, cfg, T, static):
-        spikes = scan(x, scale, shift, residual, cfg, T, static)
-        spikes = spikes.view(x.shape[0] * T if static else x.shape[0], *x.shape[1:])
-        return spikes, spikes.to(torch.bool)
-
-    return norm_forward
+def with_bits(spikes: torch.Tensor, unit: NormDrive) -> tuple[torch.Tensor, torch.Tensor]:
+    """A scan's float spikes ``[T, rows, C, L]`` as the unit's output ``[T*rows, C, ...]``, and
+    their ``bool`` copy (a backend's ``norm_forward``)."""
+    x = unit.x
+    spikes = spikes.view(x.shape[0] * unit.T if unit.static else x.shape[0], *x.shape[1:])
+    return spikes, spikes.to(torch.bool)
 
 
 def composite_input_backward(
-    norm_backward, grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual,
-    cfg: NeuronConfig, T: int, static: bool, needs: tuple[bool, bool, bool, bool],
-):  # fmt: skip
+    norm_backward: Callable[..., torch.Tensor],
+    grad_spikes: torch.Tensor,
+    spikes: torch.Tensor,
+    unit: NormDrive,
+    stats: BatchStats,
+    cfg: NeuronConfig,
+    needs: tuple[bool, bool, bool, bool],
+) -> tuple[torch.Tensor | None, ...]:
     """A BatchNorm + LIF unit's backward ``(dL/dx, dL/dw, dL/db, dL/dr)``, each ``None`` where
     ``needs`` (for x, w, b, r) is false, from a backend's ``norm_backward`` (``dL/dy``) followed
     by ATen's BatchNorm backward (train mode, batch statistics ``mean``, ``invstd``)."""
-    grad_y = norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg, T, static)
+    x, residual = unit.x, unit.residual
+    grad_y = norm_backward(grad_spikes, spikes, unit, cfg)
     grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-        grad_y.reshape(x.shape), x, weight, None, None, mean, invstd, True, 0.0, list(needs[:3])
-    )
+        grad_y.reshape(x.shape), x, stats.weight, None, None, stats.mean, stats.invstd, True,
+        0.0, list(needs[:3]),
+    )  # fmt: skip
     return grad_x, grad_w, grad_b, grad_y.reshape(residual.shape) if needs[3] else None

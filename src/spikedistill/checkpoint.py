@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from .errors import CheckpointError
 
 SCHEMA_VERSION = 1
 

@@ -1,6 +1,6 @@
 r"""The ``cpp`` neuron backend: ``lif_cpp.cpp``'s scans, built when the backend is selected.
 
-The C++ loops run the recurrences of ``lif_function`` in one pass over memory per scan, with
+The C++ loops run the recurrences of ``reference`` in one pass over memory per scan, with
 the call cost of an ATen op (a few µs) instead of a compiled graph's (about 50 µs on a CPU),
 which is what a small layer at small ``T`` pays most for. The BatchNorm-driven forward also
 writes the ``bool`` spikes that ``norm_lif`` saves, in the same pass.
@@ -24,29 +24,16 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
-from .config import NeuronConfig
-from .lif_function import (
-    composite_input_backward,
-    lif_backward,
-    lif_forward,
-    norm_lif_backward,
-    norm_lif_forward,
-    with_bits,
-)
+from ...errors import ConfigError
+from ..config import NeuronConfig
+from .base import LIFBackend
+from .unit import BatchStats, NormDrive, UnitGrads
 
 SOURCE = Path(__file__).with_name("lif_cpp.cpp")
 NAME = "spikedistill_lif_cpp"
 #: surrogate name -> the id the C++ code dispatches on (a new surrogate needs a C++ twin)
 SURROGATE_IDS = {"triangle": 0, "sigmoid": 1, "atan": 2, "rectangle": 3}
 DTYPES = (torch.float32, torch.float64)
-
-
-def unavailable(device: torch.device) -> str | None:
-    """Why the C++ kernels cannot run on ``device`` (``None`` when they can)."""
-    if device.type != "cpu":
-        return f"the C++ kernels run on CPU tensors only, not {device.type}"
-    return _missing_tools()
 
 
 @functools.cache
@@ -143,89 +130,87 @@ def _gradient_constants(cfg: NeuronConfig) -> tuple:
     return (*_constants(cfg), cfg.detach_reset, SURROGATE_IDS[cfg.surrogate], cfg.alpha)
 
 
-def forward(x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
-    """``(spikes [T, ...], membrane or None)`` of the plain LIF driven by ``x [T, ...]``."""
-    if x.dtype not in DTYPES:
-        return lif_forward(x, cfg, keep_membrane)
-    T = x.shape[0]
-    spikes, _, membrane = _ops().lif_forward(
-        x.contiguous(), None, None, None, T, 1, 1, False, *_constants(cfg), keep_membrane
-    )
-    return spikes.view(x.shape), membrane.view(x.shape) if keep_membrane else None
-
-
-def backward(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
-    """``dL/dx [T, ...]`` from ``dL/ds`` and the saved pre-reset membrane."""
-    if membrane.dtype not in DTYPES:
-        return lif_backward(grad_spikes, membrane, cfg)
-    T, constants = membrane.shape[0], _gradient_constants(cfg)
-    grad = _ops().lif_backward(grad_spikes.contiguous(), membrane.contiguous(), T, *constants)
-    return grad.view(membrane.shape)
-
-
 def _channels(x: torch.Tensor) -> tuple[int, int]:
     """``(C, L)`` of a BatchNorm input ``[rows, C, ...]``: channels, neurons per channel."""
     return x.shape[1], math.prod(x.shape[2:])
 
 
-def norm_forward(x, scale, shift, residual, cfg: NeuronConfig, T: int, static: bool):
-    """``(spikes, bool spikes)``, both ``[T*rows, C, ...]``, of the LIF driven by
-    ``x * scale + shift [+ residual]`` (``backends``' ``norm_forward``)."""
-    if x.dtype not in DTYPES:
-        return with_bits(norm_lif_forward)(x, scale, shift, residual, cfg, T, static)
-    C, L = _channels(x)
-    residual = None if residual is None else residual.contiguous()
-    spikes, bits, _ = _ops().lif_forward(
-        x, scale, shift, residual, T, C, L, static, *_constants(cfg), False
-    )
-    shape = (x.shape[0] * T if static else x.shape[0], *x.shape[1:])
-    return spikes.view(shape), bits.view(shape)
+def _unit_args(unit: NormDrive) -> tuple:
+    """``(x, scale, shift, residual, T, C, L, static)`` as the C++ unit kernels take them."""
+    residual = None if unit.residual is None else unit.residual.contiguous()
+    return (unit.x, unit.scale, unit.shift, residual, unit.T, *_channels(unit.x), unit.static)
 
 
-def norm_backward(grad_spikes, spikes, x, scale, shift, residual, cfg: NeuronConfig, T, static):
-    """``dL/dy`` (``[T*rows, C, ...]``, static: ``[rows, C, ...]``) along the forward's
-    ``spikes`` (0/1 bytes), the membrane recomputed."""
-    if x.dtype not in DTYPES:
-        args = (grad_spikes, spikes, x, scale, shift, residual, cfg, T, static)
-        return norm_lif_backward(*args).view(x.shape)
-    C, L = _channels(x)
-    residual = None if residual is None else residual.contiguous()
-    grad = _ops().norm_lif_backward(
-        grad_spikes, spikes, x, scale, shift, residual, T, C, L, static, *_gradient_constants(cfg)
-    )
-    return grad.view(x.shape)
+class CppBackend(LIFBackend):
+    """``lif_cpp.cpp``'s kernels for float32/float64 CPU tensors; the reference for the rest
+    and for Rate-BP's spike pass (``norm_record``), which has no C++ kernel yet."""
 
+    def unavailable(self, device: torch.device) -> str | None:
+        if device.type != "cpu":
+            return f"the C++ kernels run on CPU tensors only, not {device.type}"
+        return _missing_tools()
 
-def batch_stats(x, running_mean, running_var, momentum: float, eps: float):
-    """``(mean, invstd)`` per channel of a BatchNorm input ``x [rows, C, ...]`` in train mode
-    (biased variance), the running statistics (when given) updated in place with
-    ``momentum``, as ``torch.batch_norm_update_stats`` and ``rsqrt(var + eps)`` would."""
-    if x.dtype not in DTYPES:
-        mean, var = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
-        if running_mean is not None:
-            torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
-        return mean, torch.rsqrt(var + eps)
-    C, L = _channels(x)
-    return _ops().batch_stats(x, C, L, running_mean, running_var, momentum, eps)
+    def prepare(self) -> None:
+        ops()
 
+    def forward(self, x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
+        if x.dtype not in DTYPES:
+            return super().forward(x, cfg, keep_membrane)
+        T = x.shape[0]
+        spikes, _, membrane = _ops().lif_forward(
+            x.contiguous(), None, None, None, T, 1, 1, False, *_constants(cfg), keep_membrane
+        )
+        return spikes.view(x.shape), membrane.view(x.shape) if keep_membrane else None
 
-def norm_input_backward(grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual,
-                        cfg: NeuronConfig, T: int, static: bool, needs: tuple):  # fmt: skip
-    """The BatchNorm + LIF unit's backward in one call: ``(dL/dx, dL/dw, dL/db, dL/dr)``, each
-    ``None`` where ``needs`` (for x, w, b, r) is false, along the forward's ``spikes`` (0/1
-    bytes), with BatchNorm's batch statistics ``mean``, ``invstd`` (``backends``'
-    ``norm_input_backward``)."""
-    if x.dtype not in DTYPES:
-        args = (grad_spikes, spikes, x, weight, mean, invstd, scale, shift, residual)
-        return composite_input_backward(norm_backward, *args, cfg, T, static, needs)
-    C, L = _channels(x)
-    residual = None if residual is None else residual.contiguous()
-    grads = _ops().norm_lif_input_backward(
-        grad_spikes, spikes, x, scale, shift, residual, weight, mean, invstd, T, C, L, static,
-        *_gradient_constants(cfg), needs[3],
-    )  # fmt: skip
-    shapes = (x.shape, None, None, None if residual is None else residual.shape)
-    return tuple(
-        (g if shape is None else g.view(shape)) if need else None
-        for g, shape, need in zip(grads, shapes, needs, strict=True)
-    )
+    def backward(self, grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
+        if membrane.dtype not in DTYPES:
+            return super().backward(grad_spikes, membrane, cfg)
+        T, constants = membrane.shape[0], _gradient_constants(cfg)
+        grad = _ops().lif_backward(grad_spikes.contiguous(), membrane.contiguous(), T, *constants)
+        return grad.view(membrane.shape)
+
+    def norm_forward(self, drive: NormDrive, cfg: NeuronConfig):
+        """Writes the float and the ``bool`` spikes in one pass."""
+        x = drive.x
+        if x.dtype not in DTYPES:
+            return super().norm_forward(drive, cfg)
+        spikes, bits, _ = _ops().lif_forward(*_unit_args(drive), *_constants(cfg), False)
+        shape = (x.shape[0] * drive.T if drive.static else x.shape[0], *x.shape[1:])
+        return spikes.view(shape), bits.view(shape)
+
+    def norm_backward(self, grad_spikes, spikes, drive: NormDrive, cfg: NeuronConfig):
+        x = drive.x
+        if x.dtype not in DTYPES:
+            return super().norm_backward(grad_spikes, spikes, drive, cfg).view(x.shape)
+        grad = _ops().norm_lif_backward(
+            grad_spikes, spikes, *_unit_args(drive), *_gradient_constants(cfg)
+        )
+        return grad.view(x.shape)
+
+    def batch_stats(self, x, running_mean, running_var, momentum: float, eps: float):
+        """The statistics in double-precision shifted sums, one parallel pass."""
+        if x.dtype not in DTYPES:
+            mean, var = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+            if running_mean is not None:
+                torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
+            return mean, torch.rsqrt(var + eps)
+        C, L = _channels(x)
+        return _ops().batch_stats(x, C, L, running_mean, running_var, momentum, eps)
+
+    def norm_input_backward(
+        self, grad_spikes, spikes, drive: NormDrive, stats: BatchStats, cfg: NeuronConfig, needs
+    ) -> UnitGrads:
+        """The LIF and the BatchNorm backward in one call."""
+        if drive.x.dtype not in DTYPES:
+            return super().norm_input_backward(grad_spikes, spikes, drive, stats, cfg, needs)
+        tensors, sizes = _unit_args(drive)[:4], _unit_args(drive)[4:]
+        grads = _ops().norm_lif_input_backward(
+            grad_spikes, spikes, *tensors, stats.weight, stats.mean, stats.invstd, *sizes,
+            *_gradient_constants(cfg), needs[3],
+        )  # fmt: skip
+        residual = drive.residual
+        shapes = (drive.x.shape, None, None, None if residual is None else residual.shape)
+        return tuple(
+            (g if shape is None else g.view(shape)) if need else None
+            for g, shape, need in zip(grads, shapes, needs, strict=True)
+        )

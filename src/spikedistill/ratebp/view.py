@@ -35,82 +35,33 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .backends import active_backend
-from .encoding import time_first
-from .layers import FoldedNeuron, pool_is_identity, unfold_time
-from .max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
-from .neuron import LIF
-from .norm_lif import (
-    batch_statistics,
-    bn_momentum,
-    bn_scale_shift,
-    has_hooks,
-    unit_executor,
-)
+from ..spiking.encoding import time_first
+from ..spiking.kernels.record import spike_statistics
+from ..spiking.kernels.spike_pack import PackedSpikes, pack
+from ..spiking.layers import FoldedNeuron, pool_is_identity, unfold_time
+from ..spiking.max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
+from ..spiking.neuron import LIF
+from ..spiking.norm_lif import batch_statistics, has_hooks, unit_executor
 from .rate_pass import RateNeuron, StraightThroughBatchNorm, per_channel
-from .rate_stats import spike_statistics
-from .spike_pack import PackedSpikes, pack, unpack
+from .spike_pass import FRESH, UnitRecorder, affine, or_pool, per_step
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
 _SHAPE_ONLY = (nn.Identity, nn.Flatten, nn.Unflatten)  # fine on bool tensors as they are
-_FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer holds
-_Conv = nn.modules.conv._ConvNd
 #: a unit's float pre-activation holds at most this many steps' worth of its layer
 STORED_STEPS = 4
 
 
-def _or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Max-pool of spikes over tiling ``k x k`` windows, ``x [N, C, H, W]`` ``bool`` or packed
-    bytes (``uint8``, bit ``b`` = step ``b``): the bitwise OR of the ``k^2`` strided sub-grids
-    (several times faster than a max-pool on bytes). For ``k = 2`` on even sizes, the two bytes
-    of a window row are one ``int16``: one OR of the row pairs, then of each word's two bytes."""
-    oh, ow = x.shape[-2] // k, x.shape[-1] // k
-    if k == 2 and x.is_contiguous() and x.shape[-2] == 2 * oh and x.shape[-1] == 2 * ow:
-        pairs = x.view(torch.uint8).view(-1, 2, 2 * ow).view(torch.int16)  # [rows/2, 2, ow]
-        words = torch.bitwise_or(pairs[:, 0], pairs[:, 1])
-        out = words.bitwise_or_(words >> 8).bitwise_and_(0xFF).to(torch.uint8)
-        return out.view(x.dtype).view(*x.shape[:-2], oh, ow)
-    out = None
-    for i in range(k):
-        for j in range(k):
-            part = x[..., i : i + k * oh : k, j : j + k * ow : k]
-            out = part.clone() if out is None else out.bitwise_or_(part)
-    return out
-
-
-def _steps(x: torch.Tensor, start: int, stop: int, T: int, dtype: torch.dtype) -> torch.Tensor:
-    """Steps ``start..stop-1`` of spikes ``x [T*rows, ...]`` (bool or packed) as ``dtype``."""
-    if isinstance(x, PackedSpikes):
-        return x.steps(start, stop, dtype)
-    rows = x.shape[0] // T
-    return x[start * rows : stop * rows].to(dtype)
-
-
-def _channels(x: torch.Tensor, sl: slice) -> torch.Tensor:
-    """Channels ``sl`` of ``x [N, C, ...]``; packed spikes are unpacked to ``bool`` for them."""
-    if isinstance(x, PackedSpikes):
-        return unpack(x.packed[:, :, sl], x.time_steps).flatten(0, 1)
-    return x[:, sl]
-
-
-def _per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: int, dtype):
-    """``fn`` applied to each time step of folded spikes ``[T*B, ...]`` (bool or packed) as
-    ``dtype``, into one output."""
-    rows = x.shape[0] // T
-    out = None
-    for t in range(T):
-        y = fn(_steps(x, t, t + 1, T, dtype))
-        if out is None:
-            out = y.new_empty((x.shape[0], *y.shape[1:]))
-        out[t * rows : (t + 1) * rows] = y
-    return out
+def scale_gradient(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """``x`` (the same value) whose gradient is divided by ``divisor``."""
+    scaled = x / divisor
+    return x.detach() + (scaled - scaled.detach())
 
 
 class RateBackprop:
@@ -118,16 +69,29 @@ class RateBackprop:
     rate-pass logits ``[B, K]`` (``[1, B, K]`` with ``per_step``). As seen by feature taps
     and losses it is a one-step network whose neurons output firing rates (``T == 1``).
     ``stored_steps``: how many steps' worth of a layer's float pre-activation the spike pass
-    may hold (``train.rate_stored_steps``)."""
+    may hold (``train.rate_stored_steps``); ``grad_scale``: ``training_loss`` scales the loss
+    gradient by ``1/T``, as the reference code does (``train.rate_grad_scale``); ``units=False``
+    runs the spike pass layer by layer instead of a (convolution,) BatchNorm, LIF unit at a
+    time (the same numbers, more memory: a check of the units). ``last_spike_logits`` are the
+    last spike pass's logits ``[T, B, K]``; with ``keep_records``, ``last_records`` holds what
+    it recorded per module (BatchNorm statistics; spike counts and eligibilities)."""
 
     spiking = True
 
-    def __init__(self, model: nn.Module, stored_steps: int = STORED_STEPS) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        stored_steps: int = STORED_STEPS,
+        grad_scale: bool = False,
+        units: bool = True,
+        keep_records: bool = False,
+    ) -> None:
         if not getattr(model, "spiking", False):
             raise ConfigError("rate-based backprop (train.backprop: rate) needs a spiking model")
         if not isinstance(stored_steps, int) or stored_steps < 1:
             raise ConfigError(f"stored_steps must be an integer >= 1, got {stored_steps!r}")
-        self.model, self.stored_steps = model, stored_steps
+        self.model, self.stored_steps, self.grad_scale = model, stored_steps, grad_scale
+        self.units, self.keep_records = units, keep_records
         self.neurons = [m for m in model.modules() if isinstance(m, FoldedNeuron)]
         bad = [type(m.neuron).__name__ for m in self.neurons if not isinstance(m.neuron, LIF)]
         if bad:
@@ -146,17 +110,25 @@ class RateBackprop:
         self.leaves = [m for m in leaves if not isinstance(m, _SHAPE_ONLY)]
         self.reshapes = [m for m in leaves if isinstance(m, _SHAPE_ONLY)]
         self.last_spike_logits: torch.Tensor | None = None  # [T, B, K] of the last spike pass
+        self.last_records: dict[nn.Module, tuple[torch.Tensor, ...]] = {}
 
     @property
     def T(self) -> int:
         return 1
+
+    def training_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss to call ``backward`` on: ``loss``, or with ``grad_scale`` the same value
+        whose gradient is scaled by ``1/T`` (``T`` of the spike pass)."""
+        return scale_gradient(loss, self.model.T) if self.grad_scale else loss
 
     def __call__(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         model = self.model
         if not (model.training and torch.is_grad_enabled()):
             return model(x, per_step=per_step)
         records: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-        recorder = _UnitRecorder(self, records)
+        if self.keep_records:
+            self.last_records = records
+        recorder = UnitRecorder(self, records)
         with self._patched(records, "record"), torch.no_grad(), unit_executor(recorder):
             self.last_spike_logits = model(x, per_step=True)
         xbar = time_first(x, model.batch_first).mean(0) if x.dim() == 5 else x
@@ -232,14 +204,14 @@ class RateBackprop:
                 return x
             elif is_tiling_max_pool(m):  # the max of spikes is their OR
                 k = pool_size(m)
-                return x.map_bytes(lambda b: _or_pool(b, k)) if packed else _or_pool(x, k)
+                return x.map_bytes(lambda b: or_pool(b, k)) if packed else or_pool(x, k)
             elif isinstance(m, _MAX_POOLS):
                 x = x.unpacked() if packed else x
                 out = cls_forward(m, x.view(torch.uint8)).view(torch.bool)
                 return PackedSpikes(pack(out.view(T, -1, *out.shape[1:])), T) if packed else out
             else:
-                out = _per_step(lambda xt: cls_forward(m, xt), x, T, dtype)
-            setattr(out, _FRESH, True)
+                out = per_step(lambda xt: cls_forward(m, xt), x, T, dtype)
+            setattr(out, FRESH, True)
             return out
 
         return forward
@@ -268,8 +240,8 @@ class RateBackprop:
             x = x.to(m.weight.dtype if m.weight is not None else torch.get_default_dtype())
             mean, var = batch_statistics(m, x)  # biased var; running stats updated as usual
             records[m] = (mean, var)
-            scale, shift = _affine(m, mean, var)
-            fresh = getattr(x, _FRESH, False)
+            scale, shift = affine(m, mean, var)
+            fresh = getattr(x, FRESH, False)
             out = x.mul_(per_channel(scale, x)) if fresh else x * per_channel(scale, x)
             return out.add_(per_channel(shift, x))
 
@@ -282,106 +254,3 @@ class RateBackprop:
             return StraightThroughBatchNorm.apply(x, spike_mean, spike_var, m.weight, m.bias, m.eps)
 
         return forward
-
-
-class _UnitRecorder:
-    r"""Spike pass of the student's (convolution,) BatchNorm, LIF units (``conv_norm_act``):
-    records what ``_norm_record`` and ``_neuron_record`` would, in one go per unit.
-
-    BatchNorm statistics and the neuron are per channel, so beyond ``stored_steps`` steps the
-    unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
-    H, W]`` never holds more than ``stored_steps`` steps' worth of the layer (memory flat in
-    T); the convolution then runs on the spikes chunk by chunk, ``stored_steps / chunks``
-    steps per call (at least one; the same FLOPs in all, in smaller calls). The backend's
-    ``norm_record`` normalises that buffer and runs the neuron. Units it cannot take (hooks,
-    grouped or foreign convolutions, modules outside the student) go the usual way."""
-
-    def __init__(self, view: RateBackprop, records: dict) -> None:
-        self.records = records
-        self.neurons = {id(m) for m in view.neurons}
-        self.norms = {id(m) for m in view.norms}
-        self.convs = {id(m) for m in view.leaves if isinstance(m, _Conv) and m.groups == 1}
-        self.dtype = next(view.model.parameters()).dtype
-        self.stored_steps = view.stored_steps
-
-    def takes(self, conv, norm, act) -> bool:
-        modules = [norm, act, act.neuron] + ([] if conv is None else [conv])
-        return (
-            id(act) in self.neurons
-            and id(norm) in self.norms
-            and (conv is None or id(conv) in self.convs)
-            and not any(has_hooks(m) for m in modules)
-        )
-
-    def __call__(self, conv, norm, act, x, residual, static) -> torch.Tensor | None:
-        if not (isinstance(act, FoldedNeuron) and self.takes(conv, norm, act)):
-            return None
-        T, cfg = act.T, act.neuron.config
-        if static:  # a direct-encoded stem: one convolution, the drive repeats over T
-            y = x if conv is None else type(conv).forward(conv, x)
-            y = y.to(self.dtype) if conv is not None else y.to(self.dtype, copy=True)
-            mean, var = batch_statistics(norm, y)
-            scale, shift = _affine(norm, mean, var)
-            record = active_backend().norm_record
-            spikes, counts, elig = record(y, scale, shift, None, cfg, T, True)
-            self.records[norm], self.records[act] = (mean, var), (counts, elig)
-            return PackedSpikes(spikes, T)
-        rows = x.shape[0] // T
-        channels = x.shape[1] if conv is None else conv.out_channels
-        stored = self.stored_steps
-        per_chunk = channels if stored >= T else -(-channels * stored // T)
-        chunks = [slice(c, min(c + per_chunk, channels)) for c in range(0, channels, per_chunk)]
-        # steps per convolution call: all of them, or stored_steps shared among the chunks
-        block = T if len(chunks) == 1 else max(1, stored // len(chunks))
-        momentum = bn_momentum(norm) if norm.training and norm.running_mean is not None else None
-        stats, out = [], None
-        for sl in chunks:
-            y = self._pre_activation(conv, x, T, rows, sl, block)
-            mean, var = batch_statistics(norm, y, sl, momentum)
-            r = None if residual is None else _channels(residual, sl)
-            scale, shift = _affine(norm, mean, var, sl)
-            spikes, counts, elig = active_backend().norm_record(y, scale, shift, r, cfg, T, False)
-            del y
-            if len(chunks) == 1:
-                out = (spikes, counts, elig)
-            else:
-                if out is None:
-                    full = (channels, *elig.shape[2:])
-                    out = tuple(
-                        torch.empty(
-                            t.shape[: t.dim() - len(full)] + full, dtype=t.dtype, device=t.device
-                        )
-                        for t in (spikes, counts, elig)
-                    )
-                out[0][:, :, sl], out[1][:, sl], out[2][:, sl] = spikes, counts, elig
-            stats.append((mean, var))
-        mean, var = (torch.cat(v) for v in zip(*stats, strict=True))
-        spikes, counts, elig = out
-        self.records[norm], self.records[act] = (mean, var), (counts, elig)
-        return PackedSpikes(spikes, T)
-
-    def _pre_activation(self, conv, x, T: int, rows: int, sl: slice, steps: int) -> torch.Tensor:
-        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, ``steps`` steps
-        per call (each block's float input and output freed before the next), or the chunk of
-        ``x`` itself without a convolution, as a new tensor."""
-        if conv is None:
-            return _channels(x, sl).to(self.dtype, copy=True)
-        weight = conv.weight[sl]
-        bias = None if conv.bias is None else conv.bias[sl]
-        out = None
-        for t in range(0, T, steps):
-            y = conv._conv_forward(_steps(x, t, min(T, t + steps), T, self.dtype), weight, bias)
-            if steps == T:
-                return y
-            if out is None:
-                out = y.new_empty((x.shape[0], *y.shape[1:]))
-            out[t * rows : t * rows + y.shape[0]] = y
-            del y
-        return out
-
-
-def _affine(norm: _BatchNorm, mean, var, sl: slice = slice(None)):
-    """Per-channel ``(scale, shift)`` of ``norm`` (channels ``sl``) for these statistics."""
-    weight = None if norm.weight is None else norm.weight[sl]
-    bias = None if norm.bias is None else norm.bias[sl]
-    return bn_scale_shift(weight, bias, mean, torch.rsqrt(var + norm.eps))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from .norm_lif import bn_scale_shift
-from .rate_stats import firing_rate
-from .saved_spikes import mark_rates
+from ..spiking.kernels.record import firing_rate
+from ..spiking.norm_lif import bn_scale_shift
+from ..spiking.saved_spikes import mark_rates
 
 
 def _bn_dims(x: torch.Tensor) -> list[int]:

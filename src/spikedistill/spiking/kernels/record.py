@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import torch
 
-from .config import NeuronConfig
-from .lif_function import lif_steps, norm_drive
+from ..config import NeuronConfig
+from ..surrogate import surrogate_in_place
+from .reference import lif_steps, norm_drive
 from .spike_pack import BITS, packed_steps
-from .surrogate import surrogate_in_place
+from .unit import NormDrive
 
 #: neurons per scan: the scan's float temporaries are a few vectors of this size
 SCAN_CHUNK = 1 << 16
@@ -68,20 +69,14 @@ def spike_statistics(
 
 
 def norm_spike_statistics(
-    x: torch.Tensor,
-    scale: torch.Tensor,
-    shift: torch.Tensor,
-    residual: torch.Tensor | None,
-    cfg: NeuronConfig,
-    T: int,
-    static: bool,
+    unit: NormDrive, cfg: NeuronConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``spike_statistics`` of the LIF driven by ``x * scale + shift [+ residual]``: a
-    BatchNorm input ``x [T*rows, C, ...]`` (``[rows, C, ...]`` when ``static``; the caller's own
-    buffer, normalised in place) and per-channel ``scale``, ``shift``. Returns packed spikes
-    ``uint8 [ceil(T/8), rows, ...]`` and ``[rows, ...]`` counts and eligibility."""
+    """``spike_statistics`` of the LIF driven by a ``NormDrive``, ``x * scale + shift
+    [+ residual]``, whose ``x`` (the caller's own buffer) is normalised in place. Returns packed
+    spikes ``uint8 [ceil(T/8), rows, ...]`` and ``[rows, ...]`` counts and eligibility."""
+    x, T, static = unit.x, unit.T, unit.static
     step_shape = x.shape if static else (x.shape[0] // T, *x.shape[1:])
-    drive = norm_drive(x, scale, shift, residual, T, static, in_place=True)
+    drive = norm_drive(unit, in_place=True)
     spikes, counts, elig = spike_statistics(drive, cfg, writable=not static)
     return spikes.view(-1, *step_shape), counts.view(step_shape), elig.view(step_shape)
 

@@ -1,0 +1,1 @@
+"""Training runs: configs, the trainer, checkpoints on disk, distributed set-up."""

@@ -1,0 +1,60 @@
+"""STM of a trained run (``spikedistill eval --stm``, the report): against its own teacher,
+paired by its SASTC attention when it has one, or against a teacher given by name."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..distill.objective import DistillObjective
+from ..distill.stm_probe import stm_probe
+from ..distill.teacher import load_teacher
+from ..errors import ConfigError
+from .config import ExperimentConfig
+from .objective import build_objective
+
+
+def trained_objective(
+    ckpt: dict,
+    cfg: ExperimentConfig,
+    student: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    in_channels: int,
+) -> nn.Module:
+    """The run's distillation objective with its trained modules (SASTC MLPs, ...) restored
+    from ``ckpt``; built on the batch ``x, y`` (SASTC needs ``data.batch_size`` samples)."""
+    objective = build_objective(cfg, student, num_classes, in_channels).to(x.device)
+    if hasattr(objective, "build"):
+        objective.build(student, x, y)
+    objective.load_state_dict(ckpt["objective"])
+    return objective
+
+
+def stm_of_run(
+    ckpt: dict,
+    cfg: ExperimentConfig,
+    student: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    in_channels: int,
+    teacher_name: str | None = None,
+    teacher_checkpoint: str | None = None,
+) -> float:
+    """STM of a trained run: against its own teacher (and its SASTC attention, if any), or
+    against ``teacher_name`` / ``teacher_checkpoint`` when given."""
+    if teacher_name:
+        teacher = load_teacher(teacher_name, teacher_checkpoint, num_classes, in_channels).model
+        return stm_probe(student, teacher.to(x.device), x)
+    if not cfg.teacher.name:
+        raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
+    objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
+    if not isinstance(objective, DistillObjective):  # a run without distillation
+        teacher = load_teacher(
+            cfg.teacher.name, cfg.teacher.checkpoint, num_classes, in_channels, cfg.teacher.options
+        )
+        return stm_probe(student, teacher.model.to(x.device), x)
+    sastc = dict(objective.methods).get("sastc")
+    return stm_probe(student, objective.teacher.model, x, sastc=sastc)

@@ -1,0 +1,94 @@
+r"""Neuron backends: the kernels behind the multi-step LIF, one class each (``base``).
+
+- ``torch`` (``base.LIFBackend``): the pure-PyTorch reference, a few full-size ops per step;
+- ``compile`` (``compiled``): the same scans compiled by ``torch.compile``;
+- ``cpp`` (``cpp``): hand-written C++ loops, CPU only, built once per machine (about 20 s).
+
+A model chooses its backend: every ``LIF`` has a ``backend`` attribute, ``"auto"`` unless set
+(``spiking.set_backend(model, name)``, ``train.neuron_backend``). ``backend_for(name, device)``
+turns the name into the backend for a device: ``auto`` takes ``AUTO[device type]`` when it can
+run there, else ``torch`` (with a warning); a named backend that cannot run raises
+``ConfigError``. The choice per (name, device type) is made, and built, once per process.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ...errors import ConfigError
+from ...registry import Registry
+from .base import LIFBackend
+from .compiled import CompiledBackend
+from .cpp import CppBackend
+from .unit import BatchStats, NormDrive
+
+LIF_BACKENDS: Registry[LIFBackend] = Registry("neuron backend")
+LIF_BACKENDS.register("torch")(LIFBackend())
+LIF_BACKENDS.register("compile")(CompiledBackend())
+LIF_BACKENDS.register("cpp")(CppBackend())
+
+#: what ``auto`` tries first, per device type (then ``torch``): ``compile`` on a GPU (Inductor
+#: writes Triton kernels there), ``cpp`` on a CPU (compiling per layer shape takes longer than
+#: short runs save; ``spikedistill bench --backend`` shows the trade)
+AUTO = {"cuda": "compile", "cpu": "cpp"}
+#: ``(name, device type) -> backend name``: what ``choose_backend`` decided (a fact of the
+#: machine, decided once: every call on a device gets the same kernels)
+_chosen: dict[tuple[str, str], str] = {}
+
+
+def _check(name: str, device: torch.device) -> None:
+    """Raise ``ConfigError`` unless ``name`` can run on ``device``; build what it needs."""
+    backend = LIF_BACKENDS.get(name)
+    reason = backend.unavailable(device)
+    if reason:
+        raise ConfigError(f"neuron backend {name!r} cannot run on {device}: {reason}")
+    backend.prepare()
+
+
+def choose_backend(name: str, device: torch.device | str = "cpu") -> str:
+    """The backend ``name`` (or ``auto``) stands for on ``device``, checked and built.
+
+    ``auto`` takes ``AUTO[device type]``, else ``torch``, and reports that fallback with
+    ``warnings.warn``; a named backend that cannot run on ``device`` (or fails to build)
+    raises ``ConfigError``."""
+    device = torch.device(device)
+    key = (name, device.type)
+    if key in _chosen:
+        return _chosen[key]
+    if name == "auto":
+        chosen = AUTO.get(device.type, "torch")
+        try:
+            _check(chosen, device)
+        except ConfigError as err:
+            warnings.warn(f"{err}; using 'torch'", stacklevel=2)
+            chosen = "torch"
+    else:
+        _check(name, device)
+        chosen = name
+    _chosen[key] = chosen
+    return chosen
+
+
+def clear_backend_choices() -> None:
+    """Forget what ``choose_backend`` decided (tests; a machine whose tools changed)."""
+    _chosen.clear()
+
+
+def backend_for(name: str, device: torch.device) -> LIFBackend:
+    """The backend object that runs a neuron set to ``name`` on ``device``."""
+    chosen = _chosen.get((name, device.type))
+    return LIF_BACKENDS.get(chosen if chosen is not None else choose_backend(name, device))
+
+
+__all__ = [
+    "AUTO",
+    "LIF_BACKENDS",
+    "BatchStats",
+    "LIFBackend",
+    "NormDrive",
+    "backend_for",
+    "choose_backend",
+    "clear_backend_choices",
+]
