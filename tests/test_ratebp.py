@@ -241,7 +241,7 @@ def test_units_record_what_the_layer_by_layer_spike_pass_records(name, T):
 def test_a_unit_keeps_a_bounded_float_pre_activation(monkeypatch, stored):
     """Beyond ``stored_steps`` steps a unit's channels run in chunks: its float buffer holds at
     most ``stored_steps`` steps' worth of the layer, whatever T; the results do not change."""
-    from spikedistill.ratebp.spike_pass import UnitRecorder
+    from spikedistill.ratebp.units import UnitRecorder
 
     sizes = []
     real = UnitRecorder.pre_activation
@@ -299,7 +299,7 @@ def test_eligibility_of_a_copy_in_place_and_for_a_static_drive_agree(reset, chun
 
 
 def test_spike_pass_max_pool_is_the_or_of_the_window():
-    from spikedistill.ratebp.spike_pass import or_pool
+    from spikedistill.ratebp.packed_ops import or_pool
     from spikedistill.spiking.max_pool import is_tiling_max_pool
 
     even = torch.rand(6, 4, 8, 10) < 0.3  # k = 2 takes the int16 path here

@@ -5,8 +5,8 @@ for which ``phase_of(m)`` names a phase class is replaced by a *phase copy*, an 
 subclass of both the phase class and ``type(m)`` that shares ``m``'s parameters, buffers and
 hooks (so ``isinstance`` checks, gradients and running statistics see the same objects) and
 whose ``forward`` is the phase's; ``copy.original`` is ``m``. The containers above such modules
-are copied (same class, same attributes) with children of their own; every other module is the
-model's own. The model
+are copied (same class, same attributes) with children of their own, and so is ``model`` itself
+(a pass may set its attributes, e.g. ``T``); every other module is the model's own. The model
 itself is never modified: its modules, its ``T`` and its ``forward`` stay as they are.
 """
 
@@ -43,7 +43,7 @@ def derive(model: nn.Module, phase_of: PhaseOf) -> nn.Module:
     """``model`` with the modules ``phase_of`` picks replaced by phase copies (module doc)."""
     copies: dict[int, nn.Module] = {}  # a module used twice is copied once
 
-    def visit(m: nn.Module) -> nn.Module:
+    def visit(m: nn.Module, root: bool = False) -> nn.Module:
         if id(m) in copies:
             return copies[id(m)]
         phase = phase_of(m)
@@ -51,7 +51,7 @@ def derive(model: nn.Module, phase_of: PhaseOf) -> nn.Module:
             out = phase_copy(m, phase[0], **phase[1])
         else:
             children = {k: None if c is None else visit(c) for k, c in m._modules.items()}
-            if all(children[k] is c for k, c in m._modules.items()):
+            if not root and all(children[k] is c for k, c in m._modules.items()):
                 out = m
             else:  # the same class, its own children
                 out = type(m).__new__(type(m))
@@ -60,4 +60,4 @@ def derive(model: nn.Module, phase_of: PhaseOf) -> nn.Module:
         copies[id(m)] = out
         return out
 
-    return visit(model)
+    return visit(model, root=True)

@@ -1,15 +1,23 @@
-r"""The rate pass of rate-based backprop (``ratebp``, methods.md §4.2): the autograd functions
-that stand in for a BatchNorm and a neuron when the model runs once on time-averaged inputs (its
-tiling max-pools run as ``max_pool.TilingMaxPool``). Each keeps for backward only what its
-gradient needs."""
+r"""The rate pass of rate-based backprop (methods.md §4.2): the model run once, at ``T = 1``,
+on the time-averaged input, in a derived network (``derive``) whose neurons and BatchNorms are
+the autograd functions below (each keeps for backward only what its gradient needs), fed by the
+spike pass's records; its tiling max-pools run as ``max_pool.TilingMaxPool``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import nn
 
 from ..spiking.kernels.record import firing_rate
-from ..spiking.norm_lif import bn_scale_shift
+from ..spiking.layers import FoldedNeuron
+from ..spiking.max_pool import TilingMaxPool, is_tiling_max_pool, pool_size
+from ..spiking.norm_lif import bn_scale_shift, has_hooks
 from ..spiking.saved_spikes import mark_rates
+from .derive import PhaseOf
+
+_BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def _bn_dims(x: torch.Tensor) -> list[int]:
@@ -70,3 +78,52 @@ class RateNeuron(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g * ctx.elig, None, None, None
+
+
+class RateNeuronPhase:
+    """A ``FoldedNeuron`` in the rate pass: ``RateNeuron`` on its spike-pass record (``T`` is
+    the spike pass's)."""
+
+    original: FoldedNeuron
+    records: dict
+    spike_T: int
+
+    def forward(self, x: torch.Tensor, static: bool = False) -> torch.Tensor:
+        counts, elig = self.records[self.original]
+        return RateNeuron.apply(x, counts, elig, self.spike_T)
+
+
+class RateNorm:
+    """A BatchNorm in the rate pass: ``StraightThroughBatchNorm`` at the spike-pass statistics."""
+
+    original: _BatchNorm
+    records: dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.original
+        spike_mean, spike_var = self.records[m]
+        return StraightThroughBatchNorm.apply(x, spike_mean, spike_var, m.weight, m.bias, m.eps)
+
+
+class RatePool:
+    """A tiling max-pool in the rate pass: ``TilingMaxPool`` (keeps only its argmax)."""
+
+    original: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return TilingMaxPool.apply(x, pool_size(self.original))
+
+
+def rate_phases(records: dict) -> PhaseOf:
+    """What each module of the model becomes in the rate pass (``derive``)."""
+
+    def phase_of(m: nn.Module) -> tuple[type, dict[str, Any]] | None:
+        if isinstance(m, FoldedNeuron):
+            return RateNeuronPhase, {"records": records, "spike_T": m.T}
+        if isinstance(m, _BatchNorm):
+            return RateNorm, {"records": records}
+        if is_tiling_max_pool(m) and not has_hooks(m):
+            return RatePool, {}
+        return None
+
+    return phase_of

@@ -1,173 +1,136 @@
-r"""Rate-BP's spike pass (``view``): the helpers that run layers on spikes packed 8 steps per
-byte, and ``UnitRecorder``, which runs a student's (convolution,) BatchNorm, LIF units in
-output-channel chunks and records their BatchNorm statistics, spike counts and eligibilities."""
+r"""Rate-BP's spike pass (``view``): the phase classes of the derived network that runs the
+model over its ``T`` steps without autograd (``derive``). Every neuron emits its spikes packed 8
+steps per byte and records its spike counts and eligibility (``kernels.record``), every
+BatchNorm records the batch statistics it normalised with (updating its running statistics
+once, as usual), and every other layer reads the packed spikes a few steps at a time
+(``packed_ops``). A neuron handed a whole (convolution,) BatchNorm, LIF unit by
+``conv_norm_act`` runs it with ``units.UnitRecorder``, in output-channel chunks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..spiking.kernels import NormDrive, backend_for
-from ..spiking.kernels.spike_pack import PackedSpikes, unpack
-from ..spiking.layers import FoldedNeuron
-from ..spiking.norm_lif import batch_statistics, bn_momentum, bn_scale_shift, has_hooks
+from ..spiking.kernels.record import spike_statistics
+from ..spiking.kernels.spike_pack import PackedSpikes, pack
+from ..spiking.layers import FoldedNeuron, pool_is_identity, unfold_time
+from ..spiking.max_pool import is_tiling_max_pool, pool_size
+from ..spiking.norm_lif import UnitRunner, batch_statistics, has_hooks
+from .derive import PhaseOf
+from .packed_ops import FRESH, or_pool, per_step
+from .rate_pass import per_channel
+from .units import UnitRecorder, affine
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _Conv = nn.modules.conv._ConvNd
-FRESH = "_ratebp_fresh"  # marks a spike-pass tensor that only its consumer holds
+_MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)
+_SHAPE_ONLY = (nn.Identity, nn.Flatten, nn.Unflatten)  # fine on bool tensors as they are
 
 
-def or_pool(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Max-pool of spikes over tiling ``k x k`` windows, ``x [N, C, H, W]`` ``bool`` or packed
-    bytes (``uint8``, bit ``b`` = step ``b``): the bitwise OR of the ``k^2`` strided sub-grids
-    (several times faster than a max-pool on bytes). For ``k = 2`` on even sizes, the two bytes
-    of a window row are one ``int16``: one OR of the row pairs, then of each word's two bytes."""
-    oh, ow = x.shape[-2] // k, x.shape[-1] // k
-    if k == 2 and x.is_contiguous() and x.shape[-2] == 2 * oh and x.shape[-1] == 2 * ow:
-        pairs = x.view(torch.uint8).view(-1, 2, 2 * ow).view(torch.int16)  # [rows/2, 2, ow]
-        words = torch.bitwise_or(pairs[:, 0], pairs[:, 1])
-        out = words.bitwise_or_(words >> 8).bitwise_and_(0xFF).to(torch.uint8)
-        return out.view(x.dtype).view(*x.shape[:-2], oh, ow)
-    out = None
-    for i in range(k):
-        for j in range(k):
-            part = x[..., i : i + k * oh : k, j : j + k * ow : k]
-            out = part.clone() if out is None else out.bitwise_or_(part)
-    return out
+class RecordNeuron(UnitRunner):
+    """A ``FoldedNeuron``'s spike pass: packed spikes out, ``(counts, eligibility)`` recorded
+    under the model's own neuron (``original``)."""
 
+    original: FoldedNeuron
+    records: dict
+    recorder: UnitRecorder
 
-def steps_of(x: torch.Tensor, start: int, stop: int, T: int, dtype: torch.dtype) -> torch.Tensor:
-    """Steps ``start..stop-1`` of spikes ``x [T*rows, ...]`` (bool or packed) as ``dtype``."""
-    if isinstance(x, PackedSpikes):
-        return x.steps(start, stop, dtype)
-    rows = x.shape[0] // T
-    return x[start * rows : stop * rows].to(dtype)
+    def forward(self, x: torch.Tensor, static: bool = False) -> torch.Tensor:
+        m = self.original
+        steps = x.unsqueeze(0).expand(m.T, *x.shape) if static else unfold_time(x, m.T)
+        spikes, counts, elig = spike_statistics(steps, m.neuron.config)
+        self.records[m] = (counts, elig)
+        return PackedSpikes(spikes, m.T)
 
-
-def channels_of(x: torch.Tensor, sl: slice) -> torch.Tensor:
-    """Channels ``sl`` of ``x [N, C, ...]``; packed spikes are unpacked to ``bool`` for them."""
-    if isinstance(x, PackedSpikes):
-        return unpack(x.packed[:, :, sl], x.time_steps).flatten(0, 1)
-    return x[:, sl]
-
-
-def per_step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, T: int, dtype):
-    """``fn`` applied to each time step of folded spikes ``[T*B, ...]`` (bool or packed) as
-    ``dtype``, into one output."""
-    rows = x.shape[0] // T
-    out = None
-    for t in range(T):
-        y = fn(steps_of(x, t, t + 1, T, dtype))
-        if out is None:
-            out = y.new_empty((x.shape[0], *y.shape[1:]))
-        out[t * rows : (t + 1) * rows] = y
-    return out
-
-
-class UnitRecorder:
-    r"""Spike pass of the student's (convolution,) BatchNorm, LIF units (``conv_norm_act``):
-    records what ``_norm_record`` and ``_neuron_record`` would, in one go per unit.
-
-    BatchNorm statistics and the neuron are per channel, so beyond ``stored_steps`` steps the
-    unit runs its output channels in chunks, so that the float pre-activation ``[T*B, chunk,
-    H, W]`` never holds more than ``stored_steps`` steps' worth of the layer (memory flat in
-    T); the convolution then runs on the spikes chunk by chunk, ``stored_steps / chunks``
-    steps per call (at least one; the same FLOPs in all, in smaller calls). The backend's
-    ``norm_record`` normalises that buffer and runs the neuron. Units it cannot take (hooks,
-    grouped or foreign convolutions, modules outside the student) go the usual way."""
-
-    def __init__(self, view, records: dict) -> None:
-        self.records = records
-        self.neurons = {id(m) for m in view.neurons}
-        self.norms = {id(m) for m in view.norms}
-        self.convs = {id(m) for m in view.leaves if isinstance(m, _Conv) and m.groups == 1}
-        self.dtype = next(view.model.parameters()).dtype
-        self.stored_steps, self.units = view.stored_steps, view.units
-
-    def takes(self, conv, norm, act) -> bool:
-        modules = [norm, act, act.neuron] + ([] if conv is None else [conv])
-        return (
-            self.units
-            and id(act) in self.neurons
-            and id(norm) in self.norms
-            and (conv is None or id(conv) in self.convs)
-            and not any(has_hooks(m) for m in modules)
+    def run_unit(self, conv, norm, x, residual, static) -> torch.Tensor | None:
+        """The whole unit by the recorder when it is all the model's own, un-hooked, layers:
+        a plain convolution (or none), a BatchNorm, this neuron."""
+        plain_conv = conv is None or (
+            isinstance(conv, RecordLeaf) and isinstance(conv, _Conv) and conv.groups == 1
         )
-
-    def __call__(self, conv, norm, act, x, residual, static) -> torch.Tensor | None:
-        if not (isinstance(act, FoldedNeuron) and self.takes(conv, norm, act)):
+        modules = [norm, self, self.neuron] + ([] if conv is None else [conv])
+        if not (plain_conv and isinstance(norm, RecordNorm)) or any(map(has_hooks, modules)):
             return None
-        T, cfg = act.T, act.neuron.config
-        if static:  # a direct-encoded stem: one convolution, the drive repeats over T
-            y = x if conv is None else type(conv).forward(conv, x)
-            y = y.to(self.dtype) if conv is not None else y.to(self.dtype, copy=True)
-            mean, var = batch_statistics(norm, y)
-            scale, shift = affine(norm, mean, var)
-            backend = backend_for(act.neuron.backend, y.device)
-            drive = NormDrive(y, scale, shift, None, T, True)
-            spikes, counts, elig = backend.norm_record(drive, cfg)
-            self.records[norm], self.records[act] = (mean, var), (counts, elig)
-            return PackedSpikes(spikes, T)
-        rows = x.shape[0] // T
-        channels = x.shape[1] if conv is None else conv.out_channels
-        stored = self.stored_steps
-        per_chunk = channels if stored >= T else -(-channels * stored // T)
-        chunks = [slice(c, min(c + per_chunk, channels)) for c in range(0, channels, per_chunk)]
-        # steps per convolution call: all of them, or stored_steps shared among the chunks
-        block = T if len(chunks) == 1 else max(1, stored // len(chunks))
-        momentum = bn_momentum(norm) if norm.training and norm.running_mean is not None else None
-        stats, out = [], None
-        backend = backend_for(act.neuron.backend, x.device)
-        for sl in chunks:
-            y = self.pre_activation(conv, x, T, rows, sl, block)
-            mean, var = batch_statistics(norm, y, sl, momentum)
-            r = None if residual is None else channels_of(residual, sl)
-            scale, shift = affine(norm, mean, var, sl)
-            drive = NormDrive(y, scale, shift, r, T, False)
-            spikes, counts, elig = backend.norm_record(drive, cfg)
-            del y
-            if len(chunks) == 1:
-                out = (spikes, counts, elig)
-            else:
-                if out is None:
-                    full = (channels, *elig.shape[2:])
-                    out = tuple(
-                        torch.empty(
-                            t.shape[: t.dim() - len(full)] + full, dtype=t.dtype, device=t.device
-                        )
-                        for t in (spikes, counts, elig)
-                    )
-                out[0][:, :, sl], out[1][:, sl], out[2][:, sl] = spikes, counts, elig
-            stats.append((mean, var))
-        mean, var = (torch.cat(v) for v in zip(*stats, strict=True))
-        spikes, counts, elig = out
-        self.records[norm], self.records[act] = (mean, var), (counts, elig)
-        return PackedSpikes(spikes, T)
+        conv = None if conv is None else conv.original
+        return self.recorder(conv, norm.original, self.original, x, residual, static)
 
-    def pre_activation(self, conv, x, T: int, rows: int, sl: slice, steps: int) -> torch.Tensor:
-        """Float ``[T*rows, chunk, ...]``: the convolution's channels ``sl``, ``steps`` steps
-        per call (each block's float input and output freed before the next), or the chunk of
-        ``x`` itself without a convolution, as a new tensor."""
-        if conv is None:
-            return channels_of(x, sl).to(self.dtype, copy=True)
-        weight = conv.weight[sl]
-        bias = None if conv.bias is None else conv.bias[sl]
-        out = None
-        for t in range(0, T, steps):
-            y = conv._conv_forward(steps_of(x, t, min(T, t + steps), T, self.dtype), weight, bias)
-            if steps == T:
-                return y
-            if out is None:
-                out = y.new_empty((x.shape[0], *y.shape[1:]))
-            out[t * rows : t * rows + y.shape[0]] = y
-            del y
+
+class RecordNorm:
+    """A train-mode BatchNorm as the class computes it, its statistics recorded, normalising
+    in place when the input is a fresh layer output."""
+
+    original: _BatchNorm
+    records: dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.original
+        x = x.to(m.weight.dtype if m.weight is not None else torch.get_default_dtype())
+        mean, var = batch_statistics(m, x)  # biased var; running stats updated as usual
+        self.records[m] = (mean, var)
+        scale, shift = affine(m, mean, var)
+        fresh = getattr(x, FRESH, False)
+        out = x.mul_(per_channel(scale, x)) if fresh else x * per_channel(scale, x)
+        return out.add_(per_channel(shift, x))
+
+
+class RecordLeaf:
+    """A stateless layer on spikes (``bool``, or packed): a tiling max-pool as their OR, other
+    max-pools on the bytes, anything else one time step at a time as ``dtype``."""
+
+    original: nn.Module
+    T: int
+    dtype: torch.dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, T = self.original, self.T
+        cls_forward = type(m).forward
+        packed = isinstance(x, PackedSpikes)
+        if x.dtype != torch.bool:
+            out = cls_forward(m, x)
+        elif isinstance(m, nn.AdaptiveAvgPool2d) and pool_is_identity(m, x):
+            return x
+        elif is_tiling_max_pool(m):  # the max of spikes is their OR
+            k = pool_size(m)
+            return x.map_bytes(lambda b: or_pool(b, k)) if packed else or_pool(x, k)
+        elif isinstance(m, _MAX_POOLS):
+            x = x.unpacked() if packed else x
+            out = cls_forward(m, x.view(torch.uint8)).view(torch.bool)
+            return PackedSpikes(pack(out.view(T, -1, *out.shape[1:])), T) if packed else out
+        else:
+            out = per_step(lambda xt: cls_forward(m, xt), x, T, self.dtype)
+        setattr(out, FRESH, True)
         return out
 
 
-def affine(norm: _BatchNorm, mean, var, sl: slice = slice(None)):
-    """Per-channel ``(scale, shift)`` of ``norm`` (channels ``sl``) for these statistics."""
-    weight = None if norm.weight is None else norm.weight[sl]
-    bias = None if norm.bias is None else norm.bias[sl]
-    return bn_scale_shift(weight, bias, mean, torch.rsqrt(var + norm.eps))
+class RecordReshape:
+    """A reshaping layer: packed spikes stay packed when the batch dimension is left alone
+    (the op then acts on the bytes as on the spikes)."""
+
+    original: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.original
+        cls_forward = type(m).forward
+        first = {nn.Flatten: "start_dim", nn.Unflatten: "dim"}.get(type(m))
+        if isinstance(x, PackedSpikes) and (first is None or getattr(m, first) % x.dim() != 0):
+            return x.map_bytes(lambda b: cls_forward(m, b))
+        return cls_forward(m, x)
+
+
+def spike_phases(records: dict, recorder: UnitRecorder, T: int, dtype: torch.dtype) -> PhaseOf:
+    """What each module of the model becomes in the spike pass (``derive``)."""
+
+    def phase_of(m: nn.Module) -> tuple[type, dict[str, Any]] | None:
+        if isinstance(m, FoldedNeuron):
+            return RecordNeuron, {"records": records, "recorder": recorder}
+        if isinstance(m, _BatchNorm):
+            return RecordNorm, {"records": records}
+        if any(True for _ in m.children()):
+            return None
+        if isinstance(m, _SHAPE_ONLY):
+            return RecordReshape, {}
+        return RecordLeaf, {"T": T, "dtype": dtype}
+
+    return phase_of

@@ -16,18 +16,16 @@ residual ``r [T*B, C, ...]`` is the shortcut of a post-activation residual block
 ``norm_act(norm, act, x)`` and ``conv_norm_act(conv, norm, act, x)`` are how models call a
 (convolution,) BatchNorm and activation unit: the fused op where it applies (a train-mode
 ``BatchNorm`` feeding a spikedistill LIF while autograd records, with no hooks on either module,
-no forward replaced, e.g. by Rate-BP, and ``x`` in the BN's dtype), else ``act(norm(conv(x))
-[+ r])`` as written. A ``unit_executor`` (Rate-BP's spike pass) may run a whole unit its own way
-first. ``run_layers`` runs a list of layers, finding the units in it, and runs a tiling max-pool
-of spikes as ``max_pool.TilingMaxPool``, which saves only its argmax.
+no forward replaced, and ``x`` in the BN's dtype), else ``act(norm(conv(x)) [+ r])`` as
+written. An activation that is a ``UnitRunner`` (Rate-BP's spike pass) may run a whole unit its
+own way first. ``run_layers`` runs a list of layers, finding the units in it, and runs a tiling
+max-pool of spikes as ``max_pool.TilingMaxPool``, which saves only its argmax.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -42,21 +40,24 @@ from .saved_spikes import is_marked, mark_spikes
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 _Conv = nn.modules.conv._ConvNd
 
-#: ``executor(conv or None, norm, act, x, residual, static) -> output``, or ``None`` when it
-#: leaves the unit to the usual path
-UnitExecutor = Callable[..., "torch.Tensor | None"]
 Layer = Callable[[torch.Tensor], torch.Tensor]
-_EXECUTOR: ContextVar[UnitExecutor | None] = ContextVar("spikedistill_unit_executor", default=None)
 
 
-@contextlib.contextmanager
-def unit_executor(executor: UnitExecutor) -> Iterator[None]:
-    """Offer every (conv,) norm, act unit run in this context to ``executor`` first."""
-    token = _EXECUTOR.set(executor)
-    try:
-        yield
-    finally:
-        _EXECUTOR.reset(token)
+class UnitRunner:
+    """An activation module that may run its whole (convolution,) BatchNorm, activation unit
+    itself: ``conv_norm_act`` and ``norm_act`` hand the unit to ``run_unit`` first (Rate-BP's
+    spike pass records a unit in one go this way)."""
+
+    def run_unit(
+        self,
+        conv: nn.Module | None,
+        norm: nn.Module,
+        x: torch.Tensor,
+        residual: torch.Tensor | None,
+        static: bool,
+    ) -> torch.Tensor | None:
+        """The unit's output, or ``None`` to leave the unit to the usual path."""
+        return None
 
 
 def bn_momentum(m: _BatchNorm) -> float:
@@ -200,9 +201,8 @@ def norm_act(
 
     ``static``: ``x [B, ...]`` is a direct-encoded stem output, the neuron input at every step.
     The unfused residual sum is in place (BatchNorm's backward does not need its output)."""
-    executor = _EXECUTOR.get()
-    if executor is not None:
-        out = executor(None, norm, act, x, residual, static)
+    if isinstance(act, UnitRunner):
+        out = act.run_unit(None, norm, x, residual, static)
         if out is not None:
             return out
     if fusable(norm, act, x):
@@ -228,11 +228,10 @@ def conv_norm_act(
     residual: torch.Tensor | None = None,
     static: bool = False,
 ) -> torch.Tensor:
-    """``act(norm(conv(x)) + residual)``: ``norm_act`` on ``conv(x)``, unless the active
-    ``unit_executor`` runs the unit. ``static``: ``x`` is the image of a direct-encoded stem."""
-    executor = _EXECUTOR.get()
-    if executor is not None:
-        out = executor(conv, norm, act, x, residual, static)
+    """``act(norm(conv(x)) + residual)``: ``norm_act`` on ``conv(x)``, unless ``act`` is a
+    ``UnitRunner`` that runs the unit. ``static``: ``x`` is the image of a direct-encoded stem."""
+    if isinstance(act, UnitRunner):
+        out = act.run_unit(conv, norm, x, residual, static)
         if out is not None:
             return out
     return norm_act(norm, act, conv(x), residual=residual, static=static)
