@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import build_model
+from ..spiking import fuse_units
 from .config import ExperimentConfig
 
 #: ``train.amp`` -> the autocast dtype (``None``: full precision)
@@ -50,4 +51,6 @@ def build_student(
         options.update(T=m.T, neuron=m.neuron, neuron_kwargs=m.neuron_kwargs)
     elif m.neuron_kwargs:
         raise ConfigError("model.neuron_kwargs is set but model.spiking is false")
-    return build_model(m.name, num_classes, spiking=m.spiking, **options)
+    model = build_model(m.name, num_classes, spiking=m.spiking, **options)
+    fuse_units(model)  # a zoo model is fused already; warns about unfused layers
+    return model

@@ -28,9 +28,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..spiking import LIF, FoldedNeuron, NeuronConfig, neuron_config, repeat_folded, time_first
+from ..spiking.fusion import inline_steps
 from ..spiking.norm_lif import has_hooks, run_layers
 from ..spiking.saved_spikes import is_marked, is_spike_map, mark_spikes, spikes_saved_as_bool
-from .blocks import inline_steps
 
 
 class ZooModel(nn.Module):

@@ -8,33 +8,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..spiking.fusion import FusedSequential
 from ..spiking.layers import AdaptiveAvgPool2d
-from ..spiking.norm_lif import (
-    Layer,
-    conv_norm_act,
-    layer_steps,
-    run_layers,
-    runs_as_written,
-)
+from ..spiking.norm_lif import conv_norm_act
 
 ActFactory = Callable[[], nn.Module]
-
-
-class FusedSequential(nn.Sequential):
-    """``nn.Sequential`` (same modules, same state dict) that runs its (convolution,)
-    BatchNorm + activation units through ``conv_norm_act`` / ``norm_act`` (``run_layers``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_layers(list(self), x)
-
-
-def inline_steps(stage: nn.Module) -> list[Layer] | None:
-    """The ``layer_steps`` of a plain ``FusedSequential`` stage, for a caller to run one by one
-    (so the stage input is freed after its first layer, as when the stage itself holds it not),
-    or None when the stage must be called as a module (hooks, a patched forward, a subclass)."""
-    if type(stage) is not FusedSequential or not runs_as_written(stage):
-        return None
-    return layer_steps(list(stage))
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -61,6 +39,8 @@ def shortcut(cin: int, cout: int, stride: int, kind: str = "conv") -> nn.Module:
 
 class BasicBlock(nn.Module):
     """Post-activation residual block: ``act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x))``."""
+
+    fuses_units = True
 
     def __init__(
         self, cin: int, cout: int, stride: int, act: ActFactory, shortcut_kind: str = "conv"

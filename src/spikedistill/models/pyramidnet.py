@@ -18,6 +18,8 @@ class PyramidBlock(nn.Module):
     """``bn3(conv2(act(bn2(conv1(bn1(x)))))) + pad(pool(x))``: the shortcut is average-pooled
     when strided and zero-padded to the new width (no projection)."""
 
+    fuses_units = True
+
     def __init__(self, cin: int, cout: int, stride: int, act: ActFactory) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)

@@ -20,6 +20,8 @@ class PreActBlock(nn.Module):
     """``conv2(act(bn2(conv1(a)))) + shortcut`` with ``a = act(bn1(x))``; the projection
     shortcut (1x1 conv, when channels change) reads ``a``, the identity reads ``x``."""
 
+    fuses_units = True
+
     def __init__(self, cin: int, cout: int, stride: int, act: ActFactory) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)
