@@ -1,6 +1,8 @@
 """Distillation: frozen teacher, feature taps, the method registry and the methods."""
 
-from . import brd, fitnet, kd, nld, samd, sastc  # noqa: F401  (register the methods)
+import importlib
+import pkgutil
+
 from .base import METHODS, DistillBatch, DistillMethod, register_method
 from .objective import DistillObjective, parse_methods
 from .taps import FeatureTaps, feature_map_path, resolve_tap, resolve_taps
@@ -20,3 +22,7 @@ __all__ = [
     "resolve_tap",
     "resolve_taps",
 ]
+
+# every module of the package is imported, so a method registers itself by its file alone
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
