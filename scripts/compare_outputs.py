@@ -5,8 +5,9 @@ checkpoints of fixed runs in one checkout, dump them again in another, compare.
     python scripts/compare_outputs.py compare A.pt B.pt
 
 Cases: the MNIST net (convnet3, width 16, 28x28) and ResNet-19 (32x32), BPTT and Rate-BP,
-one training forward + backward on a fixed batch per neuron backend (torch, cpp, compile for
-the MNIST net); and two short trainer runs (BPTT and Rate-BP with its gradient scale, the
+the tdbn and ratebp neuron presets (and IF and a soft reset with a scaled input on the MNIST
+net), one training forward + backward on a fixed batch per neuron backend (torch, cpp, compile
+for the MNIST net); and two short trainer runs (BPTT and Rate-BP with its gradient scale, the
 MNIST net on ``digits``; ResNet-19 with KD from a fresh ResNet-8 on ``synthetic``), whose
 ``last.pt`` is compared whole (model, objective, optimizer, scheduler, loop state, RNG).
 """
@@ -52,13 +53,31 @@ def backend_ctx(model, name: str):
     return spiking.neuron_backend(name)
 
 
-def step(net: str, backprop: str, backend: str) -> dict[str, torch.Tensor]:
+#: neuron variants beyond the default ``tdbn`` (hard reset): Rate-BP's preset (soft, detached
+#: reset, sigmoid surrogate), IF, and a leaky soft reset with a scaled input
+NEURONS = {
+    "tdbn": ("tdbn", {}),
+    "ratebp": ("ratebp", {}),
+    "if": ("if", {}),
+    "soft-decay-input": ("tdbn", {"reset": "soft", "decay_input": True, "surrogate": "atan"}),
+}
+CASES = [  # (net, backprop, neuron)
+    *[(net, bp, "tdbn") for net in NETS for bp in ("bptt", "rate")],
+    *[(net, "rate", "ratebp") for net in NETS],
+    ("mnist", "bptt", "if"),
+    ("mnist", "bptt", "soft-decay-input"),
+    ("mnist", "rate", "soft-decay-input"),
+]
+
+
+def step(net: str, backprop: str, backend: str, neuron: str) -> dict[str, torch.Tensor]:
     from spikedistill.models import build_model
 
     name, options, shape = NETS[net]
+    preset, kwargs = NEURONS[neuron]
     torch.manual_seed(0)
-    model = build_model(name, 10, spiking=True, T=2, **options)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    model = build_model(name, 10, spiking=True, T=2, neuron=preset, neuron_kwargs=kwargs, **options)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 2
     y = torch.arange(shape[0]) % 10
     model.train()
     with backend_ctx(model, backend):
@@ -136,12 +155,11 @@ def flatten(obj, prefix: str = "") -> dict:
 
 def dump(path: str) -> None:
     results = {}
-    for net, backends in BACKENDS.items():
-        for backprop in ("bptt", "rate"):
-            for backend in backends:
-                key = f"{net}/{backprop}/{backend}"
-                results[key] = step(net, backprop, backend)
-                print("dumped", key, flush=True)
+    for net, backprop, neuron in CASES:
+        for backend in BACKENDS[net]:
+            key = f"{net}/{backprop}/{neuron}/{backend}"
+            results[key] = step(net, backprop, backend, neuron)
+            print("dumped", key, flush=True)
     for case in TRAIN:
         results[f"train/{case}"] = train(case)
         print("dumped", f"train/{case}", flush=True)

@@ -15,26 +15,24 @@ from ..config import NeuronConfig
 from ..surrogate import SURROGATES
 from .base import LIFBackend
 from .record import count_dtype
+from .recurrence import charge, fire, input_gain, reset
 from .reference import with_bits
 from .spike_pack import BITS
 from .unit import NormDrive
 
 
 def _lif_scan(drives: list, cfg: NeuronConfig, spikes=None) -> tuple[list, list]:
-    """Charge, fire and reset over the per-step inputs ``drives``: the pre-reset membranes
-    ``v_t`` and the 0/1 spikes ``s_t`` (float), written out step by step (Inductor unrolls
-    the loop and fuses it). ``spikes``, when given, decide the resets (a recompute that follows
-    its forward exactly)."""
-    c = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    """``recurrence``'s charge, fire and reset over the per-step inputs ``drives``: the
+    pre-reset membranes ``v_t`` and the 0/1 spikes ``s_t`` (float), written out step by step
+    (Inductor unrolls the loop and fuses it). ``spikes``, when given, decide the resets (a
+    recompute that follows its forward exactly)."""
     vs, ss, u = [], [], None
     for t, y in enumerate(drives):
-        v = y * c if c != 1.0 else y
-        if u is not None:
-            v = v + cfg.decay * u
-        s = (v >= cfg.threshold).to(v.dtype) if spikes is None else spikes[t].to(v.dtype)
+        v = charge(y, u, cfg)
+        s = fire(v, cfg) if spikes is None else spikes[t].to(v.dtype)
         vs.append(v)
         ss.append(s)
-        u = v * (1.0 - s) if cfg.reset == "hard" else v - cfg.threshold * s
+        u = reset(v, s, cfg)
     return vs, ss
 
 
@@ -96,7 +94,7 @@ def _record_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, s
     """Rate-BP's spike pass of a BatchNorm-driven LIF in one scan: ``(packed spikes
     [ceil(T/8), rows, C, L] uint8, counts, T * eligibility)``, the recursions of ``rate_stats``."""
     surrogate = SURROGATES.get(cfg.surrogate)
-    c = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    c = input_gain(cfg)
     vs, ss = _lif_scan(_norm_drives(x, scale, shift, residual, T, static), cfg)
     elig, eps = 0.0, c
     for t, (v, s) in enumerate(zip(vs, ss, strict=True)):

@@ -27,6 +27,7 @@ import torch
 from ...errors import ConfigError
 from ..config import NeuronConfig
 from .base import LIFBackend
+from .recurrence import input_gain
 from .unit import BatchStats, NormDrive, UnitGrads
 
 SOURCE = Path(__file__).with_name("lif_cpp.cpp")
@@ -122,7 +123,7 @@ def _ops():
 
 
 def _constants(cfg: NeuronConfig) -> tuple[float, float, float, bool]:
-    gain = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    gain = input_gain(cfg)
     return cfg.decay, cfg.threshold, gain, cfg.reset == "hard"
 
 

@@ -27,6 +27,7 @@ import torch
 
 from ..config import NeuronConfig
 from ..surrogate import surrogate_in_place
+from .recurrence import input_gain
 from .reference import lif_steps, norm_drive
 from .spike_pack import BITS, packed_steps
 from .unit import NormDrive
@@ -86,7 +87,7 @@ def _scan(drive, spikes, counts, elig, cfg: NeuronConfig, in_place: bool) -> Non
     itself when ``in_place``): spikes into ``spikes [ceil(T/8), n]`` (bit ``t % 8`` of byte
     ``t // 8``, summed as ``2^b s`` in a float scratch over each byte's steps), their sum into
     ``counts``, ``T * e`` into ``elig`` (zeros), each step's surrogate taken as it is run."""
-    c = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    c = input_gain(cfg)
     # eps_t is a number for the soft, detached reset, else it depends on the neuron
     soft_detached = cfg.reset == "soft" and cfg.detach_reset
     eps: float | torch.Tensor = c if soft_detached else torch.full_like(drive[0], c)

@@ -22,6 +22,7 @@ import torch
 
 from ..config import NeuronConfig
 from ..surrogate import surrogate_in_place
+from .recurrence import charge, fire, input_gain, reset
 from .unit import BatchStats, NormDrive
 
 
@@ -35,39 +36,26 @@ def lif_steps(
     """Run the LIF over ``x [T, ...]`` and yield ``(t, v_t, s_t)`` at every step: the pre-reset
     membrane and the spikes (0/1 in the dtype of ``x``). They are written into ``membrane[t]``
     and ``spikes[t]`` when those ``[T, ...]`` buffers are given, else into scratch tensors that
-    the next step overwrites. Charge ``v_t = decay u_{t-1} + k x_t``, fire ``s_t = v_t >= th``,
-    reset ``u_t = v_t (1 - s_t)`` (hard) or ``v_t - th s_t`` (soft). ``membrane`` may be ``x``
+    the next step overwrites. Charge, fire and reset are ``recurrence``'s. ``membrane`` may be ``x``
     itself (each ``v_t`` then overwrites ``x_t``). ``fire_last=False`` skips the last step's
     spikes (yielded as ``None``), for a recompute that needs only the membranes."""
-    scale = 1.0 - cfg.decay if cfg.decay_input else 1.0
-    in_place = membrane is x  # then v_0 = x_0 (k = 1) is there already
+    in_place = membrane is x and input_gain(cfg) == 1.0  # then v_0 = x_0 is there already
     v_scratch = torch.empty_like(x[0]) if membrane is None else None
     s_scratch = torch.empty_like(x[0]) if spikes is None else None
     u = None  # post-reset membrane of the previous step (u_0 = 0)
     for t in range(x.shape[0]):
         v = v_scratch if membrane is None else membrane[t]
-        if scale != 1.0:
-            torch.mul(x[t], scale, out=v)
-            if u is not None:
-                v.add_(u, alpha=cfg.decay)
-        elif u is None:
-            if not in_place:
-                v.copy_(x[t])
-        else:
-            torch.add(x[t], u, alpha=cfg.decay, out=v)
+        if not (in_place and u is None):
+            charge(x[t], u, cfg, out=v)
         last = t + 1 == x.shape[0]
         if last and not fire_last:
             yield t, v, None
             break
-        s = s_scratch if spikes is None else spikes[t]
-        torch.ge(v, cfg.threshold, out=s)
+        s = fire(v, cfg, out=s_scratch if spikes is None else spikes[t])
         yield t, v, s
         if last:
             break
-        if cfg.reset == "hard":
-            u = torch.addcmul(v, v, s, value=-1.0)
-        else:
-            u = torch.sub(v, s, alpha=cfg.threshold)
+        u = reset(v, s, cfg)
 
 
 def lif_forward(
