@@ -64,7 +64,7 @@ def test_backend_selection_is_per_model_and_checked():
 def test_auto_falls_back_to_torch_when_cpp_cannot_build(monkeypatch):
     from spikedistill.spiking.kernels import cpp
 
-    monkeypatch.setattr(cpp, "_missing_tools", lambda: "no C++ compiler on PATH")
+    monkeypatch.setattr(cpp, "missing_tools", lambda: "no C++ compiler on PATH")
     clear_backend_choices()
     try:
         with pytest.warns(UserWarning, match="no C\\+\\+ compiler on PATH; using 'torch'"):
@@ -137,3 +137,8 @@ def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend, record_c
     assert torch.equal(view.last_spike_logits, ref_view.last_spike_logits)
     for p, q in zip(other.parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_neuron_refuses_an_unknown_backend_when_built():
+    with pytest.raises(UnknownNameError, match="compile"):
+        LIF(backend="complie")

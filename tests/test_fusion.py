@@ -80,8 +80,13 @@ class UserBlock(nn.Module):
 def test_a_block_that_may_not_fuse_is_named_once():
     model = nn.Sequential(UserBlock(), nn.Flatten())
     assert unfused_norms(model) == ["0.bn"]
+    apart = nn.Sequential(nn.BatchNorm2d(2), nn.Dropout(), FoldedNeuron(LIF(), T))
+    assert fuse_units(apart) == [] and unfused_norms(apart) == ["0"]  # not adjacent
     with pytest.warns(UserWarning, match=r"\['0\.bn'\] may run unfused"):
         assert fuse_units(model) == []
+    partly = nn.Sequential(nn.BatchNorm2d(2), FoldedNeuron(LIF(), T), nn.BatchNorm2d(2))
+    with pytest.warns(UserWarning, match=r"\['2'\] may run unfused"):
+        assert fuse_units(partly) == ["Sequential"]  # the pair fuses, the last BN cannot
 
 
 @pytest.mark.parametrize("name", ["resnet8", "wrn_16_2", "pyramidnet20", "vgg8", "convnet3"])

@@ -68,12 +68,12 @@ def test_spikes_are_saved_once_as_bool_and_gradients_do_not_change(monkeypatch):
 
     packed = []
 
-    class Spy(saved_spikes._Packed):
+    class Spy(saved_spikes.PackedSaved):
         def __init__(self, bits, dtype, divisor):
             super().__init__(bits, dtype, divisor)
             packed.append(bits)
 
-    monkeypatch.setattr(saved_spikes, "_Packed", Spy)
+    monkeypatch.setattr(saved_spikes, "PackedSaved", Spy)
     torch.manual_seed(0)
     model = build_model("resnet8", 10, spiking=True, T=3).train()
     x = torch.randn(2, 3, 32, 32)

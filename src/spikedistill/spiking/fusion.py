@@ -54,16 +54,24 @@ def _has_unit(layers: list[nn.Module]) -> bool:
 
 
 def unfused_norms(model: nn.Module) -> list[str]:
-    """Names of the BatchNorms that may run unfused: children of a module that also holds a
-    spikedistill neuron, is no ``nn.Sequential`` and does not declare ``fuses_units``."""
+    """Names of the BatchNorms that may run unfused although a spikedistill neuron sits beside
+    them: in a ``FusedSequential``, those not directly followed by the activation; in any
+    other module that holds a neuron and does not declare ``fuses_units``, all of them."""
     names = []
     for prefix, m in model.named_modules():
-        if isinstance(m, nn.Sequential) or getattr(type(m), "fuses_units", False):
+        children = list(m.named_children())
+        if not any(isinstance(c, FoldedNeuron) for _, c in children):
             continue
-        children = dict(m.named_children())
-        if any(isinstance(c, FoldedNeuron) for c in children.values()):
-            dot = f"{prefix}." if prefix else ""
-            names += [dot + k for k, c in children.items() if isinstance(c, _BatchNorm)]
+        dot = f"{prefix}." if prefix else ""
+        if type(m) is FusedSequential:
+            after = [c for _, c in children[1:]] + [None]
+            names += [
+                dot + k
+                for (k, c), nxt in zip(children, after, strict=True)
+                if isinstance(c, _BatchNorm) and not isinstance(nxt, FoldedNeuron)
+            ]
+        elif not getattr(type(m), "fuses_units", False):
+            names += [dot + k for k, c in children if isinstance(c, _BatchNorm)]
     return names
 
 

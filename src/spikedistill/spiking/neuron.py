@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import NeuronConfig, neuron_config
-from .kernels import LIFBackend, backend_for, choose_backend
+from .kernels import LIFBackend, backend_for, check_backend_name, choose_backend
 
 
 class MultiStepLIF(torch.autograd.Function):
@@ -60,12 +60,14 @@ class LIF(nn.Module):
     ``cpp``); they change speed, not results. ``set_backend(model, name)`` sets every neuron's.
     """
 
+    backend: str = "auto"  # also for a LIF pickled before neurons named their backend
+
     def __init__(
         self, preset: str | NeuronConfig | None = "tdbn", backend: str = "auto", **overrides: Any
     ) -> None:
         super().__init__()
         self.config = neuron_config(preset, **overrides)
-        self.backend = backend
+        self.backend = check_backend_name(backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return lif_multistep(x, self.config, backend=self.backend)
@@ -96,7 +98,7 @@ def set_backend(model: nn.Module, name: str, device: torch.device | str | None =
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else "cpu"
-    chosen = choose_backend(name, device)
+    chosen = choose_backend(check_backend_name(name), device)
     for m in model.modules():
         if isinstance(m, LIF):
             m.backend = name

@@ -50,7 +50,10 @@ def is_spike_map(x: torch.Tensor) -> bool:
     return tag is not None and tag[1] is None
 
 
-class _Packed:
+class PackedSaved:
+    """What autograd keeps of a tagged tensor: its ``bool`` bits (or spike counts), rebuilt as
+    ``dtype`` (divided by ``divisor`` for rates) when backward needs it."""
+
     __slots__ = ("bits", "divisor", "dtype")
 
     def __init__(self, bits: torch.Tensor, dtype: torch.dtype, divisor: int | None) -> None:
@@ -65,7 +68,7 @@ class _Packed:
 def spikes_saved_as_bool() -> Iterator[None]:
     """Within the context, tensors tagged by ``mark_spikes`` (``mark_rates``) are saved for
     backward as bool (as their spike counts)."""
-    packed: dict[int, tuple[weakref.ref, _Packed]] = {}
+    packed: dict[int, tuple[weakref.ref, PackedSaved]] = {}
 
     def pack(x: torch.Tensor):
         tag = _live_tag(x)
@@ -75,12 +78,12 @@ def spikes_saved_as_bool() -> Iterator[None]:
         if hit is not None and hit[0]() is x:
             return hit[1]
         bits, divisor, _ = tag
-        item = _Packed(x.to(torch.bool) if bits is None else bits, x.dtype, divisor)
+        item = PackedSaved(x.to(torch.bool) if bits is None else bits, x.dtype, divisor)
         packed[id(x)] = (weakref.ref(x), item)
         return item
 
     def unpack(item):
-        return item.unpack() if isinstance(item, _Packed) else item
+        return item.unpack() if isinstance(item, PackedSaved) else item
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield

@@ -13,6 +13,7 @@ run there, else ``torch`` (with a warning); a named backend that cannot run rais
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import torch
@@ -36,6 +37,14 @@ AUTO = {"cuda": "compile", "cpu": "cpp"}
 #: ``(name, device type) -> backend name``: what ``choose_backend`` decided (a fact of the
 #: machine, decided once: every call on a device gets the same kernels)
 _chosen: dict[tuple[str, str], str] = {}
+_choosing = threading.Lock()
+
+
+def check_backend_name(name: str) -> str:
+    """``name`` if it is ``auto`` or a registered backend, else ``UnknownNameError``."""
+    if name != "auto":
+        LIF_BACKENDS.get(name)
+    return name
 
 
 def _check(name: str, device: torch.device) -> None:
@@ -47,6 +56,7 @@ def _check(name: str, device: torch.device) -> None:
     backend.prepare()
 
 
+@torch.compiler.disable  # it may build an extension: never traced
 def choose_backend(name: str, device: torch.device | str = "cpu") -> str:
     """The backend ``name`` (or ``auto``) stands for on ``device``, checked and built.
 
@@ -54,9 +64,13 @@ def choose_backend(name: str, device: torch.device | str = "cpu") -> str:
     ``warnings.warn``; a named backend that cannot run on ``device`` (or fails to build)
     raises ``ConfigError``."""
     device = torch.device(device)
-    key = (name, device.type)
-    if key in _chosen:
-        return _chosen[key]
+    with _choosing:  # one build and one warning, whichever thread asks first
+        if (name, device.type) not in _chosen:
+            _chosen[name, device.type] = _choose(name, device)
+    return _chosen[name, device.type]
+
+
+def _choose(name: str, device: torch.device) -> str:
     if name == "auto":
         chosen = AUTO.get(device.type, "torch")
         try:
@@ -67,7 +81,6 @@ def choose_backend(name: str, device: torch.device | str = "cpu") -> str:
     else:
         _check(name, device)
         chosen = name
-    _chosen[key] = chosen
     return chosen
 
 
@@ -89,6 +102,7 @@ __all__ = [
     "LIFBackend",
     "NormDrive",
     "backend_for",
+    "check_backend_name",
     "choose_backend",
     "clear_backend_choices",
 ]

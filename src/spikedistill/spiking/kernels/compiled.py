@@ -92,7 +92,7 @@ def _norm_gradient_scan(grad_spikes, spikes, x, scale, shift, residual=None, *, 
 
 def _record_scan(x, scale, shift, residual=None, *, cfg: NeuronConfig, T: int, static: bool):
     """Rate-BP's spike pass of a BatchNorm-driven LIF in one scan: ``(packed spikes
-    [ceil(T/8), rows, C, L] uint8, counts, T * eligibility)``, the recursions of ``rate_stats``."""
+    [ceil(T/8), rows, C, L] uint8, counts, T * eligibility)``, the recursions of ``record``."""
     surrogate = SURROGATES.get(cfg.surrogate)
     c = input_gain(cfg)
     vs, ss = _lif_scan(_norm_drives(x, scale, shift, residual, T, static), cfg)

@@ -1,12 +1,13 @@
-r"""The ``cpp`` neuron backend: ``lif_cpp.cpp``'s scans, built when the backend is selected.
+r"""The ``cpp`` neuron backend: ``lif_cpp.cpp``'s scans, built when the backend is first chosen.
 
 The C++ loops run the recurrences of ``reference`` in one pass over memory per scan, with
 the call cost of an ATen op (a few µs) instead of a compiled graph's (about 50 µs on a CPU),
 which is what a small layer at small ``T`` pays most for. The BatchNorm-driven forward also
 writes the ``bool`` spikes that ``norm_lif`` saves, in the same pass.
 
-The extension is compiled by ``torch.utils.cpp_extension`` when the backend is selected, once
-per machine (about 20 s; cached under ``TORCH_EXTENSIONS_DIR``, rebuilt when the source
+The extension is compiled by ``torch.utils.cpp_extension`` when the backend is first chosen
+(``set_backend``, or the first forward of a neuron set to it or to ``auto`` on a CPU), once per
+machine (about 20 s; cached under ``TORCH_EXTENSIONS_DIR``, rebuilt when the source
 changes). It needs a C++ compiler and ninja. The kernels take float32 and float64 CPU tensors;
 other dtypes (bf16 under autocast) run the ``torch`` reference, as does Rate-BP's spike pass
 (``norm_record``), which has no C++ kernel yet.
@@ -38,7 +39,7 @@ DTYPES = (torch.float32, torch.float64)
 
 
 @functools.cache
-def _missing_tools() -> str | None:
+def missing_tools() -> str | None:
     """What the build lacks, asked once per process (it runs ``ninja --version``). The PyPI
     ``ninja`` (a dependency) is put on ``PATH`` when no other is there: outside an activated
     virtual environment its binary is not."""
@@ -70,7 +71,7 @@ def ops():
     """``torch.ops.spikedistill_cpp``, building the extension if this process has not."""
     from torch.utils.cpp_extension import load
 
-    reason = _missing_tools()
+    reason = missing_tools()
     if reason:
         raise ConfigError(f"cannot build the C++ neuron kernels: {reason}")
     if not _built(NAME):
@@ -149,7 +150,7 @@ class CppBackend(LIFBackend):
     def unavailable(self, device: torch.device) -> str | None:
         if device.type != "cpu":
             return f"the C++ kernels run on CPU tensors only, not {device.type}"
-        return _missing_tools()
+        return missing_tools()
 
     def prepare(self) -> None:
         ops()
@@ -204,7 +205,8 @@ class CppBackend(LIFBackend):
         """The LIF and the BatchNorm backward in one call."""
         if drive.x.dtype not in DTYPES:
             return super().norm_input_backward(grad_spikes, spikes, drive, stats, cfg, needs)
-        tensors, sizes = _unit_args(drive)[:4], _unit_args(drive)[4:]
+        args = _unit_args(drive)
+        tensors, sizes = args[:4], args[4:]
         grads = _ops().norm_lif_input_backward(
             grad_spikes, spikes, *tensors, stats.weight, stats.mean, stats.invstd, *sizes,
             *_gradient_constants(cfg), needs[3],

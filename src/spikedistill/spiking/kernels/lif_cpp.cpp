@@ -1,5 +1,5 @@
 // The multi-step LIF scans of spikedistill as plain C++ loops on the CPU (the ``cpp`` backend,
-// see backends.py and lif_cpp.py): the recurrences of lif_function.py, one pass over memory
+// see kernels/base.py and cpp.py): the recurrences of recurrence.py and reference.py, one pass over memory
 // and one call per scan, with a call cost near an ATen op's.
 //
 // Layout. A step holds M = rows * C * L neurons, contiguous; x [T, M] (``static``: [M], the same
@@ -188,7 +188,7 @@ void gradient_step(int64_t len, const scalar_t* __restrict__ ds, const scalar_t*
 // dx_t = gain g_t, written to out[t * M] (kSum: summed over t into out[0]). v holds v_t at
 // stride v_stride; ``fired`` (kFired, 0/1 bytes) or else v_t >= threshold tells the resets.
 // later: a buffer of i1 - i0 scalars (g_{t+1}). du/dv = a - b sg with a = 1 - s (hard) or 1,
-// and b = 0 (detached reset), v (hard) or threshold (soft): the four cases of lif_function.
+// and b = 0 (detached reset), v (hard) or threshold (soft): the four cases of reference.py.
 template <int64_t kind, bool kFired, bool kSum, typename scalar_t>
 void gradient(const Neuron& n, const Drive& d, scalar_t alpha, int64_t i0, int64_t i1,
               const scalar_t* grad, const scalar_t* v, int64_t v_stride, const uint8_t* fired,
@@ -485,7 +485,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_lif_input_backwa
 
 }  // namespace
 
-// Schemas, then the CPU kernels (so that tracing can give the ops fake kernels: lif_cpp.py).
+// Schemas, then the CPU kernels (so that tracing can give the ops fake kernels: cpp.py).
 TORCH_LIBRARY(spikedistill_cpp, m) {
   m.def(
       "lif_forward(Tensor x, Tensor? scale, Tensor? shift, Tensor? residual, int T, int C, "
