@@ -53,7 +53,7 @@ class UnitRecorder:
             scale, shift = affine(norm, mean, var, sl)
             drive = NormDrive(y, scale, shift, r, T, False)
             spikes, counts, elig = backend.norm_record(drive, cfg)
-            del y
+            del y, drive  # the drive holds y too: free the chunk before the next
             if len(chunks) == 1:
                 out = (spikes, counts, elig)
             else:
