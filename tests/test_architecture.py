@@ -3,6 +3,8 @@ no Python module or function grows past the size an afternoon's reading allows."
 
 import ast
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,13 @@ def test_modules_and_functions_stay_small():
                 if length > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}:{node.lineno} {node.name}: {length} lines")
     assert not too_long, too_long
+
+
+def test_checkpoint_io_loads_nothing_else_of_the_package():
+    code = (
+        "import sys, spikedistill.checkpoint; "
+        "print(sorted(m for m in sys.modules if m.startswith('spikedistill')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.strip()
+    assert loaded == "['spikedistill', 'spikedistill.checkpoint', 'spikedistill.errors']"
