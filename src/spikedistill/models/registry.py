@@ -17,7 +17,8 @@ def _init_params(cls: type) -> set[str]:
     names: set[str] = set()
     for klass in cls.__mro__:
         if klass is ZooModel or (issubclass(klass, ZooModel) and "__init__" in vars(klass)):
-            names |= set(inspect.signature(klass.__init__).parameters) - {"self", "kwargs"}
+            params = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD}
     return names
 
 

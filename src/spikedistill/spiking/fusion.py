@@ -79,7 +79,7 @@ def fuse_units(model: nn.Module) -> list[str]:
     """Run the units of ``model``'s plain ``nn.Sequential`` containers fused (they become
     ``FusedSequential``); returns their names (``Sequential``: ``model`` itself). Warns about
     ``unfused_norms``."""
-    fused = []
+    fused, kind = [], type(model).__name__
     for name, m in model.named_modules():
         if type(m) is nn.Sequential and _has_unit(list(m)):
             fused.append(name or "Sequential")  # the model itself
@@ -87,10 +87,11 @@ def fuse_units(model: nn.Module) -> list[str]:
     unfused = unfused_norms(model)
     if unfused:
         warnings.warn(
-            f"{type(model).__name__}: the BatchNorm + neuron layers {unfused} may run unfused "
-            "(more memory and time, the same results): call them through "
-            "spikedistill.spiking.conv_norm_act / norm_act, or put them in an nn.Sequential, "
-            "and set fuses_units = True on the module's class",
+            f"{kind}: the BatchNorms {unfused} may run unfused from the neuron beside them "
+            "(more memory and time, the same results). In an nn.Sequential, put the neuron "
+            "directly after the BatchNorm; in a module of your own, call the pair through "
+            "spikedistill.spiking.conv_norm_act / norm_act and set fuses_units = True on its "
+            "class",
             stacklevel=2,
         )
     return fused

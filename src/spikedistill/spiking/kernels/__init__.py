@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from ...errors import ConfigError
+from ...errors import ConfigError, UnknownNameError
 from ...registry import Registry
 from .base import LIFBackend
 from .compiled import CompiledBackend
@@ -42,8 +42,9 @@ _choosing = threading.Lock()
 
 def check_backend_name(name: str) -> str:
     """``name`` if it is ``auto`` or a registered backend, else ``UnknownNameError``."""
-    if name != "auto":
-        LIF_BACKENDS.get(name)
+    if name != "auto" and name not in LIF_BACKENDS:
+        message = LIF_BACKENDS.unknown_message(name)
+        raise UnknownNameError(message.replace("Valid: ", "Valid: auto, "))
     return name
 
 
