@@ -52,3 +52,16 @@ def reference_lif(x: torch.Tensor, cfg) -> torch.Tensor:
         u = v * (1 - r) if cfg.reset == "hard" else v - cfg.threshold * r
         out.append(s)
     return torch.stack(out)
+
+
+def grad_fn_names(t: torch.Tensor) -> list[str]:
+    """The class names of every node of ``t``'s autograd graph (which ops backward will run)."""
+    seen, stack, names = set(), [t.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack += [n for n, _ in node.next_functions]
+    return names

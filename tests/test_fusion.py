@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from reference import grad_fn_names
 from spikedistill.models import build_model
 from spikedistill.spiking import (
     LIF,
@@ -30,18 +31,6 @@ def _user_net() -> nn.Sequential:
     )  # fmt: skip
 
 
-def _grad_fn_names(out: torch.Tensor) -> list[str]:
-    seen, todo, names = set(), [out.grad_fn], []
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        names.append(type(fn).__name__)
-        todo += [f for f, _ in fn.next_functions]
-    return names
-
-
 def test_a_plain_sequential_runs_its_units_fused_with_the_same_results():
     plain, fused = _user_net(), _user_net()
     keys = list(fused.state_dict())
@@ -52,7 +41,7 @@ def test_a_plain_sequential_runs_its_units_fused_with_the_same_results():
     for model in (plain, fused):
         set_backend(model, "torch")
         out = model(x)
-        names = _grad_fn_names(out)
+        names = grad_fn_names(out)
         out.square().sum().backward()
         outputs.append((out.detach(), [p.grad for p in model.parameters()], names))
     (out_a, grads_a, names_a), (out_b, grads_b, names_b) = outputs

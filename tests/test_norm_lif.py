@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from reference import reference_lif
+from reference import grad_fn_names, reference_lif
 from spikedistill.models import build_model
 from spikedistill.spiking import LIF, FoldedNeuron, choose_backend, neuron_config, set_backend
 from spikedistill.spiking.max_pool import is_tiling_max_pool
@@ -111,18 +111,6 @@ def test_cpp_fused_op_equals_the_reference(cfg, variant):
     _check(cfg, variant, "cpp")
 
 
-def _grad_fn_names(t: torch.Tensor) -> list[str]:
-    seen, stack, names = set(), [t.grad_fn], []
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.append(type(node).__name__)
-        stack += [n for n, _ in node.next_functions]
-    return names
-
-
 def _unfused(model: nn.Module) -> nn.Module:
     """A copy run layer by layer: a hook on every BatchNorm keeps it out of the fused op."""
     model = copy.deepcopy(model)
@@ -155,7 +143,7 @@ def test_fused_models_equal_the_layer_by_layer_run(name):
     for model in (fused, plain):
         logits = model(x, per_step=True)
         outputs.append(logits.detach())
-        names = _grad_fn_names(logits)
+        names = grad_fn_names(logits)
         (logits * weights).sum().backward()
         if model is fused:
             assert names.count("BatchNormLIFBackward") == n_fused
