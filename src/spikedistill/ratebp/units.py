@@ -51,9 +51,8 @@ class UnitRecorder:
             mean, var = batch_statistics(norm, y, sl, momentum)
             r = None if residual is None else channels_of(residual, sl)
             scale, shift = affine(norm, mean, var, sl)
-            drive = NormDrive(y, scale, shift, r, T, False)
-            spikes, counts, elig = backend.norm_record(drive, cfg)
-            del y, drive  # the drive holds y too: free the chunk before the next
+            spikes, counts, elig = backend.norm_record(NormDrive(y, scale, shift, r, T, False), cfg)
+            del y  # free the chunk before the next
             if len(chunks) == 1:
                 out = (spikes, counts, elig)
             else:

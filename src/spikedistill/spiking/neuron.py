@@ -98,7 +98,7 @@ def set_backend(model: nn.Module, name: str, device: torch.device | str | None =
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else "cpu"
-    chosen = choose_backend(check_backend_name(name), device)
+    chosen = choose_backend(name, device)
     for m in model.modules():
         if isinstance(m, LIF):
             m.backend = name

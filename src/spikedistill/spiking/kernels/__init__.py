@@ -63,7 +63,8 @@ def choose_backend(name: str, device: torch.device | str = "cpu") -> str:
 
     ``auto`` takes ``AUTO[device type]``, else ``torch``, and reports that fallback with
     ``warnings.warn``; a named backend that cannot run on ``device`` (or fails to build)
-    raises ``ConfigError``."""
+    raises ``ConfigError``, an unknown name ``UnknownNameError``."""
+    check_backend_name(name)
     device = torch.device(device)
     with _choosing:  # one build and one warning, whichever thread asks first
         if (name, device.type) not in _chosen:

@@ -173,12 +173,10 @@ class CppBackend(LIFBackend):
 
     def norm_forward(self, drive: NormDrive, cfg: NeuronConfig):
         """Writes the float and the ``bool`` spikes in one pass."""
-        x = drive.x
-        if x.dtype not in DTYPES:
+        if drive.x.dtype not in DTYPES:
             return super().norm_forward(drive, cfg)
         spikes, bits, _ = _ops().lif_forward(*_unit_args(drive), *_constants(cfg), False)
-        shape = (x.shape[0] * drive.T if drive.static else x.shape[0], *x.shape[1:])
-        return spikes.view(shape), bits.view(shape)
+        return spikes.view(drive.out_shape), bits.view(drive.out_shape)
 
     def norm_backward(self, grad_spikes, spikes, drive: NormDrive, cfg: NeuronConfig):
         x = drive.x

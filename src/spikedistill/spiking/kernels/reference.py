@@ -173,8 +173,7 @@ def lif_backward_in_place(grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg
 def with_bits(spikes: torch.Tensor, unit: NormDrive) -> tuple[torch.Tensor, torch.Tensor]:
     """A scan's float spikes ``[T, rows, C, L]`` as the unit's output ``[T*rows, C, ...]``, and
     their ``bool`` copy (a backend's ``norm_forward``)."""
-    x = unit.x
-    spikes = spikes.view(x.shape[0] * unit.T if unit.static else x.shape[0], *x.shape[1:])
+    spikes = spikes.view(unit.out_shape)
     return spikes, spikes.to(torch.bool)
 
 

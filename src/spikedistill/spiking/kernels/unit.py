@@ -24,6 +24,12 @@ class NormDrive:
     T: int
     static: bool
 
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The unit's output (spikes) shape ``[T*rows, C, ...]``."""
+        rows = self.x.shape[0] * self.T if self.static else self.x.shape[0]
+        return (rows, *self.x.shape[1:])
+
 
 @dataclass(frozen=True)
 class BatchStats:
