@@ -160,15 +160,19 @@ def test_out_of_memory_suggests_the_knobs(error, tmp_path, monkeypatch, capsys):
     assert "data.batch_size" in err and "train.backprop=rate" in err
 
 
-def test_other_runtime_errors_are_not_hidden(tmp_path, monkeypatch):
+def test_unexpected_errors_give_one_line_exit_1_and_debug_shows_them(tmp_path, monkeypatch, capsys):
     def boom(self):
-        raise RuntimeError("a bug")
+        raise RuntimeError("a bug\nsecond line")
 
     monkeypatch.setattr(Trainer, "fit", boom)
     config = tmp_path / "tiny.yaml"
     config.write_text(BASE)
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    expected = "unexpected RuntimeError: a bug (a bug? rerun with --debug)"
+    assert err == f"spikedistill: error: {expected}\n"
     with pytest.raises(RuntimeError, match="a bug"):
-        main(["train", str(config), "--out", str(tmp_path / "run")])
+        main(["--debug", "train", str(config), "--out", str(tmp_path / "run2")])
 
 
 # -- fuzzing: a result or the project's own error, nothing else ------------------------------

@@ -1,0 +1,68 @@
+"""``spikedistill bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+
+    import torch
+
+    from ..bench.suite import run as run_suite
+    from ..bench.suite import write_outputs
+    from ..bench.variants import VARIANTS, BenchSpec
+
+    for name in args.variants:
+        VARIANTS.get(name)  # unknown names fail before anything runs
+    if any(t < 1 for t in args.T) or args.batch < 1 or args.reps < 1:
+        raise ConfigError("--T values, --batch and --reps must be >= 1")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    options = json.loads(args.options) if args.options else {}
+    from ..spiking import choose_backend
+
+    backend = choose_backend(args.backend, device)  # resolves auto, checks the name
+    spec = BenchSpec(
+        model=args.model,
+        batch=args.batch,
+        size=args.size,
+        in_channels=args.in_channels,
+        neuron=args.neuron,
+        backend=backend,
+        options=options,
+        device=device,
+    )
+    spec.build(spiking=True)  # a bad model or option fails here, with its message
+    rows = run_suite(spec, args.T, args.variants, reps=args.reps, memory=not args.no_memory)
+    command = "spikedistill " + shlex.join(args.argv)
+    text = write_outputs(rows, spec, Path(args.out), command)
+    print(text)
+    print(f"wrote {args.out}.md, .csv and .png")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "bench", help="step time and memory against the ANN limit and SpikingJelly"
+    )
+    bench.add_argument("--model", default="resnet19")
+    bench.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8])
+    bench.add_argument("--batch", type=int, default=16)
+    bench.add_argument("--size", type=int, default=32, help="input height and width")
+    bench.add_argument("--in-channels", type=int, default=3)
+    bench.add_argument("--neuron", default="tdbn", help="neuron preset")
+    bench.add_argument("--backend", default="auto", help="auto, torch, compile or cpp")
+    bench.add_argument("--options", help="model options as JSON, e.g. '{\"width\": 16}'")
+    bench.add_argument("--variants", nargs="+", default=["limit", "bptt", "rate", "spikingjelly"])
+    bench.add_argument("--reps", type=int, default=5, help="timed repetitions (medians)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the memory points")
+    bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    bench.add_argument("--out", default="bench", help="output stem: OUT.md, OUT.csv, OUT.png")
+    bench.set_defaults(func=run)

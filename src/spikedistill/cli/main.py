@@ -1,0 +1,101 @@
+"""The ``spikedistill`` command line: ``train``, ``eval``, ``demo``, ``report``, ``bench``.
+
+Every failure prints one line on stderr, once (rank 0 under torchrun): a mistake (bad config,
+missing data, corrupt checkpoint, full disk, ...) exits with status 2, anything unexpected with
+status 1. ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from types import ModuleType
+
+from ..errors import SpikeDistillError, is_out_of_memory
+from . import bench, demo, evaluate, report, train
+
+COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench)
+
+OOM_HINT = (
+    "Lower data.batch_size or model.T, train with train.backprop=rate (memory does not grow "
+    "with T), set model.options.checkpoint_blocks=true, or use train.amp=bf16"
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _print_error(f"{message} (see '{self.prog} --help')")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="spikedistill", description="Train spiking networks by distillation from ANNs."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces folded into single spaces."""
+    return " ".join(text.split())
+
+
+def _print_error(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
+        print(f"spikedistill: error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def _error_message(err: BaseException) -> tuple[str, int]:
+    """The line and exit status for an exception that ended a command."""
+    if isinstance(err, SpikeDistillError):
+        return str(err), 2
+    if is_out_of_memory(err):
+        lines = str(err).strip().splitlines()
+        return f"out of memory ({lines[0] if lines else type(err).__name__}). {OOM_HINT}", 2
+    if isinstance(err, OSError):
+        return str(err), 2
+    text = str(err).strip().splitlines()
+    detail = f": {text[0]}" if text else ""
+    return (f"unexpected {type(err).__name__}{detail} (a bug? rerun with --debug)"), 1
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; warnings raised before it fails are dropped with the failure (one line),
+    else shown when it returns (``--debug`` shows everything as it comes)."""
+    if args.debug:
+        return func(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            status = func(args)
+        except KeyboardInterrupt:
+            print("spikedistill: interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:
+            message, status = _error_message(err)
+            _print_error(message)
+            return status
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(a.startswith("-") for a in extra):
+        args.overrides += extra  # overrides may follow the flags
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = argv
+    return run_command(args.func, args)

@@ -1,0 +1,54 @@
+"""``spikedistill train``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from ..errors import ConfigError, SpikeDistillError
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.config import load_config
+    from ..engine.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("under torchrun pass --out RUN_DIR (every process must use the same)")
+    stem = Path(args.config).stem if args.config else cfg.name
+    run_dir = Path(args.out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    has_run = (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists()
+    if has_run and not args.resume:
+        raise SpikeDistillError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
+    try:
+        if args.resume and (run_dir / "last.pt").exists():
+            trainer.resume(force=args.force)
+        main_process = trainer.dist.is_main
+        if main_process:
+            print(f"run directory: {run_dir}")
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    if main_process:
+        print(
+            f"done: best top-1 {summary['best_top1']:.2f}%, last top-1 "
+            f"{summary['last_top1']:.2f}% ({summary['epochs']} epochs); "
+            f"metrics in {run_dir / 'metrics.json'}"
+        )
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a teacher or a student from a YAML config")
+    train.add_argument("config", help="experiment YAML file (see configs/)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
+    train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--force", action="store_true", help="resume even if the config changed")
+    train.add_argument("--data-dir", help="data root (else $SPIKEDISTILL_DATA, then ~/.cache)")
+    train.set_defaults(func=run)
