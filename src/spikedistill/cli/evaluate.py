@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.model.T = args.T
     model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
     model.load_state_dict(ckpt["model"])
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model.to(device)
     loader = make_loader(test_set, args.batch_size, train=False, info=info)
     result = evaluate(model, loader, device)

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batches < 1:
         raise ConfigError("--batches must be >= 1")
     constants = energy_constants(args.energy, args.e_ac, args.e_mac)
-    device = str(resolve_device(args.device))
+    device = str(resolve_device(args.device, "--device"))
     runs = [
         analyze_run(run, args.data_dir, args.batches, constants, device)
         for run in tqdm(args.runs, desc="runs", disable=None)

@@ -17,13 +17,23 @@ from .config import ExperimentConfig
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``train.device``: ``auto`` is CUDA when available, else the CPU."""
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; else ``cpu``, ``cuda`` or ``cuda:N``
+    (``option`` names the setting in the error)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available; use cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{option}={name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{option}={name!r} but CUDA is not available; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"{option}={name!r} but this machine has {count} GPU(s)")
+    return device
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
