@@ -39,7 +39,11 @@ ROWS = [
     ("compile-with-rate-bp", ["train.backprop=rate", "train.compile=true"], "bptt only"),
     ("rate-stored-steps", ["train.rate_stored_steps=0"], "rate_stored_steps must be an integer"),
     ("unknown-neuron-backend", ["train.neuron_backend=cuda"], "neuron_backend must be one of"),
-    ("teacher-class-count", [*TEACHER, "teacher.options={num_classes: 100}"], "100 classes"),
+    (
+        "teacher-class-count",
+        [*TEACHER, "teacher.options={num_classes: 100}"],
+        "dataset gives the number",
+    ),
     (
         "teacher-other-architecture",
         [*TEACHER, "teacher.checkpoint={files}/resnet8.pt"],

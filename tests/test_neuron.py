@@ -148,7 +148,8 @@ def test_backward_keeps_only_one_float_tensor():
         ({"reset": "zero"}, "reset"),
         ({"surrogate": "sigmoidd"}, "sigmoid"),
         ({"alpha": -1.0}, "alpha"),
-        ({"tau": 2.0}, "unknown neuron option"),
+        ({"tau": 2.0}, "unknown option 'neuron_kwargs.tau' of the neuron"),
+        ({"threshold": "abc"}, "neuron_kwargs.threshold: expected float"),
     ],
 )
 def test_invalid_neuron_options_raise_clear_errors(overrides, match):

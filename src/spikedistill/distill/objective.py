@@ -7,7 +7,6 @@ once with its taps (time-folded outputs unfolded to ``[T, B, ...]``); every meth
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..spiking import unfold_time
+from ..typed import check_options, parameter_types
 from .base import METHODS, DistillBatch, DistillMethod
 from .taps import FeatureTaps
 from .teacher import FrozenTeacher
@@ -37,14 +37,8 @@ def build_method(
     name: str, student: nn.Module, teacher: nn.Module, options: dict[str, Any]
 ) -> DistillMethod:
     cls = METHODS.get(name)
-    valid = [
-        p
-        for p in inspect.signature(cls.__init__).parameters
-        if p not in ("self", "student", "teacher")
-    ]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for method {name!r}; valid: {valid}")
+    types = parameter_types(cls, skip=("student", "teacher"))
+    options = check_options(options, types, f"distill.options.{name}", f"method {name!r}")
     return cls(student, teacher, **options)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 from ..spiking.kernels import LIF_BACKENDS
+from .options import check_free_form
 from .schema import apply_overrides, from_dict, load_yaml, to_dict
 
 
@@ -106,6 +108,19 @@ class TrainConfig:
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
+        _check(
+            self.grad_clip is None or self.grad_clip > 0,
+            f"train.grad_clip must be > 0 (or null: no clipping), got {self.grad_clip}",
+        )
+        _check(
+            self.threads is None or self.threads >= 1,
+            f"train.threads must be >= 1 (or null: torch's default), got {self.threads}",
+        )
+        _check(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
         _check(
             self.amp in ("none", "bf16", "fp16"),
             f"train.amp must be none, bf16 or fp16, got {self.amp!r}",
@@ -160,6 +175,9 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def validate(self) -> None:
+        check_free_form(self)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

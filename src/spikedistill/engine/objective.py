@@ -17,6 +17,7 @@ from ..distill.objective import DistillObjective, build_method, parse_methods
 from ..distill.teacher import load_teacher
 from ..errors import ConfigError
 from .config import ExperimentConfig
+from .options import check_distill_section
 
 
 class CrossEntropyObjective(nn.Module):
@@ -43,13 +44,8 @@ def build_objective(
     num_train: int | None = None,
 ) -> nn.Module:
     """CE, or a ``DistillObjective``; ``num_train`` sizes the teacher cache."""
+    check_distill_section(cfg)  # also when cfg was built in Python, not loaded
     names = parse_methods(cfg.distill.method)
-    extra = sorted(set(cfg.distill.options) - set(names))
-    if extra:
-        raise ConfigError(
-            f"distill.options has sections {extra} for methods not in "
-            f"distill.method={cfg.distill.method!r}"
-        )
     if not names:
         return CrossEntropyObjective()
     t = cfg.teacher

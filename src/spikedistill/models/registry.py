@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..typed import check_options, parameter_types
 from .base import ZooModel
 
 MODELS: Registry[Callable[..., ZooModel]] = Registry("model")
 
 
-def _init_params(cls: type) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
+def option_types(name: str) -> dict[str, Any]:
+    """The options model ``name`` takes (its family's and ``ZooModel``'s ``__init__``
+    parameters but ``num_classes`` and ``spiking``) with their annotations."""
+    family = MODELS.get(name).family  # type: ignore[attr-defined]
+    types: dict[str, Any] = {}
+    for klass in reversed(family.__mro__):
         if klass is ZooModel or (issubclass(klass, ZooModel) and "__init__" in vars(klass)):
-            params = inspect.signature(klass.__init__).parameters.values()
-            names |= {p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD}
-    return names
+            types.update(parameter_types(klass, skip=("num_classes", "spiking")))
+    return types
+
+
+def _sizes(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    return [v for item in value for v in _sizes(item)] if isinstance(value, list | tuple) else []
+
+
+def check_model_options(name: str, options: dict[str, Any], path: str = "options") -> dict:
+    """``options`` of model ``name`` checked against its signature; integer options (widths,
+    depths, channels, T) must be >= 1."""
+    checked = check_options(options, option_types(name), path, f"model {name!r}")
+    for key, value in checked.items():
+        if any(v < 1 for v in _sizes(value)):
+            raise ConfigError(f"{path}.{key} must be >= 1, got {value!r}")
+    return checked
 
 
 def register_variant(name: str, family: type[ZooModel], **fixed: Any) -> None:
@@ -44,12 +64,7 @@ def build_model(name: str, num_classes: int = 10, spiking: bool = False, **kwarg
     builder = MODELS.get(name)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    valid = _init_params(builder.family)  # type: ignore[attr-defined]
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}"
-        )
+    kwargs = check_model_options(name, kwargs)
     return builder(num_classes=num_classes, spiking=spiking, **kwargs)
 
 

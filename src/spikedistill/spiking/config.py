@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..typed import check_options
 from .surrogate import SURROGATES
 
 
@@ -58,10 +60,13 @@ NEURON_PRESETS.register("ratebp")(  # Rate-BP, BRD (methods.md §1.2)
 NEURON_PRESETS.register("if")(NeuronConfig(decay=1.0, reset="soft", detach_reset=True))
 
 
+def neuron_option_types() -> dict[str, Any]:
+    """The fields of ``NeuronConfig`` with their types: what ``neuron_kwargs`` may set."""
+    return typing.get_type_hints(NeuronConfig)
+
+
 def neuron_config(preset: str | NeuronConfig | None = "tdbn", **overrides: Any) -> NeuronConfig:
     """A ``NeuronConfig`` from a preset name (or config) with field overrides."""
     base = preset if isinstance(preset, NeuronConfig) else NEURON_PRESETS.get(preset or "tdbn")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(NeuronConfig)}
-    if unknown:
-        raise ConfigError(f"unknown neuron option(s) {sorted(unknown)}")
+    overrides = check_options(overrides, neuron_option_types(), "neuron_kwargs", "the neuron")
     return base.replace(**overrides) if overrides else base

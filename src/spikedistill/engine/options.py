@@ -1,0 +1,74 @@
+"""The free-form option dicts of a config (``model.options``, ``model.neuron_kwargs``,
+``teacher.options``, ``distill.options``, ``data.options``), each checked against the
+signature of what it is handed to, when the config is loaded: before anything is built or
+written, a wrong name or type is one ``ConfigError`` naming the dotted key."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..data import DATASETS
+from ..distill.base import METHODS
+from ..distill.objective import parse_methods
+from ..errors import ConfigError
+from ..models.registry import check_model_options
+from ..spiking import neuron_config
+from ..spiking.config import neuron_option_types
+from ..typed import check_options, parameter_types
+
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
+
+#: options the config sets elsewhere: where
+RESERVED_OPTIONS = {
+    "num_classes": "the dataset gives the number of classes",
+    "spiking": "set model.spiking (a teacher is an ANN)",
+    "T": "set model.T",
+    "neuron": "set model.neuron",
+    "neuron_kwargs": "set model.neuron_kwargs",
+}
+
+
+def check_zoo_options(name: str, options: dict[str, Any], path: str) -> None:
+    for key, home in RESERVED_OPTIONS.items():
+        if key in options:
+            raise ConfigError(f"{path}.{key}: {home}")
+    check_model_options(name, options, path)
+
+
+def check_model_section(cfg: ExperimentConfig) -> None:
+    m = cfg.model
+    check_zoo_options(m.name, m.options, "model.options")
+    kwargs = check_options(
+        m.neuron_kwargs, neuron_option_types(), "model.neuron_kwargs", "the neuron"
+    )
+    if m.spiking:
+        neuron_config(m.neuron, **kwargs)  # the preset name and the values' ranges
+    elif kwargs:
+        raise ConfigError("model.neuron_kwargs is set but model.spiking is false")
+
+
+def check_distill_section(cfg: ExperimentConfig) -> None:
+    names = parse_methods(cfg.distill.method)
+    options: Any = cfg.distill.options
+    for name, section in options.items():
+        if name not in names:
+            raise ConfigError(
+                f"distill.options.{name}: method {name!r} is not in "
+                f"distill.method={cfg.distill.method!r}"
+            )
+        types = parameter_types(METHODS.get(name), skip=("student", "teacher"))
+        check_options(section, types, f"distill.options.{name}", f"method {name!r}")
+
+
+def check_free_form(cfg: ExperimentConfig) -> None:
+    """Check every free-form dict of ``cfg`` (``ConfigError`` on the first mistake)."""
+    check_model_section(cfg)
+    if cfg.teacher.name:
+        check_zoo_options(cfg.teacher.name, cfg.teacher.options, "teacher.options")
+    elif cfg.teacher.options:
+        raise ConfigError("teacher.options is set but teacher.name is not")
+    check_distill_section(cfg)
+    builder = DATASETS.get(cfg.data.name)
+    types = parameter_types(builder, skip=("root", "download", "seed"))
+    check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")

@@ -1,0 +1,148 @@
+"""Values checked against type annotations: config dataclasses from plain dicts, and the
+free-form option dicts handed to a callable (a model, a method, a dataset), checked against
+its signature before anything runs. Every mistake is one ``ConfigError`` naming the key."""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+C = TypeVar("C")
+INT_RANGE = (-(2**63), 2**63)  # what torch and numpy take as an integer
+_LISTS = (list, tuple, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], path: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return coerce(value, arg, path)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: invalid value {value!r}")
+
+
+def _coerce_scalar(value: Any, tp: Any, path: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value) if abs(value) < 2**1023 else math.inf
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+    if tp is int and not INT_RANGE[0] <= value < INT_RANGE[1]:
+        raise ConfigError(f"{path}: {value} is out of range")
+    return value
+
+
+def coerce(value: Any, tp: Any, path: str) -> Any:
+    """``value`` checked against annotation ``tp`` (ints are accepted for floats; floats must
+    be finite); dataclasses are built from mappings. Unknown annotations accept anything."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _coerce_union(value, typing.get_args(tp), path)
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(map(repr, typing.get_args(tp)))
+            raise ConfigError(f"{path}: expected one of {choices}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, path)
+    if origin in _LISTS or tp in _LISTS:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        items = [coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in _MAPPINGS or tp in _MAPPINGS:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp in (int, float, str, bool):
+        return _coerce_scalar(value, tp, path)
+    if isinstance(tp, type) and tp is not object and not isinstance(value, tp):
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _unknown_key(
+    key: Any, valid: Iterable[str], path: str, what: str, owner: str = ""
+) -> ConfigError:
+    valid = list(valid)
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    dotted = f"{path}.{key}" if path else str(key)
+    hint = f"; did you mean {(path + '.' if path else '') + close[0]!r}?" if close else ""
+    known = ", ".join(valid) or "none"
+    owner = f" of {owner}" if owner else ""
+    return ConfigError(f"unknown {what} {dotted!r}{owner}{hint} (valid here: {known})")
+
+
+def from_dict(cls: type[C], data: dict[str, Any], path: str = "") -> C:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown_key(key, fields, path, "config key")
+        kwargs[key] = coerce(value, hints[key], f"{path}.{key}" if path else str(key))
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate()
+    return obj
+
+
+def parameter_types(func: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """The keyword parameters of ``func`` (a function or a class: its ``__init__``) with their
+    annotations (``Any`` where there is none); ``*args``/``**kwargs`` and ``skip`` left out."""
+    target = func.__init__ if isinstance(func, type) else func  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # an annotation that does not resolve: check names only
+        hints = {}
+    params = inspect.signature(target).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    skipped = {"self", *skip}
+    return {
+        p.name: hints.get(p.name, Any) for p in params if p.kind in kinds and p.name not in skipped
+    }
+
+
+def check_options(
+    options: Any, types_: dict[str, Any], path: str, owner: str = ""
+) -> dict[str, Any]:
+    """``options`` (a free-form dict of the config) checked against ``types_`` (see
+    ``parameter_types``): a mapping, known names only, each value of its annotated type.
+    ``owner`` names what takes them in the error, e.g. ``"model 'vgg11'"``."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {options!r}")
+    checked = {}
+    for key, value in options.items():
+        if key not in types_:
+            raise _unknown_key(key, types_, path, "option", owner)
+        checked[key] = coerce(value, types_[key], f"{path}.{key}")
+    return checked
