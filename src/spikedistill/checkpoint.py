@@ -78,6 +78,8 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> None:
     """Strict load with a message naming missing/unexpected keys and mismatching shapes."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{what} checkpoint: the weights are not a dict of tensors")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .data import build_datasets
 from .engine.config import config_from_dict
+from .engine.run_dir import claim_run_dir, default_run_dir
 from .engine.trainer import Trainer
 from .errors import DataError
 from .viz.curves import plot_runs
@@ -77,8 +78,13 @@ def pick_dataset(data_dir: str | None) -> str:
 
 def run_demo(out: str | None = None, data_dir: str | None = None, seed: int = 0) -> dict:
     dataset = pick_dataset(data_dir)
+    out_dir = Path(out) if out else default_run_dir("demo")
+    with claim_run_dir(out_dir, created=not out):
+        return _run_demo(dataset, out_dir, data_dir, seed)
+
+
+def _run_demo(dataset: str, out_dir: Path, data_dir: str | None, seed: int) -> dict:
     plan = PLANS[dataset]
-    out_dir = Path(out or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
     print(f"demo on {dataset}: teacher and three spiking students, runs in {out_dir}")
     teacher_cfg = _config("teacher", dataset, data_dir, False, plan["teacher"], seed)

@@ -26,7 +26,11 @@ class CheckpointError(SpikeDistillError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
-class NonFiniteLossError(SpikeDistillError, FloatingPointError):
+class NonFiniteError(SpikeDistillError, FloatingPointError):
+    """A NaN or infinity where the run needs finite values (weights, statistics)."""
+
+
+class NonFiniteLossError(NonFiniteError):
     """A NaN or infinite training loss (more than ``train.skip_nonfinite`` times)."""
 
 

@@ -4,37 +4,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
-from ..errors import ConfigError, SpikeDistillError
+from ..errors import ConfigError
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
+    from ..engine.run_dir import claim_run_dir, default_run_dir
     from ..engine.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
+    rank = int(os.environ.get("RANK", "0"))
     if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("under torchrun pass --out RUN_DIR (every process must use the same)")
-    stem = Path(args.config).stem if args.config else cfg.name
-    run_dir = Path(args.out or Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    has_run = (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists()
-    if has_run and not args.resume:
-        raise SpikeDistillError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
-    try:
-        if args.resume and (run_dir / "last.pt").exists():
-            trainer.resume(force=args.force)
-        main_process = trainer.dist.is_main
-        if main_process:
-            print(f"run directory: {run_dir}")
-        summary = trainer.fit()
-    finally:
-        trainer.close()
-    if main_process:
+    run_dir = Path(args.out) if args.out else default_run_dir(Path(args.config).stem)
+    claim = claim_run_dir(
+        run_dir, resume=args.resume, config=args.config, lock=rank == 0, created=not args.out
+    )
+    with claim:
+        trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
+        try:
+            if args.resume and (run_dir / "last.pt").exists():
+                trainer.resume(force=args.force)
+            if rank == 0:
+                print(f"run directory: {run_dir}")
+            summary = trainer.fit()
+        finally:
+            trainer.close()
+    if rank == 0:
         print(
             f"done: best top-1 {summary['best_top1']:.2f}%, last top-1 "
             f"{summary['last_top1']:.2f}% ({summary['epochs']} epochs); "

@@ -28,6 +28,7 @@ class DataConfig:
     train_subset: int | None = None  # class-balanced subset of the training set
     label_noise: float = 0.0  # symmetric label noise on the training labels
     num_workers: int = 0
+    check_finite: bool = True  # refuse NaN/inf inputs on the first pass over the data
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific options
 
     def validate(self) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from .finite import check_finite_batch
+
 
 @torch.no_grad()
 def evaluate(
@@ -15,15 +17,19 @@ def evaluate(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     reduce: Callable[[list[float], torch.device], list[float]] | None = None,
+    check_finite: str | None = None,
 ) -> dict[str, float]:
     """``{"top1": %, "loss": mean CE, "samples": n}`` over every batch of ``loader``; with
-    ``reduce`` (a sum over processes, ``DistContext.sum``) over every process's shard."""
+    ``reduce`` (a sum over processes, ``DistContext.sum``) over every process's shard.
+    ``check_finite`` (e.g. "test sample of mnist"): refuse non-finite inputs, naming them."""
     was_training = model.training
     model.eval()
     correct = total = 0
     loss_sum = 0.0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if check_finite:  # positions in this process's (unshuffled) test shard
+            check_finite_batch(x, torch.arange(total, total + len(x)), check_finite)
         with torch.autocast(
             device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
         ):

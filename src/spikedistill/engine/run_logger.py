@@ -4,6 +4,7 @@ TensorBoard events (when ``tensorboard`` is installed)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -13,10 +14,14 @@ from typing import Any
 import yaml
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 class RunLogger:
@@ -36,8 +41,7 @@ class RunLogger:
 
     def save_config(self, config: dict[str, Any]) -> None:
         if self.enabled:
-            text = yaml.safe_dump(config, sort_keys=False)
-            (self.dir / "config.yaml").write_text(text)
+            write_text_atomic(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def log(self, message: str) -> None:
         if self.enabled:
@@ -50,17 +54,17 @@ class RunLogger:
                 self._tb.add_scalar(key, value, step)
             self._tb.flush()
 
-    def epoch_metrics(self, row: dict[str, Any], summary: dict[str, Any]) -> None:
-        """Append one epoch to ``metrics.csv`` and rewrite ``metrics.json`` with the summary."""
+    def epoch_metrics(self, history: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+        """Rewrite ``metrics.csv`` (one row per epoch of ``history``, the checkpointed state,
+        so a resumed run never repeats an epoch) and ``metrics.json`` (the summary)."""
         if not self.enabled:
             return
-        path = self.dir / "metrics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        write_text_atomic(self.dir / "metrics.csv", text.getvalue())
         write_json_atomic(self.dir / "metrics.json", summary)
 
     def close(self) -> None:

@@ -12,21 +12,23 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import SCHEMA_VERSION, atomic_save, load_checkpoint, remove_stale_temporaries
+from ..checkpoint import SCHEMA_VERSION, atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader
 from ..distill.objective import DistillObjective
 from ..distill.stm_probe import stm_probe
-from ..errors import CheckpointError, ConfigError, NonFiniteLossError
+from ..errors import ConfigError, NonFiniteLossError
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
 from .config import ExperimentConfig
 from .distributed import DistContext
 from .evaluate import evaluate
+from .finite import check_finite_batch, check_finite_model
 from .objective import build_objective
 from .optim import build_optimizer, build_scheduler
+from .resume import read_run_checkpoint, restore
 from .run_logger import RunLogger
 from .setup import AMP_DTYPES, build_student, resolve_device, seed_everything
-from .train_state import TrainState, config_diff, epoch_means, rng_state, set_rng_state
+from .train_state import TrainState, epoch_means, rng_state
 
 
 class TrainStep(nn.Module):
@@ -75,6 +77,7 @@ class Trainer:
             self.optimizer, cfg.sched, t.epochs, len(self.train_loader)
         )
         self.state = TrainState()
+        self.unchecked = {"train", "test"} if cfg.data.check_finite else set()  # first passes
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
@@ -163,31 +166,15 @@ class Trainer:
     def resume(self, path: str | os.PathLike | None = None, force: bool = False) -> None:
         """Restore model, objective, optimizer, scheduler, RNG and loop position. A checkpoint
         written under another config is refused (naming the keys) unless ``force``."""
-        ckpt = load_checkpoint(path or self.run_dir / "last.pt", map_location=self.device)
-        if not isinstance(ckpt, dict) or ckpt.get("schema_version") != SCHEMA_VERSION:
-            version = ckpt.get("schema_version") if isinstance(ckpt, dict) else None
-            raise CheckpointError(f"checkpoint schema {version} is not {SCHEMA_VERSION}")
-        changed = config_diff(ckpt["config"], self.cfg.to_dict())
-        saved_world = ckpt.get("world_size", 1)
-        if saved_world != self.dist.world_size:  # another sharding: another data order
-            changed.append(f"world size ({saved_world} -> {self.dist.world_size} processes)")
-        if changed and not force:
-            raise ConfigError(
-                f"the config differs from the run's in {', '.join(changed)}; "
-                "resume with the same config, or pass --force"
-            )
-        self.model.load_state_dict(ckpt["model"])
-        self.objective.load_state_dict(ckpt["objective"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.state = TrainState.from_dict(ckpt["state"])
-        set_rng_state(ckpt["rng"])
+        ckpt = read_run_checkpoint(path or self.run_dir / "last.pt", self.device)
+        restore(self, ckpt, force)
         self.logger.log(f"resumed at epoch {self.state.epoch + 1}, step {self.state.step_in_epoch}")
 
     def save(self, name: str) -> None:
         """Write a checkpoint (rank 0 only; the others wait until it is on disk)."""
+        s = self.state
+        where = f"after step {s.global_step} (epoch {s.epoch + (s.step_in_epoch > 0)})"
+        check_finite_model(self.step_module, where)
         if self.dist.is_main:
             atomic_save(self.checkpoint(), self.run_dir / name)
         self.dist.barrier()
@@ -233,10 +220,11 @@ class Trainer:
         where = f"non-finite loss ({bad}) at step {s.global_step + 1} (epoch {s.epoch + 1})"
         s.skipped_steps += 1
         if s.skipped_steps > budget:
+            last = self.run_dir / "last.pt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint yet"
             raise NonFiniteLossError(
-                f"{where}; stopped after {budget} skipped step(s). The last good checkpoint is "
-                f"{self.run_dir / 'last.pt'}. Lower optim.lr, set train.grad_clip, or allow "
-                "skipping with train.skip_nonfinite=K"
+                f"{where}; stopped after {budget} skipped step(s), {kept}. Lower optim.lr, set "
+                "train.grad_clip, or allow skipping with train.skip_nonfinite=K"
             )
         self.logger.log(f"{where}: step skipped ({s.skipped_steps}/{budget})")
 
@@ -260,7 +248,10 @@ class Trainer:
         run.setdefault("seconds", 0.0)
         start = time.perf_counter()  # of the time not yet added to run["seconds"]
         rate_start, seen_now = start, 0
+        check = "train" in self.unchecked
         for x, y, index in self.train_loader.iter_from(s.step_in_epoch, with_indices=True):
+            if check:
+                check_finite_batch(x, index, f"training sample of {cfg.data.name}")
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             result = self.train_step(x, y, index)
             if result is None:  # skipped non-finite step
@@ -282,6 +273,7 @@ class Trainer:
                 img_s=f"{rate:.0f}",
             )
             if s.global_step % cfg.train.log_every == 0:
+                check_finite_model(self.step_module, f"after step {s.global_step}")
                 parts = " ".join(f"{k} {v:.4f}" for k, v in values.items())
                 self.logger.log(
                     f"epoch {s.epoch + 1} step {s.step_in_epoch}/{n_batches} loss {total:.4f} "
@@ -294,6 +286,7 @@ class Trainer:
                 start = time.perf_counter()
                 self.save("last.pt")
         bar.close()
+        self.unchecked.discard("train")
         run["seconds"] += time.perf_counter() - start
         keys = sorted(k for k in run if k != "seconds")
         sums = dict(zip(keys, self.dist.sum([run[k] for k in keys], self.device), strict=True))
@@ -314,13 +307,7 @@ class Trainer:
             train = self.train_epoch()
             last = s.epoch + 1 == cfg.train.epochs
             evaluated = last or (s.epoch + 1) % cfg.train.eval_every == 0
-            test = (
-                evaluate(
-                    self.model, self.test_loader, self.device, self.autocast_dtype, self.dist.sum
-                )
-                if evaluated
-                else {"loss": None, "top1": None, "samples": None}
-            )
+            test = self._evaluate() if evaluated else {"loss": None, "top1": None, "samples": None}
             stm = self._stm() if evaluated and self._stm_due(s.epoch + 1) else None
             row = {
                 "epoch": s.epoch + 1,
@@ -339,7 +326,7 @@ class Trainer:
             s.epoch += 1
             s.step_in_epoch = 0
             s.running = {}
-            self.logger.epoch_metrics(row, self.summary())
+            self.logger.epoch_metrics(s.history, self.summary())
             tested = (
                 f"test loss {test['loss']:.4f} top1 {test['top1']:.2f} (best {s.best_top1:.2f})"
                 if evaluated
@@ -359,6 +346,14 @@ class Trainer:
             self.save("last.pt")
         self.logger.close()
         return self.summary()
+
+    def _evaluate(self) -> dict[str, Any]:
+        check = f"test sample of {self.cfg.data.name}" if "test" in self.unchecked else None
+        result = evaluate(
+            self.model, self.test_loader, self.device, self.autocast_dtype, self.dist.sum, check
+        )
+        self.unchecked.discard("test")
+        return result
 
     def close(self) -> None:
         """Leave the process group (under torchrun)."""

@@ -1,0 +1,73 @@
+"""Reading a run's ``last.pt`` back: every field checked before anything is restored, so a
+damaged or foreign checkpoint is one ``CheckpointError`` and the run's state stays as it was."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
+from ..errors import CheckpointError, ConfigError
+from .train_state import TrainState, config_diff, set_rng_state
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+#: the fields of a run checkpoint and their types
+RUN_FIELDS: dict[str, type] = {
+    "config": dict,
+    "model": dict,
+    "objective": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "state": dict,
+    "rng": dict,
+}
+STATE_FIELDS = {"epoch": int, "step_in_epoch": int, "global_step": int, "running": dict,
+                "history": list, "best_top1": float}  # fmt: skip
+
+
+def read_run_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
+    """``last.pt`` of a run, its fields and their types checked."""
+    ckpt = load_checkpoint(path, map_location=device)
+    version = ckpt.get("schema_version") if isinstance(ckpt, dict) else None
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{path} is not a spikedistill run checkpoint of schema {SCHEMA_VERSION} "
+            f"(schema_version: {version!r})"
+        )
+    for fields, where in ((RUN_FIELDS, ckpt), (STATE_FIELDS, ckpt.get("state", {}))):
+        for key, kind in fields.items():
+            value = where.get(key) if isinstance(where, dict) else None
+            if not isinstance(value, kind) or isinstance(value, bool):
+                got = "missing" if value is None else type(value).__name__
+                raise CheckpointError(f"{path}: field {key!r} should be {kind.__name__}, {got}")
+    return ckpt
+
+
+def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
+    """Load ``ckpt`` into ``trainer``; a checkpoint written under another config is refused
+    (naming the keys) unless ``force``, and then must still fit the model."""
+    changed = config_diff(ckpt["config"], trainer.cfg.to_dict())
+    saved_world = ckpt.get("world_size", 1)
+    if saved_world != trainer.dist.world_size:  # another sharding: another data order
+        changed.append(f"world size ({saved_world} -> {trainer.dist.world_size} processes)")
+    if changed and not force:
+        raise ConfigError(
+            f"the config differs from the run's in {', '.join(changed)}; "
+            "resume with the same config, or pass --force"
+        )
+    load_weights(trainer.model, ckpt["model"], "run")
+    try:
+        trainer.objective.load_state_dict(ckpt["objective"])
+        trainer.optimizer.load_state_dict(ckpt["optimizer"])
+        trainer.scheduler.load_state_dict(ckpt["scheduler"])
+        if trainer.scaler is not None and ckpt.get("scaler"):
+            trainer.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"the run checkpoint does not fit this run: {first}") from None
+    trainer.state = TrainState.from_dict(ckpt["state"])
