@@ -1,6 +1,7 @@
 import hashlib
 import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,14 @@ from conftest import cifar_batch, py2_pickle
 from spikedistill.data import build_datasets, cifar
 from spikedistill.data.safe_pickle import load_restricted_pickle
 from spikedistill.errors import ConfigError, DataError
+
+
+def trust_archive(monkeypatch, archive, kind="cifar10"):
+    """Make ``archive`` (a test-made CIFAR archive) the official one: patch the spec's MD5."""
+    attr = "CIFAR10" if kind == "cifar10" else "CIFAR100"
+    spec = getattr(cifar, attr)
+    md5 = hashlib.md5(Path(archive).read_bytes()).hexdigest()
+    monkeypatch.setattr(cifar, attr, cifar.CifarSpec(**{**spec.__dict__, "md5": md5}))
 
 
 def _check(train, test, expected):
@@ -22,16 +31,20 @@ def _check(train, test, expected):
 
 @pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
 @pytest.mark.parametrize("archive", [False, True])
-def test_round_trip_folder_and_archive(tmp_path, cifar_writer, kind, archive):
+def test_round_trip_folder_and_archive(tmp_path, cifar_writer, kind, archive, monkeypatch):
     expected = cifar_writer(tmp_path, kind, archive=archive)
+    if archive:
+        spec = cifar.CIFAR10 if kind == "cifar10" else cifar.CIFAR100
+        trust_archive(monkeypatch, tmp_path / spec.archive, kind)
     train, test, info = build_datasets(kind, tmp_path)
     _check(train, test, expected)
     assert len(train) == (30 if kind == "cifar10" else 6) and len(test) == 6
     assert info.num_classes == (10 if kind == "cifar10" else 100)
     assert info.in_channels == 3 and info.image_size == (32, 32)
-    if archive:  # extracted next to the archive, and reused from then on
+    if archive:  # extracted next to the archive (no temporary folder left), and reused
         folder = "cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python"
         assert (tmp_path / folder).is_dir()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder, spec.archive])
 
 
 def test_found_under_named_subfolder(tmp_path, cifar_writer):
@@ -77,7 +90,7 @@ def test_published_archive_facts():
 def test_missing_data_message(tmp_path):
     with pytest.raises(DataError, match="cifar-100-python") as info:
         build_datasets("cifar100", tmp_path)
-    assert "--download" in str(info.value)
+    assert "data.download=true" in str(info.value) and "--download" not in str(info.value)
 
 
 def test_missing_batch_and_bad_batches(tmp_path, cifar_writer):

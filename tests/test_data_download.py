@@ -176,3 +176,27 @@ def test_safe_extract_zip(tmp_path):
     (tmp_path / "corrupt.zip").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(DataError, match="corrupt zip"):
         safe_extract_zip(tmp_path / "corrupt.zip", tmp_path / "c")
+
+
+def test_within_refuses_members_outside_the_top_folder(tmp_path):
+    from spikedistill.data.download import safe_extract_zip
+
+    ok = [({"name": "top", "type": tarfile.DIRTYPE, "mode": 0o755}, None), _file("top/a", b"a")]
+    safe_extract_tar(_tar(tmp_path / "ok.tar.gz", ok), tmp_path / "ok", within="top")
+    assert (tmp_path / "ok" / "top" / "a").read_bytes() == b"a"
+    for k, extra in enumerate(
+        [
+            _file("other"),
+            _file("./top/../other"),
+            ({"name": "top/s", "type": tarfile.SYMTYPE, "linkname": "../other"}, None),
+            ({"name": "top/h", "type": tarfile.LNKTYPE, "linkname": "other"}, None),
+        ]
+    ):
+        archive = _tar(tmp_path / f"bad{k}.tar.gz", [_file("top/a"), (dict(extra[0]), extra[1])])
+        with pytest.raises(DataError, match=r"outside top/|'\.\.'"):
+            safe_extract_tar(archive, tmp_path / f"bad{k}", within="top")
+        assert not (tmp_path / f"bad{k}").exists()
+    bad_zip = _zip(tmp_path / "z.zip", [("top/a", b"a", None), ("other", b"x", None)])
+    with pytest.raises(DataError, match="outside top/"):
+        safe_extract_zip(bad_zip, tmp_path / "z", within="top")
+    assert not (tmp_path / "z").exists()

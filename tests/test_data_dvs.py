@@ -194,7 +194,7 @@ def test_cifar10dvs_errors(tmp_path):
         (folder / f"{name}.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     with pytest.raises(DataError, match="md5"):
         build_datasets("cifar10dvs", tmp_path)
-    with pytest.raises(DataError, match="split_by"):
+    with pytest.raises(ConfigError, match="split_by"):
         build_datasets("cifar10dvs", tmp_path, split_by="events")
 
 

@@ -56,10 +56,16 @@ def test_missing_and_corrupt(tmp_path, folders):
     with pytest.raises(DataError, match="ImageNet not found") as info:
         build_datasets("imagenet", tmp_path / "nothing")
     assert "cannot be downloaded" in str(info.value)
+    assert "data.download" not in str(info.value)  # no hint at a download that cannot be
     bad = folders / "imagenet" / "val" / "cat" / "val_0.png"
     bad.write_bytes(b"not a png")
     _, val, _ = build_datasets("imagenet", folders, image_size=16)
     with pytest.raises(DataError, match=r"val_0\.png"):
+        val[0]
+    png = bytearray((folders / "imagenet" / "val" / "cat" / "val_1.png").read_bytes())
+    png[33:37] = (3).to_bytes(4, "big")  # IDAT chunk length: Pillow raises SyntaxError
+    bad.write_bytes(bytes(png))
+    with pytest.raises(DataError, match=r"val_0\.png: cannot decode image: broken PNG"):
         val[0]
 
 

@@ -40,7 +40,8 @@ def test_missing_files_error_lists_places_and_remedies(tmp_path, mnist_writer):
     for place in (tmp_path, tmp_path / "mnist", tmp_path / "MNIST" / "raw"):
         assert str(place) in message
     assert f"{tmp_path / 'mnist'} lacks t10k-labels-idx1-ubyte." in message
-    assert "--download" in message and "SPIKEDISTILL_DATA" in message
+    assert "data.download=true" in message and "SPIKEDISTILL_DATA" in message
+    assert "--download" not in message
 
 
 def test_count_mismatch(tmp_path, mnist_writer, idx_writer):

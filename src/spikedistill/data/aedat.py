@@ -38,6 +38,7 @@ _PACKET_HEADER = np.dtype(
     ]
 )
 POLARITY_EVENT = 1
+POLARITY_SIZE = 8  # bytes: uint32 data, uint32 timestamp
 
 
 def make_events(t, x, y, p) -> Events:
@@ -73,6 +74,18 @@ def _skip_header(raw: bytes, path: str | os.PathLike, end_marker: bytes | None) 
     return pos
 
 
+def _check_packet(head: np.void, pos: int, path: str | os.PathLike) -> None:
+    """Refuse a packet header that cannot be right (``pos``: its offset in the file)."""
+    size, capacity, number = int(head["size"]), int(head["capacity"]), int(head["number"])
+    where = f"{path}: packet at byte {pos}"
+    if size <= 0 or capacity < 0 or int(head["ts_overflow"]) < 0:
+        raise DataError(f"{where}: corrupt header (event size {size}, capacity {capacity})")
+    if not 0 <= number <= capacity:
+        raise DataError(f"{where}: event count {number} outside 0..{capacity} (its capacity)")
+    if int(head["type"]) == POLARITY_EVENT and size != POLARITY_SIZE:
+        raise DataError(f"{where}: polarity events of {size} bytes, expected {POLARITY_SIZE}")
+
+
 def read_aedat31(path: str | os.PathLike) -> Events:
     """Polarity events of an AEDAT 3.1 file (DVS128 Gesture)."""
     raw = _read(path)
@@ -82,18 +95,15 @@ def read_aedat31(path: str | os.PathLike) -> Events:
         if pos + _PACKET_HEADER.itemsize > len(raw):
             raise DataError(f"{path}: truncated packet header at byte {pos}")
         head = np.frombuffer(raw, _PACKET_HEADER, count=1, offset=pos)[0]
+        _check_packet(head, pos, path)
         pos += _PACKET_HEADER.itemsize
         size, capacity = int(head["size"]), int(head["capacity"])
-        if size <= 0 or capacity < 0:
-            raise DataError(f"{path}: corrupt packet header (event size {size})")
         end = pos + size * capacity
         if end > len(raw):
             raise DataError(f"{path}: truncated packet ({end - len(raw)} bytes missing)")
         if int(head["type"]) == POLARITY_EVENT:
-            if size < 8:
-                raise DataError(f"{path}: polarity events of {size} bytes (expected >= 8)")
-            words = np.frombuffer(raw, "<u4", count=capacity * size // 4, offset=pos)
-            words = words.reshape(capacity, size // 4)[: int(head["number"])]
+            words = np.frombuffer(raw, "<u4", count=capacity * 2, offset=pos)
+            words = words.reshape(capacity, 2)[: int(head["number"])]
             parts.append((words[:, 0], words[:, 1], int(head["ts_overflow"])))
         pos = end
     if not parts:

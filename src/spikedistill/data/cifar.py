@@ -1,8 +1,9 @@
 """CIFAR-10 / CIFAR-100 from the official "python version" archives.
 
 Accepted, in this order, under ``root`` (or ``root/cifar10`` / ``root/cifar100``): the extracted
-folder (``cifar-10-batches-py`` / ``cifar-100-python``), the ``.tar.gz`` archive (extracted
-safely next to it), or, with ``download=True``, the archive fetched and MD5-checked. The batch
+folder (``cifar-10-batches-py`` / ``cifar-100-python``, refused if a batch file is missing), the
+``.tar.gz`` archive (MD5-checked, then extracted next to it all or nothing, see
+``install_archive``), or, with ``download=True``, the archive fetched and MD5-checked. The batch
 files are pickles: they are read with a restricted unpickler (see ``safe_pickle``).
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .download import download_url, safe_extract_tar
+from .download import download_url, install_archive
 from .info import DatasetInfo
 from .paths import how_to_get_data
 from .registry import DATASETS
@@ -75,6 +76,26 @@ def _field(batch: dict[Any, Any], key: str, path: Path) -> Any:
     raise DataError(f"{path}: CIFAR batch has no {key!r} entry (keys: {sorted(map(str, batch))})")
 
 
+def _check_labels(labels: Any, n: int, key: str, num_classes: int, path: Path) -> np.ndarray:
+    """The labels as ``int64 [n]``: integers (never truncated floats) in ``0..num_classes-1``."""
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: {key!r} is not a list of integers ({e})") from e
+    if array.ndim != 1 or len(array) != n:
+        raise DataError(f"{path}: {n} images but {array.size} labels")
+    if n and array.dtype.kind not in "iu":  # bools, floats, strings, objects, huge ints
+        raise DataError(f"{path}: {key!r} must hold integers, got {array.dtype} values")
+    array = array.astype(np.int64)
+    bad = np.flatnonzero((array < 0) | (array >= num_classes))
+    if len(bad):
+        raise DataError(
+            f"{path}: label {array[bad[0]]} of image {bad[0]} outside 0..{num_classes - 1} "
+            f"({len(bad)} such label(s))"
+        )
+    return array
+
+
 def read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One batch file -> ``(uint8 [N, 3, 32, 32], int64 [N])``, validated."""
     try:
@@ -82,6 +103,8 @@ def read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.n
             batch = load_restricted_pickle(f, str(path))
     except OSError as e:
         raise DataError(f"{path}: cannot read CIFAR batch: {e}") from e
+    except DataError as e:  # e.g. cut short by an interrupted extraction of an older version
+        raise DataError(f"{e}; if it is truncated, delete {path.parent} to extract it again") from e
     if not isinstance(batch, dict):
         raise DataError(f"{path}: expected a dict in the CIFAR batch, got {type(batch).__name__}")
     data = _field(batch, "data", path)
@@ -90,29 +113,39 @@ def read_cifar_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.n
         raise DataError(f"{path}: 'data' must be a uint8 array [N, 3072]")
     if data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: 'data' rows have {data.shape[1]} values, expected 3072")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: {label_key!r} is not a list of integers") from e
-    if labels.ndim != 1 or len(labels) != len(data):
-        raise DataError(f"{path}: {len(data)} images but {labels.size} labels")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"{path}: labels outside 0..{num_classes - 1}")
+    labels = _check_labels(labels, len(data), label_key, num_classes, path)
     return data.reshape(-1, 3, 32, 32), labels
 
 
+def _check_complete(spec: CifarSpec, folder: Path, archives: list[Path]) -> Path:
+    """``folder`` if it holds every batch file, else ``DataError`` saying how to repair it."""
+    missing = [f for f in (*spec.train_files, *spec.test_files) if not (folder / f).is_file()]
+    if not missing:
+        return folder
+    archive = next((a for a in archives if a.is_file()), None)
+    remedy = (
+        f"delete the folder to extract it again from {archive}"
+        if archive
+        else f"delete the folder and get {spec.archive} again (data.download=true)"
+    )
+    raise DataError(
+        f"{folder}: incomplete, missing batch file(s) {', '.join(missing)} (an interrupted "
+        f"extraction?); {remedy}"
+    )
+
+
 def locate_cifar(spec: CifarSpec, root: Path, download: bool) -> Path:
-    """The extracted folder, extracting or downloading the archive when needed."""
+    """The extracted folder, extracting (after an MD5 check) or downloading the archive when
+    needed; archives are installed all or nothing (see ``install_archive``)."""
     candidates = [root, root / spec.name]
+    archives = [base / spec.archive for base in candidates]
     for base in candidates:
         if (base / spec.folder).is_dir():
-            return base / spec.folder
-    for base in candidates:
-        if (base / spec.archive).is_file():
-            safe_extract_tar(base / spec.archive, base)
-            if (base / spec.folder).is_dir():
-                return base / spec.folder
-            raise DataError(f"{base / spec.archive} does not contain the folder {spec.folder}/")
+            return _check_complete(spec, base / spec.folder, archives)
+    required = (*spec.train_files, *spec.test_files)
+    for base, archive in zip(candidates, archives, strict=True):
+        if archive.is_file():
+            return install_archive(archive, base, spec.folder, md5=spec.md5, required=required)
     if not download:
         looked = ", ".join(str(c) for c in candidates)
         raise DataError(
@@ -120,8 +153,7 @@ def locate_cifar(spec: CifarSpec, root: Path, download: bool) -> Path:
             f"archive {spec.archive} ({spec.url}). {how_to_get_data(spec.name)}"
         )
     archive = download_url(spec.url, root / spec.archive, md5=spec.md5)
-    safe_extract_tar(archive, root)
-    return root / spec.folder
+    return install_archive(archive, root, spec.folder, required=required)
 
 
 def load_cifar(
@@ -134,9 +166,6 @@ def load_cifar(
     folder = locate_cifar(spec, root, download)
 
     def split(files: tuple[str, ...]) -> ImageTensorDataset:
-        missing = [f for f in files if not (folder / f).is_file()]
-        if missing:
-            raise DataError(f"{folder}: missing batch file(s) {', '.join(missing)}")
         parts = [read_cifar_batch(folder / f, spec.label_key, spec.num_classes) for f in files]
         images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
         return ImageTensorDataset(images, torch.from_numpy(np.concatenate([p[1] for p in parts])))

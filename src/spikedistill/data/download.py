@@ -7,6 +7,7 @@ import http.client
 import logging
 import os
 import posixpath
+import shutil
 import tarfile
 import tempfile
 import urllib.error
@@ -93,18 +94,21 @@ def download_url(
     return target
 
 
-def safe_extract_tar(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+def safe_extract_tar(
+    archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, within: str | None = None
+) -> Path:
     """Extract a (possibly compressed) tar archive into ``dest`` and nowhere else.
 
     Every member is checked before anything is written; ``DataError`` is raised for absolute
     paths, ``..`` components, links whose target leaves ``dest`` (or goes through another link
-    in the archive), and device or fifo members.
+    in the archive), device or fifo members and, with ``within``, any member (or link target)
+    outside the top folder ``within/``.
     """
     dest_path = Path(dest)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            _check_members(members, archive)
+            _check_members(members, archive, within)
             dest_path.mkdir(parents=True, exist_ok=True)
             if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: defence in depth
                 tar.extractall(dest_path, members=members, filter="data")
@@ -117,16 +121,21 @@ def safe_extract_tar(archive: str | os.PathLike[str], dest: str | os.PathLike[st
     return dest_path
 
 
-def safe_extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+def safe_extract_zip(
+    archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, within: str | None = None
+) -> Path:
     """Extract a zip archive into ``dest`` and nowhere else: every name is checked first
-    (no absolute paths, no ``..``, no symlink entries), then the files are written."""
+    (no absolute paths, no ``..``, no symlink entries, with ``within`` nothing outside the
+    top folder ``within/``), then the files are written."""
     dest_path = Path(dest)
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             for info in infos:
                 what = f"{archive}: member {info.filename!r}"
-                _check_name(info.filename.replace("\\", "/"), what)
+                name = info.filename.replace("\\", "/")
+                _check_name(name, what)
+                _check_within(_resolve(name, (), set(), what), within, what)
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise DataError(f"{what} is a symlink")
             dest_path.mkdir(parents=True, exist_ok=True)
@@ -136,6 +145,57 @@ def safe_extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[st
     except OSError as e:
         raise DataError(f"{archive}: cannot extract into {dest_path}: {e}") from e
     return dest_path
+
+
+def install_archive(
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    top: str,
+    *,
+    md5: str | None = None,
+    required: tuple[str, ...] = (),
+) -> Path:
+    """Extract ``archive`` (tar or ``.zip``), whose members must all lie in the folder ``top/``,
+    to ``dest / top``, all or nothing; returns that folder.
+
+    The archive is checked against ``md5`` first, then extracted into a temporary folder inside
+    ``dest`` and moved into place only once complete (every file of ``required``, relative to
+    ``top``, present): an interrupted extraction (disk full, killed run) never leaves a folder
+    that a later run would trust. ``DataError`` if ``dest / top`` already exists.
+    """
+    dest_path, target = Path(dest), Path(dest) / top
+    if target.exists():
+        raise DataError(
+            f"{target} already exists but is incomplete (an interrupted extraction?); "
+            f"delete it to extract {archive} again"
+        )
+    if md5 is not None:
+        verify_checksum(archive, md5=md5)
+    extract = safe_extract_zip if str(archive).lower().endswith(".zip") else safe_extract_tar
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=dest_path, prefix=f".{top}.", suffix=".part"))
+    except OSError as e:
+        raise DataError(f"{archive}: cannot extract into {dest_path}: {e}") from e
+    try:
+        extract(archive, tmp, within=top)
+        missing = [f for f in required if not (tmp / top / f).is_file()]
+        if missing or not (tmp / top).is_dir():
+            raise DataError(
+                f"{archive}: incomplete archive, no {top}/{missing[0] if missing else ''} "
+                "(a truncated download? delete it and get it again)"
+            )
+        _move_into_place(tmp / top, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _move_into_place(src: Path, target: Path) -> None:
+    try:
+        os.rename(src, target)
+    except OSError as e:
+        if not target.is_dir():  # else another process installed the same archive meanwhile
+            raise DataError(f"cannot move the extracted {src.name}/ to {target}: {e}") from e
 
 
 def _new_hash(algorithm: str) -> hashlib._Hash:
@@ -176,7 +236,18 @@ def _check_name(name: str, what: str) -> None:
         raise DataError(f"{what} has a '..' component")
 
 
-def _check_members(members: list[tarfile.TarInfo], archive: str | os.PathLike[str]) -> None:
+def _check_within(parts: tuple[str, ...], within: str | None, what: str) -> None:
+    """Refuse a resolved member path outside the top folder ``within`` (when given)."""
+    if within is not None and (not parts or parts[0] != within):
+        raise DataError(
+            f"{what} lies outside {within}/ (an archive may only hold that folder; "
+            "refusing to write anything)"
+        )
+
+
+def _check_members(
+    members: list[tarfile.TarInfo], archive: str | os.PathLike[str], within: str | None = None
+) -> None:
     names = {m.name: m.name.replace("\\", "/") for m in members}
     links = {
         "/".join(p for p in names[m.name].split("/") if p not in ("", "."))
@@ -192,10 +263,12 @@ def _check_members(members: list[tarfile.TarInfo], archive: str | os.PathLike[st
         if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
             raise DataError(f"{what} has an unsupported type {m.type!r}")
         parts = _resolve(name, (), links, what)
+        _check_within(parts, within, what)
         if m.issym() or m.islnk():
             kind = "symlink" if m.issym() else "hard link"
             target = m.linkname.replace("\\", "/")
             if _is_absolute(target):
                 raise DataError(f"{what} is a {kind} to the absolute path {m.linkname!r}")
             base = parts[:-1] if m.issym() else ()  # hard link targets are archive paths
-            _resolve(target, base, links, f"{what} ({kind} to {m.linkname!r})")
+            link_what = f"{what} ({kind} to {m.linkname!r})"
+            _check_within(_resolve(target, base, links, link_what), within, link_what)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,12 +31,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .aedat import Events, read_aedat31, read_cifar10dvs_aedat
-from .download import download_url, safe_extract_tar, safe_extract_zip, verify_checksum
+from .download import download_url, install_archive
 from .events import SPLITS, integrate_frames
 from .info import DatasetInfo
-from .paths import how_to_get_data
+from .paths import how_to_get_data, read_text
 from .registry import DATASETS
 
 SENSOR = (128, 128)
@@ -60,11 +61,18 @@ DVSGESTURE_URL = "https://research.ibm.com/interactive/dvsgesture/"
 
 
 class EventFrames(Dataset):
-    """Cached frame files and labels: ``load(i) -> (float32 [T, 2, H, W], label)``."""
+    """Cached frame files and labels: ``load(i) -> (float32 [T, 2, H, W], label)``; each file
+    is checked on load (a tensor of ``shape`` when given, finite, non-negative counts)."""
 
-    def __init__(self, files: Sequence[Path], labels: Sequence[int] | Tensor) -> None:
+    def __init__(
+        self,
+        files: Sequence[Path],
+        labels: Sequence[int] | Tensor,
+        shape: tuple[int, ...] | None = None,
+    ) -> None:
         self.files = list(files)
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.shape = shape
         if len(self.files) != len(self.labels):
             raise DataError(f"{len(self.files)} frame files but {len(self.labels)} labels")
 
@@ -76,18 +84,36 @@ class EventFrames(Dataset):
 
     def load(self, index: int, generator: torch.Generator | None) -> tuple[Tensor, int]:
         path = self.files[index]
+        rebuild = f"delete it (or the cache folder {path.parent.parent}) to rebuild it"
         try:
             frames = torch.load(path, weights_only=True)
         except Exception as e:  # truncated or foreign file
-            raise DataError(f"{path}: unreadable cached frames ({e}); delete it to rebuild") from e
+            raise DataError(f"{path}: unreadable cached frames ({e}); {rebuild}") from e
+        if not isinstance(frames, Tensor) or not frames.is_floating_point():
+            raise DataError(f"{path}: cached frames are not a float tensor; {rebuild}")
+        if self.shape is not None and tuple(frames.shape) != self.shape:
+            raise DataError(
+                f"{path}: cached frames of shape {tuple(frames.shape)}, expected {self.shape}; "
+                f"{rebuild}"
+            )
+        if not bool(torch.isfinite(frames).all()) or bool((frames < 0).any()):
+            raise DataError(
+                f"{path}: cached frames hold NaN, infinite or negative counts; {rebuild}"
+            )
         return frames.to(torch.float32), int(self.labels[index])
+
+    def check_cache(self) -> EventFrames:
+        """Load the first sample now: a stale or foreign cache fails before training starts."""
+        if len(self):
+            self.load(0, None)
+        return self
 
     def subset(self, indices: Sequence[int] | Tensor) -> EventFrames:
         idx = torch.as_tensor(indices, dtype=torch.int64).tolist()
-        return EventFrames([self.files[i] for i in idx], self.labels[idx])
+        return EventFrames([self.files[i] for i in idx], self.labels[idx], self.shape)
 
     def with_labels(self, labels: Tensor) -> EventFrames:
-        return EventFrames(self.files, labels)
+        return EventFrames(self.files, labels, self.shape)
 
 
 def frames_folder(frames: int, split_by: str, size: tuple[int, int]) -> str:
@@ -103,11 +129,31 @@ def to_frames(events: Events, frames: int, split_by: str, size: tuple[int, int])
     return x.to(torch.float16)
 
 
+def read_events(reader: Callable[[Path], Events], path: Path) -> Events:
+    """``reader(path)``, refusing events off the 128x128 sensor (a corrupt file) by name."""
+    events = reader(path)
+    for key in ("x", "y"):
+        if len(events[key]) and not 0 <= int(events[key].min()) <= int(events[key].max()) < 128:
+            raise DataError(f"{path}: events with {key} outside 0..127 (a corrupt file?)")
+    return events
+
+
 def _atomic_tensor_save(tensor: Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)
+    """Write ``path`` via a unique temporary file (ranks under torchrun may write the same
+    sample at once); a failed write (disk full) leaves nothing and names the cache."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        torch.save(tensor, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+        raise DataError(f"cannot write the frame cache file {path}: {e}") from e
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def fill_cache(jobs: dict[Path, Callable[[], dict[Path, Tensor]]], what: str) -> None:
@@ -121,11 +167,11 @@ def fill_cache(jobs: dict[Path, Callable[[], dict[Path, Tensor]]], what: str) ->
 
 def _check_options(frames: int, split_by: str, size: int) -> tuple[int, int]:
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise DataError(f"frames must be an integer >= 1, got {frames!r}")
+        raise ConfigError(f"frames must be an integer >= 1, got {frames!r}")
     if split_by not in SPLITS:
-        raise DataError(f"split_by must be one of {', '.join(SPLITS)}, got {split_by!r}")
+        raise ConfigError(f"split_by must be one of {', '.join(SPLITS)}, got {split_by!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 128:
-        raise DataError(f"size must be an integer in [1, 128], got {size!r}")
+        raise ConfigError(f"size must be an integer in [1, 128], got {size!r}")
     return size, size
 
 
@@ -139,25 +185,31 @@ def _recording_number(path: Path) -> tuple[int, str]:
     return (int(match.group(1)) if match else -1, path.name)
 
 
+def _install_class_zips(zips: dict[str, Path], base: Path) -> None:
+    """Extract each class zip (MD5-checked, all or nothing) whose folder is not there yet."""
+    for name, z in zips.items():
+        if not (base / name).is_dir():
+            install_archive(z, base, name, md5=CIFAR10DVS_ZIPS[name][1])
+
+
 def locate_cifar10dvs(root: Path, download: bool) -> Path:
     """The folder holding ``<class>/*.aedat``, extracting (or downloading) the class zips."""
     candidates = [root / "cifar10dvs", root / "CIFAR10DVS", root]
     for base in candidates:
         if all((base / c).is_dir() for c in CIFAR10DVS_CLASSES):
             return base
-    base = candidates[0]
     for folder in candidates:
         zips = {c: folder / f"{c}.zip" for c in CIFAR10DVS_CLASSES}
         if all(z.is_file() for z in zips.values()):
-            for name, z in zips.items():
-                verify_checksum(z, md5=CIFAR10DVS_ZIPS[name][1])
-                safe_extract_zip(z, base)
-            return base
+            _install_class_zips(zips, candidates[0])
+            return candidates[0]
     if download:
+        zips = {c: candidates[0] / f"{c}.zip" for c in CIFAR10DVS_CLASSES}
         for name, (file_id, md5) in CIFAR10DVS_ZIPS.items():
-            z = download_url(_FIGSHARE + file_id, base / f"{name}.zip", md5=md5)
-            safe_extract_zip(z, base)
-        return base
+            if not zips[name].is_file() and not (candidates[0] / name).is_dir():
+                download_url(_FIGSHARE + file_id, zips[name], md5=md5)
+        _install_class_zips(zips, candidates[0])
+        return candidates[0]
     looked = ", ".join(str(c) for c in candidates)
     raise DataError(
         f"CIFAR10-DVS not found: looked in {looked} for the class folders "
@@ -183,7 +235,8 @@ def build_cifar10dvs(
     splits: dict[str, tuple[list[Path], list[int]]] = {"train": ([], []), "test": ([], [])}
     jobs = {}
     for label, name in enumerate(CIFAR10DVS_CLASSES):
-        sources = sorted((base / name).rglob("*.aedat"), key=_recording_number)
+        found = (p for p in (base / name).rglob("*.aedat") if p.is_file())  # no fifo
+        sources = sorted(found, key=_recording_number)
         if not sources:
             raise DataError(f"{base / name}: no .aedat recordings")
         n_test = max(1, len(sources) // 10)
@@ -193,11 +246,14 @@ def build_cifar10dvs(
             splits[split][0].append(out)
             splits[split][1].append(label)
             jobs[out] = lambda src=src, out=out: {
-                out: to_frames(read_cifar10dvs_aedat(src), frames, split_by, hw)
+                out: to_frames(read_events(read_cifar10dvs_aedat, src), frames, split_by, hw)
             }
     fill_cache(jobs, "CIFAR10-DVS")
     info = _info(len(CIFAR10DVS_CLASSES), hw, frames)
-    return EventFrames(*splits["train"]), EventFrames(*splits["test"]), info
+    train, test = (
+        EventFrames(*splits[k], (frames, 2, *hw)).check_cache() for k in ("train", "test")
+    )
+    return train, test, info
 
 
 # -- DVS128 Gesture ---------------------------------------------------------------------------
@@ -210,10 +266,9 @@ def locate_dvsgesture(root: Path) -> Path:
     for folder in (root, root / "dvsgesture"):
         archive = folder / DVSGESTURE_ARCHIVE[0]
         if archive.is_file():
-            verify_checksum(archive, md5=DVSGESTURE_ARCHIVE[1])
-            safe_extract_tar(archive, folder)
-            if (folder / "DvsGesture" / "trials_to_train.txt").is_file():
-                return folder / "DvsGesture"
+            required = ("trials_to_train.txt", "trials_to_test.txt")
+            md5 = DVSGESTURE_ARCHIVE[1]
+            return install_archive(archive, folder, "DvsGesture", md5=md5, required=required)
     looked = ", ".join(str(c) for c in candidates)
     raise DataError(
         f"DVS128 Gesture not found: looked in {looked} for trials_to_train.txt and for "
@@ -225,10 +280,7 @@ def locate_dvsgesture(root: Path) -> Path:
 
 def read_gesture_labels(path: Path) -> list[tuple[int, int, int]]:
     """``(label 0..10, start_us, end_us)`` per row of a ``<trial>_labels.csv``."""
-    try:
-        lines = path.read_text().split("\n")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read gesture labels: {e}") from e
+    lines = read_text(path, "gesture labels").split("\n")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -271,8 +323,10 @@ def build_dvsgesture(
     splits, jobs = {}, {}
     for split in ("train", "test"):
         files, labels = [], []
-        trials = (base / f"trials_to_{split}.txt").read_text().split()
-        for trial in trials:
+        trial_list = base / f"trials_to_{split}.txt"
+        for trial in read_text(trial_list, "trial list").split():
+            if not (base / trial).is_file():  # checked before any sample is cached
+                raise DataError(f"{trial_list}: the recording {base / trial} does not exist")
             stem = Path(trial).stem
             rows = read_gesture_labels(base / f"{stem}_labels.csv")
             outs = [cache / split / f"{stem}_{i}.pt" for i in range(len(rows))]
@@ -280,8 +334,11 @@ def build_dvsgesture(
             labels += [label for label, _, _ in rows]
             if outs and not all(o.exists() for o in outs):
                 jobs[outs[-1]] = lambda src=base / trial, rows=rows, outs=outs: _gesture_samples(
-                    read_aedat31(src), rows, frames, split_by, hw, outs
+                    read_events(read_aedat31, src), rows, frames, split_by, hw, outs
                 )
-        splits[split] = EventFrames(files, labels)
+        if not files:
+            raise DataError(f"{trial_list}: no labelled sample in the listed trials ({split} set)")
+        splits[split] = EventFrames(files, labels, (frames, 2, *hw))
     fill_cache(jobs, "DVS128 Gesture")
-    return splits["train"], splits["test"], _info(11, hw, frames)
+    train, test = splits["train"].check_cache(), splits["test"].check_cache()
+    return train, test, _info(11, hw, frames)

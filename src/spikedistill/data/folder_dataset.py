@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 
+# what Pillow raises on a corrupt or hostile file (PNG chunks: SyntaxError; headers: struct)
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError,
+)  # fmt: skip
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -110,11 +115,12 @@ class ImageFolderDataset(Dataset):
     def load(self, index: int, generator: torch.Generator | None) -> tuple[Tensor, int]:
         from PIL import Image
 
+        errors = (*_DECODE_ERRORS, Image.DecompressionBombError)
         path, size = self.paths[index], self.image_size
         try:
             with Image.open(path) as raw:
                 img = raw.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+        except errors as e:
             raise DataError(f"{path}: cannot decode image: {e}") from e
         width, height = img.size
         if self.train:

@@ -27,6 +27,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_DIMS = 32  # numpy's limit (numpy 1.x); real IDX files have 1 to 4
 _CHUNK = 1 << 24  # read in 16 MiB pieces: a header may claim any size without allocating it
 _STREAM_ERRORS = (OSError, EOFError, zlib.error)
 
@@ -90,8 +91,11 @@ def _parse(f: BinaryIO, name: str, *, compressed: bool) -> np.ndarray:
     if code not in IDX_DTYPES:
         valid = ", ".join(f"0x{c:02x}" for c in IDX_DTYPES)
         raise DataError(f"{name}: unknown IDX dtype code 0x{code:02x} (valid: {valid})")
-    if ndim == 0:
-        raise DataError(f"{name}: IDX header declares 0 dimensions")
+    if not 1 <= ndim <= MAX_DIMS:
+        raise DataError(
+            f"{name}: IDX header declares {ndim} dimensions (expected 1..{MAX_DIMS}; "
+            "a corrupt header?)"
+        )
     dims_raw = _read_exactly(f, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DataError(
@@ -114,5 +118,8 @@ def _parse(f: BinaryIO, name: str, *, compressed: bool) -> np.ndarray:
             f"{name}: {extra}{more} trailing bytes after the {expected} bytes of data "
             f"for shape {shape} (sizes in the header do not match the file)"
         )
-    array = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    try:
+        array = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    except ValueError as e:  # e.g. (0, 2**32, 2**32, ...): a size numpy cannot index
+        raise DataError(f"{name}: IDX shape {shape} is not a valid array shape ({e})") from None
     return array if dtype.itemsize == 1 else array.astype(dtype.newbyteorder("="))

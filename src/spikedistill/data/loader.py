@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SpikeDistillError
 from .info import DatasetInfo
 from .sampling import check_rank, epoch_indices
 from .seeding import derive_seed, make_generator
@@ -191,11 +191,28 @@ class FolderLoader(Loader):
             generator=make_generator(self.seed, "workers", epoch, self.rank),
         )
         bs = self.batch_size
-        for b, (x, y) in enumerate(loader, start=start):
-            x, y = self._finish(
-                x.to(torch.float32), torch.as_tensor(y, dtype=torch.int64), epoch, b
-            )
-            yield x, y, indices[b * bs : b * bs + len(y)]
+        try:
+            for b, (x, y) in enumerate(loader, start=start):
+                x, y = self._finish(
+                    x.to(torch.float32), torch.as_tensor(y, dtype=torch.int64), epoch, b
+                )
+                yield x, y, indices[b * bs : b * bs + len(y)]
+        except SpikeDistillError as err:
+            flat = _without_worker_traceback(err)
+            if flat is err:
+                raise
+            raise flat from None
+
+
+def _without_worker_traceback(err: SpikeDistillError) -> SpikeDistillError:
+    """The error a ``DataLoader`` worker raised, with its own message only: torch re-raises
+    it as "Caught DataError in DataLoader worker process 0. Original Traceback ...", which
+    would end up in the one-line CLI error."""
+    text = str(err).strip()
+    if not text.startswith("Caught ") or "Traceback" not in text:
+        return err
+    last = text.splitlines()[-1]
+    return type(err)(last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: "))
 
 
 def make_loader(

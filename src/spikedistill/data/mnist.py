@@ -70,7 +70,9 @@ def load_mnist_split(images_path: Path, labels_path: Path) -> ImageTensorDataset
         raise DataError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
         )
-    if len(labels) and int(labels.max()) > 9:
+    if len(images) == 0:
+        raise DataError(f"{images_path}: holds 0 images (an empty or placeholder file?)")
+    if int(labels.max()) > 9:
         raise DataError(f"{labels_path}: label {int(labels.max())} outside 0..9")
     return ImageTensorDataset(
         torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).to(torch.int64)

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
+from ..typed import check_options, parameter_types
 from .info import DatasetInfo
 from .paths import resolve_data_root
 from .subsets import class_balanced_indices, noisy_labels
@@ -47,14 +48,8 @@ def build_datasets(
     drawn uniformly. Both are deterministic from ``seed``; the test set is never changed.
     """
     builder = DATASETS.get(name)
-    valid = dataset_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        accepted = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; "
-            f"valid options: {accepted}"
-        )
+    types = parameter_types(builder, skip=_COMMON)
+    options = check_options(options, types, "data.options", f"dataset {name!r}")
     if train_subset is not None and (
         isinstance(train_subset, bool) or not isinstance(train_subset, numbers.Integral)
     ):
@@ -64,7 +59,14 @@ def build_datasets(
     if not 0.0 <= float(label_noise) < 1.0:
         raise ConfigError(f"label_noise must be in [0, 1), got {label_noise}")
 
-    train, test, info = builder(resolve_data_root(root), download=download, seed=seed, **options)
+    data_root = resolve_data_root(root)
+    train, test, info = builder(data_root, download=download, seed=seed, **options)
+    for split, dataset in (("training", train), ("test", test)):
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise DataError(
+                f"dataset {name!r} (data root {data_root}): the {split} set is empty, "
+                "so nothing could be trained or measured; check its files"
+            )
 
     if train_subset is not None:
         train = train.subset(
