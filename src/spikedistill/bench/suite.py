@@ -125,15 +125,19 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
 
 
 def write_outputs(rows: list[dict], spec: BenchSpec, out: Path, command: str) -> str:
-    """``out.md``, ``out.csv`` and ``out.png``; returns the Markdown."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """``out.md``, ``out.csv`` and ``out.png`` (together or not at all); returns the Markdown."""
+    from ..viz.output import staged_files
+
+    if not rows:
+        raise ConfigError("nothing was measured: none of the --variants could run")
     text = markdown(rows, spec, command)
-    out.with_suffix(".md").write_text(text)
-    plot(rows, spec, out.with_suffix(".png"))
+    with staged_files(out.parent) as stage:
+        with open(stage / out.with_suffix(".csv").name, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        (stage / out.with_suffix(".md").name).write_text(text)
+        plot(rows, spec, stage / out.with_suffix(".png").name)
     return text
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError, is_out_of_memory
 from ..models import build_model
 from ..registry import Registry
 from ..spiking import set_backend
@@ -60,6 +61,32 @@ class BenchSpec:
         model = build_model(self.model, self.num_classes, **kwargs).to(self.device)
         set_backend(model, self.backend, self.device)
         return model
+
+
+def check_spec(spec: BenchSpec) -> None:
+    """Build the SNN and run one sample through it (on torch neurons, nothing to compile): a
+    bad model, option or input size is one ``ConfigError`` before anything is timed."""
+    where = f"{spec.model} with options {spec.options}"
+    try:
+        model = spec.replace(backend="torch").build(spiking=True)
+    except (TypeError, ValueError) as err:  # e.g. an option of the wrong type
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"cannot build {where}: {_first_line(err)}") from None
+    x, _ = spec.inputs(1)
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except RuntimeError as err:  # shapes: the input is too small, a width of 0, ...
+        if is_out_of_memory(err):
+            raise
+        shape = f"{spec.in_channels}x{spec.size}x{spec.size}"
+        raise ConfigError(f"{where} cannot run on {shape} inputs: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 @dataclass

@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from .argtypes import json_object, output_stem, require_positive
+
+if TYPE_CHECKING:
+    from ..bench.variants import BenchSpec
 
 
-def run(args: argparse.Namespace) -> int:
-    import shlex
-
-    import torch
-
-    from ..bench.suite import run as run_suite
-    from ..bench.suite import write_outputs
-    from ..bench.variants import VARIANTS, BenchSpec
+def _spec(args: argparse.Namespace) -> BenchSpec:
+    """The benchmark's spec from the arguments, checked (one error naming the flag)."""
+    from ..bench.variants import VARIANTS, BenchSpec, check_spec
+    from ..engine.setup import resolve_device
+    from ..spiking import choose_backend
 
     for name in args.variants:
         VARIANTS.get(name)  # unknown names fail before anything runs
-    if any(t < 1 for t in args.T) or args.batch < 1 or args.reps < 1:
-        raise ConfigError("--T values, --batch and --reps must be >= 1")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    options = json.loads(args.options) if args.options else {}
-    from ..spiking import choose_backend
-
+    require_positive(args, "--T", "--batch", "--size", "--in-channels", "--reps")
+    options = json_object(args.options, "--options")
+    device = str(resolve_device(args.device, "--device"))
     backend = choose_backend(args.backend, device)  # resolves auto, checks the name
     spec = BenchSpec(
         model=args.model,
+        T=min(args.T),
         batch=args.batch,
         size=args.size,
         in_channels=args.in_channels,
@@ -39,12 +34,23 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         device=device,
     )
-    spec.build(spiking=True)  # a bad model or option fails here, with its message
+    check_spec(spec)  # a bad model, option or input size fails here, with its message
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ..bench.suite import run as run_suite
+    from ..bench.suite import write_outputs
+
+    out = output_stem(args.out, "--out")
+    spec = _spec(args)
     rows = run_suite(spec, args.T, args.variants, reps=args.reps, memory=not args.no_memory)
     command = "spikedistill " + shlex.join(args.argv)
-    text = write_outputs(rows, spec, Path(args.out), command)
+    text = write_outputs(rows, spec, out, command)
     print(text)
-    print(f"wrote {args.out}.md, .csv and .png")
+    print(f"wrote {out.with_suffix('.md')}, .csv and .png")
     return 0
 
 

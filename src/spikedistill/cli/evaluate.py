@@ -1,53 +1,39 @@
-"""``spikedistill evaluate``."""
+"""``spikedistill eval``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ..errors import SpikeDistillError
+from ..errors import ConfigError
+from .argtypes import require_positive
+
+
+def _check(args: argparse.Namespace) -> None:
+    require_positive(args, "--T", "--batch-size", "--stm-batch")
+    if args.teacher_checkpoint and not args.teacher:
+        raise ConfigError("--teacher-checkpoint needs --teacher (the architecture of its weights)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
     from ..data import build_datasets, make_loader
-    from ..engine.config import config_from_dict
+    from ..diagnostics.runs import load_student, read_checkpoint
     from ..engine.evaluate import evaluate
-    from ..engine.setup import build_student, resolve_device
+    from ..engine.setup import resolve_device
 
-    ckpt = load_checkpoint(args.checkpoint)
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise SpikeDistillError(
-            f"{args.checkpoint} is not a spikedistill training checkpoint (no config/model)"
-        )
-    cfg = config_from_dict(ckpt["config"])
+    _check(args)
+    device = resolve_device(args.device, "--device")
+    ckpt, cfg = read_checkpoint(args.checkpoint)
     name = args.data or cfg.data.name
     options = cfg.data.options if name == cfg.data.name else {}  # e.g. the frames of DVS data
     _, test_set, info = build_datasets(name, args.data_dir or cfg.data.root, **options)
     if args.T is not None:
         cfg.model.T = args.T
-    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
-    model.load_state_dict(ckpt["model"])
-    device = resolve_device(args.device, "--device")
-    model.to(device)
+    model = load_student(ckpt, cfg, args.checkpoint, info).to(device)
     loader = make_loader(test_set, args.batch_size, train=False, info=info)
     result = evaluate(model, loader, device)
     if args.stm:
-        from ..engine.run_stm import stm_of_run
-
-        probe = make_loader(test_set, args.stm_batch or cfg.data.batch_size, train=False, info=info)
-        x, y = next(iter(probe))
-        result["stm"] = stm_of_run(
-            ckpt,
-            cfg,
-            model,
-            x.to(device),
-            y.to(device),
-            info.num_classes,
-            info.in_channels,
-            teacher_name=args.teacher,
-            teacher_checkpoint=args.teacher_checkpoint,
-        )
+        result["stm"] = _stm(args, ckpt, cfg, model, test_set, info, device)
     result.update(checkpoint=str(args.checkpoint), dataset=name, model=cfg.model.name)
     if cfg.model.spiking:
         result["T"] = cfg.model.T
@@ -60,6 +46,29 @@ def run(args: argparse.Namespace) -> int:
             f"({int(result['samples'])} samples), loss {result['loss']:.4f}{stm}"
         )
     return 0
+
+
+def _stm(args, ckpt, cfg, model, test_set, info, device) -> float:
+    """The STM of the evaluated model on one test batch (``--stm``)."""
+    from ..data import make_loader
+    from ..diagnostics.runs import first_batches, require_objective
+    from ..engine.run_stm import stm_of_run
+
+    if not args.teacher and cfg.teacher.name:
+        require_objective(ckpt, args.checkpoint)
+    probe = make_loader(test_set, args.stm_batch or cfg.data.batch_size, train=False, info=info)
+    ((x, y),) = first_batches(probe, 1, args.data or cfg.data.name)
+    return stm_of_run(
+        ckpt,
+        cfg,
+        model,
+        x.to(device),
+        y.to(device),
+        info.num_classes,
+        info.in_channels,
+        teacher_name=args.teacher,
+        teacher_checkpoint=args.teacher_checkpoint,
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -92,10 +92,13 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and hasattr(args, "overrides") and not any(a.startswith("-") for a in extra):
-        args.overrides += extra  # overrides may follow the flags
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and hasattr(args, "overrides") and not any(a.startswith("-") for a in extra):
+            args.overrides += extra  # overrides may follow the flags
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as done:  # --help, or a usage error (printed on one line)
+        return done.code if isinstance(done.code, int) else 2
     args.argv = argv
     return run_command(args.func, args)

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
+from .argtypes import output_folder, require_positive
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     from tqdm import tqdm
 
     from ..diagnostics.energy import energy_constants
     from ..diagnostics.report import analyze_run, write_report
+    from ..diagnostics.runs import read_metrics, run_labels
     from ..engine.setup import resolve_device
 
-    if args.batches < 1:
-        raise ConfigError("--batches must be >= 1")
+    require_positive(args, "--batches", "--e-ac", "--e-mac")
     constants = energy_constants(args.energy, args.e_ac, args.e_mac)
     device = str(resolve_device(args.device, "--device"))
+    out = output_folder(args.out, "--out")
+    for run_dir in args.runs:  # every run's metrics.json checked before any is measured
+        read_metrics(run_dir)
+    labeled = list(zip(args.runs, run_labels(args.runs), strict=True))
     runs = [
-        analyze_run(run, args.data_dir, args.batches, constants, device)
-        for run in tqdm(args.runs, desc="runs", disable=None)
+        analyze_run(run_dir, args.data_dir, args.batches, constants, device, name=label)
+        for run_dir, label in tqdm(labeled, desc="runs", disable=None)
     ]
-    import shlex
-
-    md, page = write_report(runs, args.out, "spikedistill " + shlex.join(args.argv))
+    md, page = write_report(runs, out, "spikedistill " + shlex.join(args.argv))
     print(f"wrote {md} and {page}")
     return 0
 

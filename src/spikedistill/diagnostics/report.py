@@ -11,8 +11,8 @@ same PNGs embedded).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +21,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, SpikeDistillError
+from ..errors import SpikeDistillError
 from .energy import OpsReport, count_ops
 from .firing import firing_rates, mean_rate
+from .runs import (
+    file_stems,
+    first_batches,
+    load_student,
+    read_checkpoint,
+    read_metrics,
+    require_objective,
+    run_checkpoint,
+    unique_names,
+)
 
 
 @dataclass
@@ -39,61 +49,55 @@ class RunDiagnostics:
     notes: list[str] = field(default_factory=list)
 
 
-def _checkpoint(run: Path) -> Path:
-    for name in ("best.pt", "last.pt"):
-        if (run / name).is_file():
-            return run / name
-    raise ConfigError(f"{run}: no best.pt or last.pt (is it a spikedistill run directory?)")
-
-
 def analyze_run(
     run: str | os.PathLike,
     data_dir: str | None = None,
     batches: int = 4,
     energy: tuple[float, float] = (0.9, 4.6),
     device: str = "cpu",
+    name: str | None = None,
 ) -> RunDiagnostics:
-    """Everything the report shows about one run directory."""
-    from ..checkpoint import load_checkpoint
+    """Everything the report shows about one run directory (``name``: its label, else the
+    folder name)."""
     from ..data import build_datasets, make_loader
-    from ..distill.objective import DistillObjective
-    from ..distill.stm_probe import stm_probe
-    from ..engine.config import config_from_dict
-    from ..engine.run_stm import stm_of_run, trained_objective
-    from ..engine.setup import build_student
-    from ..models import build_model
 
     run = Path(run)
-    metrics = run / "metrics.json"
-    if not metrics.is_file():
-        raise ConfigError(f"{run}: no metrics.json (is it a spikedistill run directory?)")
-    out = RunDiagnostics(run.name, json.loads(metrics.read_text()))
-    ckpt = load_checkpoint(_checkpoint(run))
-    cfg = config_from_dict(ckpt["config"])
+    out = RunDiagnostics(name or run.name, read_metrics(run))
+    path = run_checkpoint(run)
+    ckpt, cfg = read_checkpoint(path)
     _, test_set, info = build_datasets(cfg.data.name, data_dir or cfg.data.root, **cfg.data.options)
-    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
+    model = load_student(ckpt, cfg, path, info).to(device).eval()
     loader = make_loader(test_set, cfg.data.batch_size, train=False, info=info)
-    data = [b for _, b in zip(range(batches), loader, strict=False)]
+    data = first_batches(loader, batches, cfg.data.name)
     if cfg.model.spiking:
         out.rates = {k: v.tolist() for k, v in firing_rates(model, data, device).items()}
     out.ops = count_ops(model, data, device, *energy)
-    if not cfg.teacher.name:
-        return out
+    if cfg.teacher.name:
+        _teacher_diagnostics(out, ckpt, path, cfg, model, data, info, energy, device)
+    return out
+
+
+def _teacher_diagnostics(out, ckpt, path, cfg, model, data, info, energy, device) -> None:
+    """The teacher's energy, the STM and the method diagnostics of a distilled run."""
+    from ..distill.objective import DistillObjective
+    from ..distill.stm_probe import stm_probe
+    from ..engine.run_stm import stm_of_run, trained_objective
+    from ..models import build_model
+
     teacher_arch = build_model(
         cfg.teacher.name, info.num_classes, in_channels=info.in_channels, **cfg.teacher.options
     )
     out.teacher_ops = count_ops(teacher_arch.to(device), data[:1], device, *energy)
     x, y = (t.to(device) for t in data[0])
     try:
+        require_objective(ckpt, path)
         objective = trained_objective(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
         if not isinstance(objective, DistillObjective):  # no distillation: its teacher alone
             out.stm = stm_of_run(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
-            return out
+            return
     except SpikeDistillError as err:  # e.g. the teacher checkpoint is not on this machine
         out.notes.append(f"no teacher diagnostics: {str(err).splitlines()[0]}")
-        return out
+        return
     methods = dict(objective.methods)
     teacher = objective.teacher.model
     sastc = methods.get("sastc")
@@ -102,7 +106,6 @@ def analyze_run(
         out.attention = _sastc_attention(objective, sastc, model, x)
     if "samd" in methods:
         out.maps = _samd_maps(methods["samd"], model, teacher, x[:4] if x.dim() == 4 else None)
-    return out
 
 
 @torch.no_grad()
@@ -170,52 +173,60 @@ def summary_rows(runs: list[RunDiagnostics]) -> list[list[str]]:
     return rows
 
 
+def _figures(runs: list[RunDiagnostics], out: Path) -> list[tuple[str, str]]:
+    """Every PNG of the report into ``out``: ``(caption, file name)``; one file per run and
+    figure, even for runs of the same name."""
+    from ..viz.curves import plot_runs
+    from ..viz.diagnostics import plot_attention, plot_firing, plot_maps, plot_terms
+
+    figures = [("Test accuracy per epoch and best top-1", "accuracy.png")]
+    summaries = {r.name: r.summary for r in runs}
+    plot_runs(summaries, out / "accuracy.png")
+    if plot_terms(summaries, out / "loss_terms.png"):
+        figures.append(("Training loss terms (and STM) per epoch", "loss_terms.png"))
+    for r, stem in zip(runs, file_stems([r.name for r in runs]), strict=True):
+        if r.rates:
+            plot_firing(r.rates, out / f"firing_{stem}.png", f"{r.name}: firing rates")
+            figures.append((f"{r.name}: firing rate per layer and time step", f"firing_{stem}.png"))
+        if r.attention is not None:
+            plot_attention(*r.attention, out / f"sastc_attention_{stem}.png")
+            figures.append(
+                (f"{r.name}: SASTC attention (batch mean)", f"sastc_attention_{stem}.png")
+            )
+        if r.maps is not None:
+            plot_maps(*r.maps, out / f"samd_maps_{stem}.png")
+            figures.append((f"{r.name}: student SAM vs teacher CAM", f"samd_maps_{stem}.png"))
+    return figures
+
+
 def write_report(
     runs: list[RunDiagnostics], out: str | os.PathLike, command: str = ""
 ) -> tuple[Path, Path]:
     """``report.md`` + PNGs and a self-contained ``report.html`` in ``out``; ``command``, the
-    command line that made it, is quoted at the top."""
-    from ..viz.curves import plot_runs
-    from ..viz.diagnostics import plot_attention, plot_firing, plot_maps, plot_terms
+    command line that made it, is quoted at the top. The files appear together or not at all."""
+    from ..viz.output import staged_files
 
+    names = unique_names([r.name for r in runs])
+    runs = [dataclasses.replace(r, name=n) for r, n in zip(runs, names, strict=True)]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, str]] = []  # (caption, file name)
-    summaries = {r.name: r.summary for r in runs}
-    plot_runs(summaries, out / "accuracy.png")
-    figures.append(("Test accuracy per epoch and best top-1", "accuracy.png"))
-    if plot_terms(summaries, out / "loss_terms.png"):
-        figures.append(("Training loss terms (and STM) per epoch", "loss_terms.png"))
-    for r in runs:
-        if r.rates:
-            name = f"firing_{r.name}.png"
-            plot_firing(r.rates, out / name, f"{r.name}: firing rates")
-            figures.append((f"{r.name}: firing rate per layer and time step", name))
-        if r.attention is not None:
-            name = f"sastc_attention_{r.name}.png"
-            plot_attention(*r.attention, out / name)
-            figures.append((f"{r.name}: SASTC attention (batch mean)", name))
-        if r.maps is not None:
-            name = f"samd_maps_{r.name}.png"
-            plot_maps(*r.maps, out / name)
-            figures.append((f"{r.name}: student SAM vs teacher CAM", name))
-    rows = summary_rows(runs)
-    notes = [f"{r.name}: {n}" for r in runs for n in r.notes]
-    made = f"Made with `{command}`. " if command else ""
-    intro = (
-        f"{made}Firing rate: mean over layers and steps; SOPs, MACs and energy per sample "
-        "(methods in `spikedistill.diagnostics.energy`); STM against the run's teacher on one "
-        "test batch."
-    )
-    md = ["# spikedistill report", "", intro, "", _md_table(rows), ""]
-    md += [f"- {n}" for n in notes] + ([""] if notes else [])
-    for caption, name in figures:
-        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
-    html_path = out / "report.html"
-    html_path.write_text(_html(intro, rows, notes, [(c, out / n) for c, n in figures]))
-    return md_path, html_path
+    with staged_files(out) as stage:
+        figures = _figures(runs, stage)
+        rows = summary_rows(runs)
+        notes = [f"{r.name}: {n}" for r in runs for n in r.notes]
+        made = f"Made with `{command}`. " if command else ""
+        intro = (
+            f"{made}Firing rate: mean over layers and steps; SOPs, MACs and energy per sample "
+            "(methods in `spikedistill.diagnostics.energy`); STM against the run's teacher on "
+            "one test batch."
+        )
+        md = ["# spikedistill report", "", intro, "", _md_table(rows), ""]
+        md += [f"- {n}" for n in notes] + ([""] if notes else [])
+        for caption, name in figures:
+            md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+        (stage / "report.md").write_text("\n".join(md))
+        page = _html(intro, rows, notes, [(c, stage / n) for c, n in figures])
+        (stage / "report.html").write_text(page)
+    return out / "report.md", out / "report.html"
 
 
 def _md_table(rows: list[list[str]]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checkpoint import load_weights
 from ..distill.objective import DistillObjective
 from ..distill.stm_probe import stm_probe
 from ..distill.teacher import load_teacher
@@ -28,7 +29,7 @@ def trained_objective(
     objective = build_objective(cfg, student, num_classes, in_channels).to(x.device)
     if hasattr(objective, "build"):
         objective.build(student, x, y)
-    objective.load_state_dict(ckpt["objective"])
+    load_weights(objective, ckpt["objective"], "the run's objective")
     return objective
 
 

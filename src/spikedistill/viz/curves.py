@@ -15,19 +15,24 @@ def plot_runs(summaries: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
     import matplotlib.pyplot as plt
 
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(10, 4), width_ratios=[3, 2])
-    for label, summary in summaries.items():
-        points = [(r["epoch"], r["test_top1"]) for r in summary["history"]]
+    for i, (label, summary) in enumerate(summaries.items()):  # one colour per run
+        points = [(r["epoch"], r.get("test_top1")) for r in summary["history"]]
         points = [(e, a) for e, a in points if a is not None]
-        curves.plot(*zip(*points, strict=True), marker="o", markersize=3, label=label)
+        if points:  # a run not tested yet has none
+            curves.plot(*zip(*points, strict=True), marker="o", ms=3, color=f"C{i}", label=label)
     curves.set(xlabel="epoch", ylabel="test top-1 (%)", title="test accuracy")
     curves.grid(alpha=0.3)
-    curves.legend()
-    labels = list(summaries)
-    best = [summaries[k]["best_top1"] for k in labels]
-    drawn = bars.bar(labels, best, color=[f"C{i}" for i in range(len(labels))])
+    if curves.lines:
+        curves.legend()
+    best = {k: s.get("best_top1") for k, s in summaries.items()}
+    best = {k: v for k, v in best.items() if v is not None}
+    colours = [f"C{i}" for i, k in enumerate(summaries) if k in best]
+    drawn = bars.bar(list(best), list(best.values()), color=colours)
     bars.bar_label(drawn, fmt="%.2f")
-    low = min(best)
-    bars.set(ylim=(max(0.0, low - 5), min(100.0, max(best) + 2)), ylabel="best top-1 (%)")
+    if best:
+        low, high = min(best.values()), max(best.values())
+        bars.set(ylim=(max(0.0, low - 5), min(100.0, high + 2)))
+    bars.set(ylabel="best top-1 (%)")
     bars.set_title("best test top-1")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
