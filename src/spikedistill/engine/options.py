@@ -69,6 +69,5 @@ def check_free_form(cfg: ExperimentConfig) -> None:
     elif cfg.teacher.options:
         raise ConfigError("teacher.options is set but teacher.name is not")
     check_distill_section(cfg)
-    builder = DATASETS.get(cfg.data.name)
-    types = parameter_types(builder, skip=("root", "download", "seed"))
+    types = parameter_types(DATASETS.get(cfg.data.name), skip=("root", "download", "seed"))
     check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")

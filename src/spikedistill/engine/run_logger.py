@@ -25,31 +25,37 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class RunLogger:
+    """Writes nothing until the run does (the folder and the TensorBoard writer are made on
+    first use), so a run that fails while being set up leaves its folder as it was."""
+
     def __init__(self, run_dir: str | os.PathLike, enabled: bool = True) -> None:
         self.dir = Path(run_dir)
         self.enabled = enabled
-        self._tb = None
-        if not enabled:
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        self._tb: Any = None
 
-            self._tb = SummaryWriter(str(self.dir / "tensorboard"))
-        except Exception:  # tensorboard is optional
-            self._tb = None
+    def _writer(self) -> Any:
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.dir / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self._tb = False
+        return self._tb
 
     def save_config(self, config: dict[str, Any]) -> None:
         if self.enabled:
+            self.dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def log(self, message: str) -> None:
         if self.enabled:
+            self.dir.mkdir(parents=True, exist_ok=True)
             with open(self.dir / "log.txt", "a", encoding="utf-8") as fh:
                 fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        if self.enabled and self._tb is not None:
+        if self.enabled and self._writer():
             for key, value in values.items():
                 self._tb.add_scalar(key, value, step)
             self._tb.flush()
@@ -68,5 +74,5 @@ class RunLogger:
         write_json_atomic(self.dir / "metrics.json", summary)
 
     def close(self) -> None:
-        if self._tb is not None:
+        if self._tb:
             self._tb.close()

@@ -273,13 +273,7 @@ class Trainer:
                 img_s=f"{rate:.0f}",
             )
             if s.global_step % cfg.train.log_every == 0:
-                check_finite_model(self.step_module, f"after step {s.global_step}")
-                parts = " ".join(f"{k} {v:.4f}" for k, v in values.items())
-                self.logger.log(
-                    f"epoch {s.epoch + 1} step {s.step_in_epoch}/{n_batches} loss {total:.4f} "
-                    f"[{parts}] lr {self.optimizer.param_groups[0]['lr']:.5f} {rate:.0f} img/s"
-                )
-                self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
+                self._log_step(values, total, n_batches, rate)
             every = cfg.train.checkpoint_every
             if every and s.global_step % every == 0 and s.step_in_epoch < n_batches:
                 run["seconds"] += time.perf_counter() - start
@@ -291,6 +285,17 @@ class Trainer:
         keys = sorted(k for k in run if k != "seconds")
         sums = dict(zip(keys, self.dist.sum([run[k] for k in keys], self.device), strict=True))
         return {**epoch_means(sums), "seconds": run["seconds"]}
+
+    def _log_step(self, values: dict[str, float], total: float, n_batches: int, rate: float):
+        """The periodic log line and scalars, after checking the weights are still finite."""
+        s = self.state
+        check_finite_model(self.step_module, f"after step {s.global_step}")
+        parts = " ".join(f"{k} {v:.4f}" for k, v in values.items())
+        self.logger.log(
+            f"epoch {s.epoch + 1} step {s.step_in_epoch}/{n_batches} loss {total:.4f} "
+            f"[{parts}] lr {self.optimizer.param_groups[0]['lr']:.5f} {rate:.0f} img/s"
+        )
+        self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.epochs`` (from the resumed state)."""
