@@ -125,6 +125,18 @@ ROWS = [
         None,
     ),
     ("method-option-range", [*TEACHER, "distill.options={kd: {tau: 0}}"], "tau must be > 0", None),
+    (
+        "method-weight-negative",
+        [*TEACHER, "distill.options={kd: {weight: -1}}"],
+        "must be >= 0 (a negative weight would maximise",
+        None,
+    ),
+    (
+        "model-option-in-channels",
+        ["model.options={in_channels: 3}"],
+        "dataset gives the input",
+        None,
+    ),
     ("method-not-selected", [*TEACHER, "distill.options={sastc: {}}"], "is not in distill", None),
     (
         "teacher-options-text",

@@ -257,3 +257,15 @@ def test_a_tap_the_model_overwrites_in_place_is_refused():
     taps = FeatureTaps(model, ["layer1.0"])
     model(torch.randn(2, 3, 32, 32))
     assert set(taps.pop()) == {"layer1.0"}
+
+
+def test_student_taps_are_time_first_and_a_once_per_sample_stem_is_one_step():
+    from spikedistill.distill.objective import time_first_features
+
+    snn = build_model("convnet3", 10, spiking=True, T=3, in_channels=1, width=4)
+    folded, once = torch.randn(3 * 5, 4, 8, 8), torch.randn(5, 4, 8, 8)
+    out = time_first_features({"a": folded, "stem": once}, snn, 5)
+    assert torch.equal(out["a"], folded.view(3, 5, 4, 8, 8))
+    assert torch.equal(out["stem"], once.unsqueeze(0))
+    with pytest.raises(ConfigError, match="gives 7 rows for a batch of 5 at T=3"):
+        time_first_features({"odd": torch.randn(7, 4)}, snn, 5)

@@ -27,7 +27,10 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 def _torchrun(*args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     proc = subprocess.run(
-        [*cmd, "-m", "spikedistill.cli", "train", *args], capture_output=True, text=True
+        [*cmd, "-m", "spikedistill.cli", "train", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

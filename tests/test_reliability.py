@@ -122,6 +122,12 @@ def test_nonfinite_loss_stops_naming_term_and_step_and_keeps_the_last_good_check
     assert torch.equal(last["model"]["stem.0.weight"], trainer.model.stem[0].weight)
 
 
+def test_nonfinite_loss_before_any_checkpoint_says_so(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"at step 1 \(epoch 1\)[^.]*no checkpoint yet"):
+        _trainer(tmp_path, [1]).fit()
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_nonfinite_steps_are_skipped_without_an_update_up_to_the_budget(tmp_path):
     trainer = _trainer(tmp_path, [3, 6], "train.skip_nonfinite=2")
     weights = []  # the stem weights before every training forward

@@ -34,6 +34,15 @@ class NonFiniteLossError(NonFiniteError):
     """A NaN or infinite training loss (more than ``train.skip_nonfinite`` times)."""
 
 
+class RankError(SpikeDistillError):
+    """An error of one process under torchrun during training, where it may be that process's
+    alone (its shard of the data): the CLI prints it from every rank, naming the rank."""
+
+    def __init__(self, rank: int, error: BaseException) -> None:
+        super().__init__(f"rank {rank}: {error}")
+        self.rank, self.error = rank, error
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation failure (CUDA, CPU allocator or Python)."""
     if isinstance(err, MemoryError):

@@ -1,6 +1,7 @@
 """The ``spikedistill`` command line: ``train``, ``eval``, ``demo``, ``report``, ``bench``.
 
-Every failure prints one line on stderr, once (rank 0 under torchrun): a mistake (bad config,
+Every failure prints one line on stderr, once (rank 0 under torchrun; during training every
+rank that fails, naming itself, as its data shard is its own): a mistake (bad config,
 missing data, corrupt checkpoint, full disk, ...) exits with status 2, anything unexpected with
 status 1. ``--debug`` shows the traceback instead.
 """
@@ -14,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from types import ModuleType
 
-from ..errors import SpikeDistillError, is_out_of_memory
+from ..errors import RankError, SpikeDistillError, is_out_of_memory
 from . import bench, demo, evaluate, report, train
 
 COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench)
@@ -49,13 +50,16 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _print_error(message: str) -> None:
-    if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
+def _print_error(message: str, every_rank: bool = False) -> None:
+    if every_rank or os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
         print(f"spikedistill: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def _error_message(err: BaseException) -> tuple[str, int]:
     """The line and exit status for an exception that ended a command."""
+    if isinstance(err, RankError):
+        message, status = _error_message(err.error)
+        return f"rank {err.rank}: {message}", status
     if isinstance(err, SpikeDistillError):
         return str(err), 2
     if is_out_of_memory(err):
@@ -82,7 +86,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
             return 130
         except Exception as err:
             message, status = _error_message(err)
-            _print_error(message)
+            _print_error(message, every_rank=isinstance(err, RankError))
             return status
     for w in caught:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)

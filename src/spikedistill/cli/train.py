@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RankError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
                 trainer.resume(force=args.force)
             if rank == 0:
                 print(f"run directory: {run_dir}")
-            summary = trainer.fit()
+            summary = _fit(trainer, rank)
         finally:
             trainer.close()
     if rank == 0:
@@ -39,6 +39,17 @@ def run(args: argparse.Namespace) -> int:
             f"metrics in {run_dir / 'metrics.json'}"
         )
     return 0
+
+
+def _fit(trainer, rank: int) -> dict:
+    """``trainer.fit()``; under torchrun an error names its rank (it may be that rank's
+    alone, e.g. a NaN in its shard, and every rank's line is printed)."""
+    try:
+        return trainer.fit()
+    except Exception as err:
+        if not trainer.dist.enabled:
+            raise
+        raise RankError(rank, err) from err
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -50,12 +50,23 @@ def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def time_first_features(
-    features: dict[str, torch.Tensor], student: nn.Module
+    features: dict[str, torch.Tensor], student: nn.Module, batch: int
 ) -> dict[str, torch.Tensor]:
-    """Tapped student outputs as ``[T, B, ...]`` (unfolded time; ``T = 1`` for an ANN)."""
-    if getattr(student, "spiking", False):
-        return {k: unfold_time(v, student.T) for k, v in features.items()}
-    return {k: v.unsqueeze(0) for k, v in features.items()}
+    """Tapped student outputs as ``[T, B, ...]`` (unfolded time; ``T = 1`` for an ANN, and for
+    a map computed once per sample, such as a direct-encoding stem's)."""
+    steps = student.T if getattr(student, "spiking", False) else 1
+    out = {}
+    for path, v in features.items():
+        if v.shape[0] == steps * batch:
+            out[path] = unfold_time(v, steps) if steps > 1 else v.unsqueeze(0)
+        elif v.shape[0] == batch:
+            out[path] = v.unsqueeze(0)
+        else:
+            raise ConfigError(
+                f"the student's tap {path!r} gives {v.shape[0]} rows for a batch of {batch} "
+                f"at T={steps}; tap a layer inside the network"
+            )
+    return out
 
 
 class DistillObjective(nn.Module):
@@ -113,7 +124,7 @@ class DistillObjective(nn.Module):
             student_logits=steps.mean(0),
             step_logits=steps,
             teacher_logits=teacher_logits,
-            student_features=time_first_features(student_feats, student),
+            student_features=time_first_features(student_feats, student, len(y)),
             teacher_features={k: v.detach() for k, v in teacher_feats.items()},
             teacher=self.teacher.model,
         )

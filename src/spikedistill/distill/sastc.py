@@ -112,8 +112,9 @@ class SASTC(DistillMethod):
         super().__init__()
         size = batch_size if mlp_dim is None else mlp_dim
         if not isinstance(size, int) or isinstance(size, bool) or size // 4 < 1:
+            what = "batch size" if mlp_dim is None else "mlp_dim (the batch size it expects)"
             raise ConfigError(
-                f"batch size too small for SASTC: needs >= 4 per device "
+                f"{what} too small for SASTC: needs >= 4 per device "
                 f"(the similarity embedding has B // 4 dimensions), got B={size!r}"
             )
         self.batch_size = size

@@ -31,7 +31,7 @@ def probe_batch(
     try:
         teacher_logits = teacher(x)
         steps = student_forward(student, x)
-        s_feats = time_first_features(s_taps.pop(), student)
+        s_feats = time_first_features(s_taps.pop(), student, steps.shape[1])
         t_feats = t_taps.pop()
     finally:
         s_taps.remove()

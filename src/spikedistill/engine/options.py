@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 #: options the config sets elsewhere: where
 RESERVED_OPTIONS = {
     "num_classes": "the dataset gives the number of classes",
+    "in_channels": "the dataset gives the input channels",
     "spiking": "set model.spiking (a teacher is an ANN)",
     "T": "set model.T",
     "neuron": "set model.neuron",
@@ -58,7 +59,13 @@ def check_distill_section(cfg: ExperimentConfig) -> None:
                 f"distill.method={cfg.distill.method!r}"
             )
         types = parameter_types(METHODS.get(name), skip=("student", "teacher"))
-        check_options(section, types, f"distill.options.{name}", f"method {name!r}")
+        checked = check_options(section, types, f"distill.options.{name}", f"method {name!r}")
+        for key, value in checked.items():
+            if key.endswith("weight") and isinstance(value, int | float) and value < 0:
+                raise ConfigError(
+                    f"distill.options.{name}.{key} must be >= 0 (a negative weight would "
+                    f"maximise the loss), got {value}"
+                )
 
 
 def check_free_form(cfg: ExperimentConfig) -> None:

@@ -116,19 +116,20 @@ def claim_run_dir(
     lock: bool = True,
     created: bool = False,
 ) -> Iterator[Path]:
-    """Check ``run_dir``, lock it while the block runs (``lock=False``: check only, e.g. on
-    the ranks > 0 under torchrun), then unlock; a folder created here (or by the caller:
-    ``created``) that is still empty, the run having failed before writing, is removed."""
-    check_run_dir(run_dir, resume, config)
+    """Lock ``run_dir`` while the block runs (``lock=False``: only check it, e.g. on the
+    ranks > 0 under torchrun) and check what it holds; then unlock. A folder created here (or
+    by the caller: ``created``) that is still empty, the run having failed before writing,
+    is removed."""
     created = created or not run_dir.exists()
-    if lock:
+    if lock:  # first: a folder in use is "in use", whatever it holds
         run_dir.mkdir(parents=True, exist_ok=True)
         lock_file = _take_lock(run_dir)
     try:
+        check_run_dir(run_dir, resume, config)
         yield run_dir
     finally:
         if lock:
             lock_file.unlink(missing_ok=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()  # only if empty
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if empty

@@ -1,0 +1,233 @@
+"""Guards that need more than one command line: NaN data and weights, two runs on one
+folder, a crash between the metrics and the checkpoint, the error line under torchrun."""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+import warnings
+from argparse import Namespace
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from bad_input import expect_one_line_error, snapshot
+from spikedistill.cli import main
+from spikedistill.cli.main import run_command
+from spikedistill.data import DATASETS, DatasetInfo
+from spikedistill.engine import run_dir as run_dir_module
+from spikedistill.engine.config import load_config
+from spikedistill.engine.run_dir import RunDirError, claim_run_dir, default_run_dir
+from spikedistill.engine.trainer import Trainer
+from spikedistill.errors import ConfigError, DataError, NonFiniteError, RankError
+
+BASE = """
+name: tiny
+data: {name: digits, batch_size: 64, eval_batch_size: 500}
+model: {name: convnet3, spiking: true, T: 2, options: {width: 8}}
+train: {epochs: 1, seed: 0}
+"""
+
+
+class FloatSamples(Dataset):
+    """Float 1x8x8 samples (as cached event frames are), one of them NaN or inf."""
+
+    def __init__(self, n: int, bad: int | None) -> None:
+        self.x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        self.labels = torch.arange(n) % 10
+        if bad is not None:
+            self.x[bad, 0, 3, 4] = float("nan") if bad % 2 else float("inf")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.x[i], int(self.labels[i])
+
+
+@pytest.fixture
+def float_data(monkeypatch):
+    """A dataset ``float_data`` whose option ``bad`` puts a non-finite value in one sample."""
+
+    def build(root, *, download=False, seed=0, bad_train: int = -1, bad_test: int = -1):
+        info = DatasetInfo(10, 1, (8, 8), (0.5,), (0.25,))
+        train = FloatSamples(128, bad_train if bad_train >= 0 else None)
+        return train, FloatSamples(64, bad_test if bad_test >= 0 else None), info
+
+    monkeypatch.setitem(DATASETS._items, "float_data", build)
+
+
+TRAIN_NAN = "non-finite value (NaN or inf) in training sample of float_data"
+
+
+@pytest.mark.parametrize(
+    ("option", "message", "unchecked"),
+    [
+        ("bad_train: 17", f"{TRAIN_NAN} 17", "non-finite values in model.stem"),
+        ("bad_train: 100", f"{TRAIN_NAN} 100", "non-finite values in model.stem"),
+        ("bad_test: 40", "non-finite value (NaN or inf) in test sample of float_data 40", None),
+    ],
+)
+def test_nan_in_the_data_stops_naming_the_sample_before_anything_is_saved(
+    option, message, unchecked, float_data, tmp_path, capsys
+):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    out = tmp_path / "run"
+    argv = ["train", str(config), "data.name=float_data", f"data.options={{{option}}}"]
+    expect_one_line_error([*argv, "--out", str(out)], message, capsys)
+    assert not any(out.glob("*.pt")) and not (out / "metrics.json").exists()
+    assert not (out / ".lock").exists()
+    # without the data check a NaN in training ruins the weights; the weight guard stops
+    # the run before they are saved
+    argv = [*argv, "data.check_finite=false", "--out", str(tmp_path / "off")]
+    if unchecked is None:
+        assert main(argv) == 0
+    else:
+        expect_one_line_error(argv, unchecked, capsys)
+        assert not any((tmp_path / "off").glob("*.pt"))
+
+
+def test_nonfinite_weights_are_named_and_never_saved(tmp_path):
+    cfg = load_config(None, ["data.name=digits", "model.name=convnet3", "train.epochs=1"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    with torch.no_grad():
+        trainer.model.head.fc.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"non-finite values in model\.head\.fc\.weight"):
+        trainer.save("last.pt")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE.replace("epochs: 1", "epochs: 200"))
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "spikedistill.cli", "train", str(config), "--out", str(out)]
+    first = subprocess.Popen(cli, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "config.yaml").exists() and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert first.poll() is None, first.stderr.read()
+        before = snapshot(out / "config.yaml")
+        for resume in ([], ["--resume"]):
+            argv = ["train", str(config), "--out", str(out), *resume]
+            expect_one_line_error(argv, f"is in use by process {first.pid}", capsys)
+        assert snapshot(out / "config.yaml") == before
+    finally:
+        first.kill()
+        first.wait()
+    # killed: its lock is stale now, and a resume takes the folder over
+    with claim_run_dir(out, resume=True):
+        assert (out / ".lock").read_text().split()[0] == str(os.getpid())
+    assert not (out / ".lock").exists()
+
+
+def test_a_stale_lock_is_taken_over_and_a_foreign_one_is_not(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text(f"{gone.stdout.strip()} {run_dir_module.socket.gethostname()}\n")
+    with claim_run_dir(out):
+        pass
+    (out / ".lock").write_text(f"{gone.stdout.strip()} another-host\n")  # cannot tell: refuse
+    with pytest.raises(RunDirError, match="in use by process"), claim_run_dir(out):
+        pass
+
+
+def test_default_run_folders_started_in_the_same_second_differ(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_dir_module.time, "strftime", lambda fmt: "20261204-120000")
+    folders = [default_run_dir("tiny", tmp_path) for _ in range(3)]
+    assert [f.name for f in folders] == [
+        "tiny-20261204-120000",
+        *(f"tiny-20261204-120000-{n}" for n in (2, 3)),
+    ]
+
+
+def test_a_crash_between_the_metrics_and_the_checkpoint_does_not_repeat_the_epoch(
+    tmp_path, monkeypatch
+):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE.replace("epochs: 1", "epochs: 2, checkpoint_every: 3"))
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["train", str(config), "--out", str(full)]) == 0
+    save = Trainer.save
+
+    def crash_at_the_end_of_epoch_1(self, name):
+        if name == "last.pt" and self.state.epoch == 1 and self.state.step_in_epoch == 0:
+            raise KeyboardInterrupt  # after metrics.csv got epoch 1, before last.pt did
+        save(self, name)
+
+    monkeypatch.setattr(Trainer, "save", crash_at_the_end_of_epoch_1)
+    assert main(["train", str(config), "--out", str(part)]) == 130
+    monkeypatch.setattr(Trainer, "save", save)
+    assert main(["train", str(config), "--out", str(part), "--resume"]) == 0
+
+    def rows(run):
+        with open(run / "metrics.csv") as fh:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+
+    assert [r["epoch"] for r in rows(part)] == ["1", "2"]
+    assert rows(part) == rows(full)
+
+
+def test_demo_refuses_a_folder_holding_an_earlier_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "teacher").mkdir(parents=True)
+    (out / "teacher" / "best.pt").write_bytes(b"an earlier demo's teacher")
+    expect_one_line_error(["demo", "--out", str(out)], "already holds a run (teacher/best.pt",
+                          capsys, watch=[out])  # fmt: skip
+
+
+def test_under_torchrun_only_rank_0_prints_the_error(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    argv = ["train", str(config), "model.T=0", "--out", str(tmp_path / "run")]
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 2 and capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 2 and capsys.readouterr().err.count("\n") == 1
+    # in training an error may be one rank's alone (its shard): every rank names itself
+    monkeypatch.setenv("RANK", "1")
+
+    def fails_on_rank_1(args):
+        raise RankError(1, DataError("non-finite value in training sample 7"))
+
+    assert run_command(fails_on_rank_1, Namespace(debug=False)) == 2
+    err = capsys.readouterr().err
+    assert err == "spikedistill: error: rank 1: non-finite value in training sample 7\n"
+
+
+def test_warnings_before_a_failure_do_not_add_lines(tmp_path, capsys, monkeypatch):
+    def warn_then_fail(self, *args, **kwargs):
+        warnings.warn("a torch warning", UserWarning, stacklevel=1)
+        raise ConfigError("the mistake")
+
+    monkeypatch.setattr(Trainer, "__init__", warn_then_fail)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    expect_one_line_error(
+        ["train", str(config), "--out", str(tmp_path / "r")], "the mistake", capsys
+    )
+
+
+def test_scientific_floats_and_overrides_after_flags_are_read(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE + "optim: {lr: 5e-4, weight_decay: 1E-5}\n")
+    cfg = load_config(str(config), ["sched.min_lr=1e-6"])
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.sched.min_lr) == (5e-4, 1e-5, 1e-6)
+
+
+def test_billion_laughs_is_refused_within_a_second(tmp_path):
+    from test_bad_inputs import LAUGHS
+
+    config = tmp_path / "laughs.yaml"
+    config.write_text(LAUGHS)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(str(config))
+    assert time.perf_counter() - start < 1.0
