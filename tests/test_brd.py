@@ -112,7 +112,7 @@ def test_brd_under_rate_backprop_uses_the_rate_graph():
 
 BASE = """
 data: {name: digits, batch_size: 64, eval_batch_size: 500}
-model: {name: resnet8, spiking: true, T: 2, neuron: ratebp, options: {in_channels: 1}}
+model: {name: resnet8, spiking: true, T: 2, neuron: ratebp}
 optim: {name: sgd, lr: 0.05, momentum: 0.9}
 sched: {name: cosine}
 train: {epochs: 2, seed: 1}
@@ -129,7 +129,6 @@ def test_brd_kd_trains_with_rate_backprop_end_to_end(tmp_path):
             "train.backprop=rate",
             "teacher.name=resnet8",
             f"teacher.checkpoint={tmp_path / 'teacher' / 'best.pt'}",
-            "teacher.options={in_channels: 1}",
             "distill.method=brd+kd",
             "distill.options={brd: {init_from_teacher: true}}",
         ],

@@ -3,6 +3,7 @@ per-epoch evaluation on the full test set, atomic ``last``/``best`` checkpoints 
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from pathlib import Path
@@ -361,7 +362,12 @@ class Trainer:
         return result
 
     def close(self) -> None:
-        """Leave the process group (under torchrun)."""
+        """Leave the process group (under torchrun). DDP goes first, while the group lives:
+        its reducer freeing the gloo group can deadlock on the GIL (seen at exit)."""
+        if self.dist.enabled and isinstance(self.step_module, nn.parallel.DistributedDataParallel):
+            self.dist.barrier()
+            self.step_module = TrainStep(self.model, self.objective, self.train_forward)
+            gc.collect()
         self.dist.close()
 
     def _stm_due(self, epoch: int) -> bool:
