@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from bad_input import expect_one_line_error, snapshot
 from spikedistill.cli import main
-from spikedistill.cli.main import run_command
+from spikedistill.cli.main import HeldWarnings, run_command
 from spikedistill.data import DATASETS, DatasetInfo
 from spikedistill.engine import run_dir as run_dir_module
 from spikedistill.engine.config import load_config
@@ -231,3 +231,14 @@ def test_billion_laughs_is_refused_within_a_second(tmp_path):
     with pytest.raises(ConfigError, match="aliases"):
         load_config(str(config))
     assert time.perf_counter() - start < 1.0
+
+
+def test_warnings_are_held_until_the_setup_is_done_then_shown_as_they_come():
+    shown = []
+    held = HeldWarnings()
+    held.show = lambda message, *rest: shown.append(str(message))
+    held("during setup", UserWarning, "f.py", 1)
+    assert shown == []
+    held.release()
+    held("while training", UserWarning, "f.py", 2)
+    assert shown == ["during setup", "while training"]

@@ -72,13 +72,39 @@ def _error_message(err: BaseException) -> tuple[str, int]:
     return (f"unexpected {type(err).__name__}{detail} (a bug? rerun with --debug)"), 1
 
 
+class HeldWarnings:
+    """Holds the warnings a command raises until ``release()`` (its setup went well: they are
+    shown, and later ones as they come); dropped if it fails first, so its error stays one
+    line."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple] = []
+        self.live = False
+        self.show = warnings.showwarning
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if self.live:
+            self.show(message, category, filename, lineno, file, line)
+        else:
+            self.held.append((message, category, filename, lineno, file, line))
+
+    def release(self) -> None:
+        self.live = True
+        for held in self.held:
+            self.show(*held)
+        self.held.clear()
+
+
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command; warnings raised before it fails are dropped with the failure (one line),
-    else shown when it returns (``--debug`` shows everything as it comes)."""
+    """Run a command: any failure is one line (``--debug``: the traceback); warnings wait for
+    ``args.release_warnings()`` or the command's end (see ``HeldWarnings``)."""
     if args.debug:
+        args.release_warnings = lambda: None
         return func(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+    held = HeldWarnings()
+    args.release_warnings = held.release
+    with warnings.catch_warnings():
+        warnings.showwarning = held
         try:
             status = func(args)
         except KeyboardInterrupt:
@@ -88,8 +114,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
             message, status = _error_message(err)
             _print_error(message, every_rank=isinstance(err, RankError))
             return status
-    for w in caught:
-        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        held.release()
     return status
 
 

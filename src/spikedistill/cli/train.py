@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.resume and (run_dir / "last.pt").exists():
                 trainer.resume(force=args.force)
+            args.release_warnings()  # set up: warnings now show as they come
             if rank == 0:
                 print(f"run directory: {run_dir}")
             summary = _fit(trainer, rank)
