@@ -7,6 +7,7 @@ bad files, ``{out}`` the run folder. Data-format rows live in tests/test_bad_dat
 those of eval/report/bench in tests/test_bad_command_inputs.py.
 """
 
+import fcntl
 import gzip
 import os
 import shutil
@@ -58,10 +59,17 @@ def _copy_run(*drop, change=None):
     return prepare
 
 
+HELD = []  # lock files held open by this test process
+
+
 def _lock_held(out, files):
-    """A lock of a live process: this one."""
+    """The run folder locked by another holder (here: this process, through its own open
+    file description, which ``flock`` treats as a separate owner)."""
     out.mkdir()
-    (out / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    HELD.append(fd)
 
 
 ROWS = [
@@ -232,7 +240,7 @@ ROWS = [
         "differs from the run's in optim.lr",
         _copy_run(),
     ),
-    ("run-folder-locked", [], "is in use by process", _lock_held),
+    ("run-folder-locked", [], f"is in use by process {os.getpid()}", _lock_held),
 ]
 
 

@@ -126,17 +126,18 @@ def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path, capsys):
     assert not (out / ".lock").exists()
 
 
-def test_a_stale_lock_is_taken_over_and_a_foreign_one_is_not(tmp_path):
+def test_a_lock_file_left_by_a_dead_run_is_taken_over(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").write_text(f"{gone.stdout.strip()} {run_dir_module.socket.gethostname()}\n")
     with claim_run_dir(out):
-        pass
-    (out / ".lock").write_text(f"{gone.stdout.strip()} another-host\n")  # cannot tell: refuse
-    with pytest.raises(RunDirError, match="in use by process"), claim_run_dir(out):
-        pass
+        assert (out / ".lock").read_text().split()[0] == str(os.getpid())
+        refused = pytest.raises(RunDirError, match=f"in use by process {os.getpid()}")
+        with refused, claim_run_dir(out):  # a second claim, even from this process
+            pass
+    assert not (out / ".lock").exists()
 
 
 def test_default_run_folders_started_in_the_same_second_differ(tmp_path, monkeypatch):

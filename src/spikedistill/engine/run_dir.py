@@ -1,14 +1,15 @@
 """Claiming a run directory: never two runs in one folder, never a run over another's files.
 
-``claim_run_dir`` checks the folder (a new run refuses one that holds a run; ``--resume``
-refuses one whose results have no ``last.pt`` to continue from), then holds an exclusive
-lock file with the owner's pid and host until the run ends. A lock whose process is gone
-(same host) is stale and taken over. Default folders get unique names.
+``claim_run_dir`` locks the folder while a run uses it (an exclusive ``flock`` on ``.lock``,
+which holds the owner's pid and host; the kernel frees it when the owner dies, so a stale
+lock file is taken over) and checks it: a new run refuses one that holds a run, ``--resume``
+one whose results have no ``last.pt`` to continue from. Default folders get unique names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import time
@@ -69,42 +70,44 @@ def check_run_dir(run_dir: Path, resume: bool, config: str | None = None) -> Non
         )
 
 
-def _owner(lock: Path) -> tuple[int, str]:
+def _owner(lock: Path) -> str:
     try:
         pid, host = lock.read_text().split()[:2]
-        return int(pid), host
+        return f"process {int(pid)} on {host}"
     except (OSError, ValueError):
-        return -1, "?"  # being written, or unreadable: treat as held
+        return "another process"  # still writing its pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _take_lock(run_dir: Path) -> Path:
+def _take_lock(run_dir: Path) -> int:
+    """An exclusive ``flock`` on ``run_dir/.lock`` (its pid and host written in it); the
+    kernel drops it when the process ends, however it ends, so a lock left by a killed run
+    is free. Returns the open descriptor that holds it."""
     lock = run_dir / LOCK
-    for _ in range(2):
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            pid, host = _owner(lock)
-            if host == socket.gethostname() and pid > 0 and not _alive(pid):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             raise RunDirError(
-                f"{run_dir} is in use by process {pid} on {host} (lock file {lock}); wait for "
-                "that run, or delete the lock file if it is gone"
+                f"{run_dir} is in use by {_owner(lock)} (lock file {lock}); wait for that run "
+                "to end, or choose another --out"
             ) from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()} {socket.gethostname()}\n")
-        return lock
-    raise RunDirError(f"cannot lock {run_dir}: {lock} keeps reappearing")
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(fd).st_ino:  # its owner ended and removed it meanwhile
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        return fd
+
+
+def _release_lock(run_dir: Path, fd: int) -> None:
+    (run_dir / LOCK).unlink(missing_ok=True)  # before the unlock: no one locks a stale file
+    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -123,13 +126,13 @@ def claim_run_dir(
     created = created or not run_dir.exists()
     if lock:  # first: a folder in use is "in use", whatever it holds
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock_file = _take_lock(run_dir)
+        fd = _take_lock(run_dir)
     try:
         check_run_dir(run_dir, resume, config)
         yield run_dir
     finally:
         if lock:
-            lock_file.unlink(missing_ok=True)
+            _release_lock(run_dir, fd)
         if created:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # only if empty
