@@ -40,8 +40,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python and torch; ``deterministic``: deterministic kernels where torch has them."""
     random.seed(seed)
     torch.manual_seed(seed)
+    # set either way: a run's config decides, not an earlier run in the same process
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
