@@ -98,6 +98,20 @@ ROWS = [
     ("rate-stored-steps", ["train.rate_stored_steps=0"], "rate_stored_steps must be an", None),
     ("unknown-neuron-backend", ["train.neuron_backend=cuda"], "neuron_backend must be one", None),
     ("base-chain-too-deep", ["--config-file", "{files}/chain/c1199.yaml"], "more than 16", None),
+    (
+        "yaml-duplicate-key",
+        ["--config-text", BASE + "train: {epochs: 2}\n"],
+        "the key 'train' appears twice",
+        None,
+    ),
+    ("config-not-a-file", ["--config-file", "{files}/fifo"], "is not a regular file", None),
+    (
+        "sched-gamma-negative",
+        ["sched.name=step", "sched.gamma=-1"],
+        "sched.gamma must be > 0",
+        None,
+    ),
+    ("sched-min-lr-negative", ["sched.min_lr=-5"], "sched.min_lr must be >= 0", None),
     # names
     ("unknown-model", ["model.name=resnet99"], "Valid: convnet3", None),
     ("unknown-method", ["distill.method=kdd"], "Did you mean 'kd'", None),
@@ -143,6 +157,19 @@ ROWS = [
         "model-option-in-channels",
         ["model.options={in_channels: 3}"],
         "dataset gives the input",
+        None,
+    ),
+    ("method-empty-name", [*TEACHER[1:], "distill.method=kd+"], "has an empty method name", None),
+    (
+        "sastc-batch-size-option",
+        [*TEACHER[1:], "distill.method=sastc", "distill.options={sastc: {batch_size: 32}}"],
+        "each device trains on batches of 64",
+        None,
+    ),
+    (
+        "model-too-deep-for-the-data",
+        ["model.name=vgg11", "model.options={}"],
+        "model 'vgg11' cannot run on this data (a batch of shape (64, 1, 8, 8))",
         None,
     ),
     ("method-not-selected", [*TEACHER, "distill.options={sastc: {}}"], "is not in distill", None),
@@ -207,7 +234,8 @@ ROWS = [
     # the run folder: never overwritten, never shared
     ("out-holds-a-run", [], "already holds a run", _copy_run()),
     ("out-holds-results-only", [], "already holds a run (best.pt", _copy_run("last.pt")),
-    ("out-is-the-config-folder", ["--config-in-out"], "is the folder of the config", None),
+    ("out-holds-the-config", ["--config-in-out"], "write over its own config", None),
+    ("out-holds-the-base-config", ["--config-beside"], "is the folder of the config", None),
     ("resume-without-last-but-results", ["--resume"], "cannot resume", _copy_run("last.pt")),
     ("resume-corrupt-last", ["--resume"], "corrupt", _write("last.pt", "not a zip")),
     (
@@ -240,6 +268,26 @@ ROWS = [
         "differs from the run's in optim.lr",
         _copy_run(),
     ),
+    ("resume-own-config", ["--config-in-out", "--resume"], "write over its own config", None),
+    ("out-is-a-file", [], "is a file, not a folder", lambda out, files: out.write_text("x")),
+    (
+        "resume-last-negative-epoch",
+        ["--resume"],
+        "negative epoch",
+        _copy_run(change=lambda c: c["state"].update(epoch=-3)),
+    ),
+    (
+        "resume-last-history-not-rows",
+        ["--resume"],
+        "history entry that is not a mapping",
+        _copy_run(change=lambda c: c["state"].update(history=[1, 2])),
+    ),
+    (
+        "resume-step-beyond-the-epoch",
+        ["--resume"],
+        "at step 1000000 of an epoch, which has",
+        _copy_run(change=lambda c: c["state"].update(step_in_epoch=10**6)),
+    ),
     ("run-folder-locked", [], f"is in use by process {os.getpid()}", _lock_held),
 ]
 
@@ -271,6 +319,7 @@ def files(tmp_path_factory):
 
     _mnist_folder(root / "badmagic", bad_magic)
     _mnist_folder(root / "truncgz", truncated_gzip)
+    os.mkfifo(root / "fifo")
     chain = root / "chain"
     chain.mkdir()
     (chain / "c0.yaml").write_text(BASE)
@@ -292,10 +341,13 @@ def _argv(args, files, tmp_path):
         args = args[2:]
     elif args[:1] == ["--config-file"]:
         config, args = args[1], args[2:]
-    elif args[:1] == ["--config-in-out"]:
+    elif args[:1] in (["--config-in-out"], ["--config-beside"]):  # the run's folder holds it
         out.mkdir()
+        (out / "config.yaml").write_text(BASE)
         config = out / "config.yaml"
-        config.write_text(BASE)
+        if args[0] == "--config-beside":  # a config based on the user's config.yaml there
+            config = out / "exp.yaml"
+            config.write_text("base: config.yaml\n")
         args = args[1:]
     flags = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
     return ["train", str(config), *args[:flags], "--out", str(out), *args[flags:]], out

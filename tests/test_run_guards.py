@@ -188,6 +188,7 @@ def test_under_torchrun_only_rank_0_prints_the_error(tmp_path, capsys, monkeypat
     config = tmp_path / "tiny.yaml"
     config.write_text(BASE)
     argv = ["train", str(config), "model.T=0", "--out", str(tmp_path / "run")]
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert main(argv) == 2 and capsys.readouterr().err == ""
     monkeypatch.setenv("RANK", "0")
@@ -243,3 +244,33 @@ def test_warnings_are_held_until_the_setup_is_done_then_shown_as_they_come():
     held.release()
     held("while training", UserWarning, "f.py", 2)
     assert shown == ["during setup", "while training"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK is not set: start multi-process runs"),
+        ({"WORLD_SIZE": "abc"}, "environment variable WORLD_SIZE='abc' is not an integer"),
+        ({"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
+         "RANK=5 is not in [0, WORLD_SIZE=2)"),
+    ],
+)  # fmt: skip
+def test_a_torchrun_environment_without_torchrun_is_one_line(env, message, tmp_path, capsys,
+                                                              monkeypatch):  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    expect_one_line_error(["train", str(config), "--out", str(tmp_path / "r")], message, capsys,
+                          watch=[tmp_path])  # fmt: skip
+
+
+def test_rank_without_world_size_is_one_process_that_locks_and_speaks(tmp_path, capsys,
+                                                                      monkeypatch):  # fmt: skip
+    monkeypatch.setenv("RANK", "1")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    out = tmp_path / "r"
+    with claim_run_dir(out):  # held: a RANK=1 run may not slip past the lock
+        expect_one_line_error(["train", str(config), "--out", str(out)], "is in use", capsys)
+    expect_one_line_error(["train", str(config), "--out", ""], "--out is empty", capsys)

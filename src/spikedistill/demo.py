@@ -76,6 +76,12 @@ def pick_dataset(data_dir: str | None) -> str:
     return "digits"
 
 
+def _train(cfg: Any, folder: Path) -> dict:
+    """One run of the demo, in its own locked folder (another run there is refused)."""
+    with claim_run_dir(folder):
+        return Trainer(cfg, folder).fit()
+
+
 def run_demo(out: str | None = None, data_dir: str | None = None, seed: int = 0) -> dict:
     dataset = pick_dataset(data_dir)
     out_dir = Path(out) if out else default_run_dir("demo")
@@ -88,7 +94,7 @@ def _run_demo(dataset: str, out_dir: Path, data_dir: str | None, seed: int) -> d
     start = time.perf_counter()
     print(f"demo on {dataset}: teacher and three spiking students, runs in {out_dir}")
     teacher_cfg = _config("teacher", dataset, data_dir, False, plan["teacher"], seed)
-    summaries = {"teacher (ANN)": Trainer(teacher_cfg, out_dir / "teacher").fit()}
+    summaries = {"teacher (ANN)": _train(teacher_cfg, out_dir / "teacher")}
     for label, method in METHODS.items():
         cfg = _config(
             label,
@@ -104,7 +110,7 @@ def _run_demo(dataset: str, out_dir: Path, data_dir: str | None, seed: int) -> d
             },
             distill={"method": method},
         )
-        summaries[label] = Trainer(cfg, out_dir / label).fit()
+        summaries[label] = _train(cfg, out_dir / label)
     plot_runs(summaries, out_dir / "comparison.png")
     s = plan["student"]
     print(

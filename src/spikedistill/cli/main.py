@@ -50,8 +50,17 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _other_rank() -> bool:
+    """A process of a torchrun job other than rank 0 (an odd environment counts as not)."""
+    try:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return False
+    return 0 < rank < world
+
+
 def _print_error(message: str, every_rank: bool = False) -> None:
-    if every_rank or os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
+    if every_rank or not _other_rank():  # under torchrun: once, from rank 0
         print(f"spikedistill: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 

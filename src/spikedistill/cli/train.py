@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..errors import ConfigError, RankError
@@ -11,13 +10,17 @@ from ..errors import ConfigError, RankError
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
+    from ..engine.distributed import DistContext
     from ..engine.run_dir import claim_run_dir, default_run_dir
     from ..engine.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
-    rank = int(os.environ.get("RANK", "0"))
-    if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    launch = DistContext.describe_env()
+    rank = launch.rank
+    if not args.out and launch.enabled:
         raise ConfigError("under torchrun pass --out RUN_DIR (every process must use the same)")
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("--out is empty; name a run folder")
     run_dir = Path(args.out) if args.out else default_run_dir(Path(args.config).stem)
     claim = claim_run_dir(
         run_dir, resume=args.resume, config=args.config, lock=rank == 0, created=not args.out

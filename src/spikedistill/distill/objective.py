@@ -23,9 +23,11 @@ from .teacher_cache import TeacherCache
 
 def parse_methods(spec: str) -> list[str]:
     """``"kd+sastc"`` -> ``["kd", "sastc"]``; ``"none"`` -> ``[]``."""
-    names = [n.strip() for n in spec.split("+") if n.strip()]
+    names = [n.strip() for n in spec.split("+")]
     if names == ["none"]:
         return []
+    if "" in names:
+        raise ConfigError(f"distill.method {spec!r} has an empty method name (e.g. kd+sastc)")
     for name in names:
         METHODS.get(name)  # raises with the valid names
     if len(set(names)) != len(names):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -56,7 +57,13 @@ def load_teacher(
             f"{options['num_classes']} classes cannot teach a student of {num_classes} classes"  # type: ignore[index]
         )
     model = build_model(name, num_classes, spiking=False, **opts)
-    if checkpoint:
+    if not checkpoint:
+        warnings.warn(
+            f"teacher.checkpoint is not set: distilling from an untrained {name!r}",
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
         state = extract_state_dict(load_checkpoint(checkpoint))
         load_weights(model, state, what=f"teacher {name!r}")
     return FrozenTeacher(model, train_bn=train_bn)

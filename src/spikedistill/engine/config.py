@@ -84,6 +84,12 @@ class SchedConfig:
         _check(self.name in names, f"sched.name must be one of {names}, got {self.name!r}")
         _check(self.warmup_epochs >= 0, "sched.warmup_epochs must be >= 0")
         _check(self.step_size >= 1, "sched.step_size must be >= 1")
+        _check(self.gamma > 0, f"sched.gamma must be > 0, got {self.gamma}")
+        _check(self.min_lr >= 0, f"sched.min_lr must be >= 0, got {self.min_lr}")
+        _check(
+            all(m >= 1 for m in self.milestones),
+            f"sched.milestones must be epochs >= 1, got {self.milestones}",
+        )
 
 
 @dataclass

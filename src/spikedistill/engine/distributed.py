@@ -18,6 +18,14 @@ import torch.distributed as dist
 from ..errors import ConfigError
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not an integer") from None
+
+
 @dataclass(frozen=True)
 class DistContext:
     rank: int = 0
@@ -34,13 +42,28 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls, device: torch.device) -> DistContext:
-        """The context ``torchrun`` describes (joining its process group), else one process."""
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    def describe_env(cls) -> DistContext:
+        """Rank and world size from torchrun's variables (checked), without joining anything;
+        ``WORLD_SIZE`` unset or 1: one process, whatever ``RANK`` says."""
+        world_size = _env_int("WORLD_SIZE", 1)
         if world_size <= 1:
             return cls()
-        ctx = cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world_size)
-        if not dist.is_initialized():
+        for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+            if name not in os.environ:
+                raise ConfigError(
+                    f"WORLD_SIZE={world_size} but {name} is not set: start multi-process runs "
+                    "with torchrun (or unset WORLD_SIZE)"
+                )
+        rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"RANK={rank} is not in [0, WORLD_SIZE={world_size})")
+        return cls(rank, local, world_size)
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> DistContext:
+        """The context ``torchrun`` describes (joining its process group), else one process."""
+        ctx = cls.describe_env()
+        if ctx.enabled and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda":
                 torch.cuda.set_device(ctx.local_rank)

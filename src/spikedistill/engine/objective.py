@@ -59,8 +59,12 @@ def build_objective(
     for name in names:
         options = dict(cfg.distill.options.get(name, {}))
         params = inspect.signature(METHODS.get(name).__init__).parameters
-        if "batch_size" in params and "batch_size" not in options:
-            options["batch_size"] = cfg.data.batch_size // world_size  # per device
+        per_device = cfg.data.batch_size // world_size
+        if "batch_size" in params and options.setdefault("batch_size", per_device) != per_device:
+            raise ConfigError(
+                f"distill.options.{name}.batch_size={options['batch_size']} but each device "
+                f"trains on batches of {per_device} (data.batch_size / processes); leave it unset"
+            )
         methods.append(build_method(name, student, teacher.model, options))
     cache_size = num_train if t.cache else None
     return DistillObjective(

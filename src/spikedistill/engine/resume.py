@@ -44,6 +44,11 @@ def read_run_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[s
             if not isinstance(value, kind) or isinstance(value, bool):
                 got = "missing" if value is None else type(value).__name__
                 raise CheckpointError(f"{path}: field {key!r} should be {kind.__name__}, {got}")
+    state = ckpt["state"]
+    negative = [k for k in ("epoch", "step_in_epoch", "global_step") if state[k] < 0]
+    if negative or not all(isinstance(row, dict) for row in state["history"]):
+        what = f"negative {negative[0]}" if negative else "a history entry that is not a mapping"
+        raise CheckpointError(f"{path}: its loop state holds {what} (a damaged checkpoint?)")
     return ckpt
 
 
@@ -58,6 +63,12 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
         raise ConfigError(
             f"the config differs from the run's in {', '.join(changed)}; "
             "resume with the same config, or pass --force"
+        )
+    steps = len(trainer.train_loader)
+    if ckpt["state"]["step_in_epoch"] > steps:
+        raise CheckpointError(
+            f"the run checkpoint is at step {ckpt['state']['step_in_epoch']} of an epoch, which "
+            f"has {steps} steps here (another data.batch_size or dataset?)"
         )
     load_weights(trainer.model, ckpt["model"], "run")
     try:

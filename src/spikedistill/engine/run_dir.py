@@ -50,6 +50,13 @@ def _found(run_dir: Path, names: tuple[str, ...]) -> list[str]:
 
 def check_run_dir(run_dir: Path, resume: bool, config: str | None = None) -> None:
     """Refuse a folder that a new run (or a resume) would overwrite."""
+    starts_over = not resume or not (run_dir / "last.pt").exists()
+    written = {(run_dir / name).resolve() for name in RUN_FILES}
+    if config and starts_over and Path(config).resolve() in written:
+        raise RunDirError(
+            f"the run would write over its own config {config}: choose another --out, or "
+            "copy the config elsewhere"
+        )
     held = _found(run_dir, RUN_FILES + RESULTS)
     if not resume and held:
         source = Path(config).resolve() if config else None
@@ -123,6 +130,8 @@ def claim_run_dir(
     ranks > 0 under torchrun) and check what it holds; then unlock. A folder created here (or
     by the caller: ``created``) that is still empty, the run having failed before writing,
     is removed."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} is a file, not a folder")
     created = created or not run_dir.exists()
     if lock:  # first: a folder in use is "in use", whatever it holds
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -20,7 +21,8 @@ MAX_BASE_DEPTH = 16  # `base:` files a config may chain through
 
 
 class ConfigLoader(yaml.SafeLoader):
-    """The safe loader, refusing aliases; ``1e-3`` and ``2E5`` are floats (YAML 1.2)."""
+    """The safe loader, refusing aliases and repeated keys; ``1e-3`` and ``2E5`` are floats
+    (YAML 1.2)."""
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         if self.check_event(yaml.AliasEvent):
@@ -28,6 +30,18 @@ class ConfigLoader(yaml.SafeLoader):
             problem = "aliases (*name) are not supported; write the value out"
             raise yaml.composer.ComposerError(None, None, problem, mark)
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base class refuses it
+            if key in seen:
+                problem = f"the key {key!r} appears twice in one mapping"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 ConfigLoader.add_implicit_resolver(
@@ -111,6 +125,8 @@ def load_yaml(path: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
+    if os.path.exists(path) and not os.path.isfile(path):  # a folder, a pipe, a device
+        raise ConfigError(f"config {path!r} is not a regular file")
     try:
         with open(path, encoding="utf-8") as fh:
             data = parse_yaml(fh, path)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, is_out_of_memory
 from ..models import build_model
 from ..spiking import fuse_units
 from .config import ExperimentConfig
@@ -65,3 +67,29 @@ def build_student(
     model = build_model(m.name, num_classes, spiking=m.spiking, **options)
     fuse_units(model)  # a zoo model is fused already; warns about unfused layers
     return model
+
+
+@contextlib.contextmanager
+def first_forward(what: str, x: torch.Tensor) -> Iterator[None]:
+    """A ``ConfigError`` naming ``what`` and the input shape for an error of the first forward
+    on real data (e.g. a network too deep for the image size); out of memory passes through."""
+    try:
+        yield
+    except (RuntimeError, ValueError, IndexError) as err:
+        if is_out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"{what} cannot run on this data (a batch of shape {tuple(x.shape)}): {first}"
+        ) from err
+
+
+@torch.no_grad()
+def probe_forward(model: nn.Module, x: torch.Tensor) -> None:
+    """One forward in eval mode (no statistics updated) on two samples of ``x``."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(x[:, :2] if x.dim() == 5 else x[:2])  # event frames are time-first
+    finally:
+        model.train(was_training)

@@ -87,3 +87,18 @@ def epoch_means(sums: dict[str, float]) -> dict[str, float]:
     out = {k: v / n for k, v in sums.items() if k not in ("correct", "samples")}
     out["top1"] = 100.0 * sums.get("correct", 0.0) / n
     return out
+
+
+def run_summary(cfg: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``metrics.json``: the run's name, model, best and last test top-1 and its history."""
+    tested = [r["test_top1"] for r in history if r["test_top1"] is not None]
+    return {
+        "name": cfg.name,
+        "model": cfg.model.name,
+        "spiking": cfg.model.spiking,
+        "T": cfg.model.T if cfg.model.spiking else None,
+        "best_top1": max(tested, default=None),
+        "last_top1": history[-1]["test_top1"] if history else None,
+        "epochs": len(history),
+        "history": history,
+    }

@@ -28,8 +28,15 @@ from .objective import build_objective
 from .optim import build_optimizer, build_scheduler
 from .resume import read_run_checkpoint, restore
 from .run_logger import RunLogger
-from .setup import AMP_DTYPES, build_student, resolve_device, seed_everything
-from .train_state import TrainState, epoch_means, rng_state
+from .setup import (
+    AMP_DTYPES,
+    build_student,
+    first_forward,
+    probe_forward,
+    resolve_device,
+    seed_everything,
+)
+from .train_state import TrainState, epoch_means, rng_state, run_summary
 
 
 class TrainStep(nn.Module):
@@ -137,9 +144,12 @@ class Trainer:
                 world_size=self.dist.world_size, num_train=len(self.train_set),
             )  # fmt: skip
         self.objective = objective.to(self.device)
-        if hasattr(self.objective, "build"):  # create method modules from real shapes
-            x, y = next(iter(self.train_loader))
-            self.objective.build(self.model, x.to(self.device), y.to(self.device))
+        x, y = (t.to(self.device) for t in next(iter(self.train_loader)))
+        with first_forward(f"model {self.cfg.model.name!r}", x):  # before anything is written
+            if hasattr(self.objective, "build"):  # create method modules from real shapes
+                self.objective.build(self.model, x, y)
+            else:
+                probe_forward(self.model, x)
         self.step_module: nn.Module = TrainStep(self.model, self.objective, self.train_forward)
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(
@@ -332,7 +342,7 @@ class Trainer:
             s.epoch += 1
             s.step_in_epoch = 0
             s.running = {}
-            self.logger.epoch_metrics(s.history, self.summary())
+            self.logger.epoch_metrics(s.history, run_summary(cfg, s.history))
             tested = (
                 f"test loss {test['loss']:.4f} top1 {test['top1']:.2f} (best {s.best_top1:.2f})"
                 if evaluated
@@ -351,7 +361,7 @@ class Trainer:
                 self.save("best.pt")
             self.save("last.pt")
         self.logger.close()
-        return self.summary()
+        return run_summary(cfg, s.history)
 
     def _evaluate(self) -> dict[str, Any]:
         check = f"test sample of {self.cfg.data.name}" if "test" in self.unchecked else None
@@ -384,17 +394,3 @@ class Trainer:
         objective: DistillObjective = self.objective  # type: ignore[assignment]
         sastc = dict(objective.methods).get("sastc")
         return stm_probe(self.model, objective.teacher.model, x.to(self.device), sastc=sastc)
-
-    def summary(self) -> dict[str, Any]:
-        h = self.state.history
-        tested = [r["test_top1"] for r in h if r["test_top1"] is not None]
-        return {
-            "name": self.cfg.name,
-            "model": self.cfg.model.name,
-            "spiking": self.cfg.model.spiking,
-            "T": self.cfg.model.T if self.cfg.model.spiking else None,
-            "best_top1": max(tested, default=None),
-            "last_top1": h[-1]["test_top1"] if h else None,
-            "epochs": len(h),
-            "history": h,
-        }
