@@ -218,7 +218,11 @@ FLAGS = [
     ("bench-options-nested-deeply", [*BENCH, "--options", "[" * 100_000], "RecursionError"),
     ("bench-size-0", [*BENCH, "--size", "0"], "--size must be an integer >= 1, got 0"),
     ("bench-size-negative", [*BENCH, "--size", "-8"], "--size must be an integer >= 1, got -8"),
-    ("bench-size-too-small", [*BENCH, "--size", "2"], "cannot run on 1x2x2 inputs"),
+    (
+        "bench-size-too-small",
+        [*BENCH, "--size", "2"],
+        "cannot run on this data (a batch of shape (1, 1, 2, 2))",
+    ),
     ("bench-in-channels-0", [*BENCH, "--in-channels", "0"], "--in-channels must be an integer"),
     ("bench-batch-0", [*BENCH, "--batch", "0"], "--batch must be an integer >= 1, got 0"),
     ("bench-reps-0", [*BENCH, "--reps", "0"], "--reps must be an integer >= 1, got 0"),

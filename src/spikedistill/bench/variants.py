@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, is_out_of_memory
+from ..engine.setup import first_forward, first_line, probe_forward
+from ..errors import ConfigError
 from ..models import build_model
 from ..registry import Registry
 from ..spiking import set_backend
@@ -72,21 +73,10 @@ def check_spec(spec: BenchSpec) -> None:
     except (TypeError, ValueError) as err:  # e.g. an option of the wrong type
         if isinstance(err, ConfigError):
             raise
-        raise ConfigError(f"cannot build {where}: {_first_line(err)}") from None
+        raise ConfigError(f"cannot build {where}: {first_line(err)}") from None
     x, _ = spec.inputs(1)
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    except RuntimeError as err:  # shapes: the input is too small, a width of 0, ...
-        if is_out_of_memory(err):
-            raise
-        shape = f"{spec.in_channels}x{spec.size}x{spec.size}"
-        raise ConfigError(f"{where} cannot run on {shape} inputs: {_first_line(err)}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+    with first_forward(where, x):  # the input is too small, ...
+        probe_forward(model, x)
 
 
 @dataclass

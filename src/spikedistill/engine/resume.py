@@ -10,6 +10,7 @@ import torch
 
 from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
 from ..errors import CheckpointError, ConfigError
+from .setup import first_line
 from .train_state import TrainState, config_diff, set_rng_state
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
             trainer.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"the run checkpoint does not fit this run: {first}") from None
+        raise CheckpointError(
+            f"the run checkpoint does not fit this run: {first_line(err)}"
+        ) from None
     trainer.state = TrainState.from_dict(ckpt["state"])

@@ -78,10 +78,15 @@ def first_forward(what: str, x: torch.Tensor) -> Iterator[None]:
     except (RuntimeError, ValueError, IndexError) as err:
         if is_out_of_memory(err):
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            f"{what} cannot run on this data (a batch of shape {tuple(x.shape)}): {first}"
+            f"{what} cannot run on this data (a batch of shape {tuple(x.shape)}): {first_line(err)}"
         ) from err
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 @torch.no_grad()
