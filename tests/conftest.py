@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+if not torch.cuda.is_available():  # Triton kernels run in Triton's interpreter (before import)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one thread per worker process, not two each
     torch.set_num_threads(1)
 

@@ -40,7 +40,7 @@ def test_roundtrip_through_dict():
         (["data.batch_size=0"], "batch_size"),
         (["sched.name=linear"], "sched.name"),
         (["train.amp=fp8"], "train.amp"),
-        (["train.neuron_backend=triton"], "neuron_backend must be one of auto, compile, cpp, "),
+        (["train.neuron_backend=cuda"], "neuron_backend must be one of auto, compile, cpp, "),
         (["model=resnet8"], "model: expected a mapping"),
         (["epochs"], "key=value"),
     ],

@@ -250,6 +250,8 @@ def test_every_spike_pass_rounds_the_drive_alike(static):
     x = at_threshold.view(1, -1, 1) * (1 + torch.randn(rows, channels, 64, generator=g) * 1e-6)
     fired = {}
     for name in LIF_BACKENDS.names():
+        if LIF_BACKENDS.get(name).unavailable(torch.device("cpu")):
+            continue  # triton without the package
         choose_backend(name)  # builds what the backend needs
         drive = NormDrive(x, scale, shift, None, steps, static)
         _, bits = LIF_BACKENDS.get(name).norm_forward(drive, cfg)
@@ -258,6 +260,6 @@ def test_every_spike_pass_rounds_the_drive_alike(static):
     packed, _, _ = norm_spike_statistics(drive, cfg)
     fired["rate_bp"] = unpack(packed, steps).reshape(-1).bool()
     assert 0.2 < fired["torch"].float().mean() < 0.8  # the drives straddle the threshold
-    assert set(fired) == {"torch", "compile", "cpp", "rate_bp"}
+    assert {"torch", "compile", "cpp", "rate_bp"} <= set(fired)
     for name, bits in fired.items():
         assert torch.equal(bits, fired["torch"]), name

@@ -2,12 +2,13 @@ r"""Neuron backends: the kernels behind the multi-step LIF, one class each (``ba
 
 - ``torch`` (``base.LIFBackend``): the pure-PyTorch reference, a few full-size ops per step;
 - ``compile`` (``compiled``): the same scans compiled by ``torch.compile``;
-- ``cpp`` (``cpp``): hand-written C++ loops, CPU only, built once per machine (about 20 s).
+- ``cpp`` (``cpp``): hand-written C++ loops, CPU only, built once per machine (about 20 s);
+- ``triton`` (``triton_backend``): hand-written Triton kernels, CUDA (CPU: interpreter only).
 
 A model chooses its backend: every ``LIF`` has a ``backend`` attribute, ``"auto"`` unless set
 (``spiking.set_backend(model, name)``, ``train.neuron_backend``). ``backend_for(name, device)``
-turns the name into the backend for a device: ``auto`` takes ``AUTO[device type]`` when it can
-run there, else ``torch`` (with a warning); a named backend that cannot run raises
+turns the name into the backend for a device: ``auto`` takes the first of ``AUTO[device type]``
+that can run there, else ``torch`` (with a warning); a named backend that cannot run raises
 ``ConfigError``. The choice per (name, device type) is made, and built, once per process.
 """
 
@@ -23,17 +24,20 @@ from ...registry import Registry
 from .base import LIFBackend
 from .compiled import CompiledBackend
 from .cpp import CppBackend
+from .triton_backend import TritonBackend
 from .unit import BatchStats, NormDrive
 
 LIF_BACKENDS: Registry[LIFBackend] = Registry("neuron backend")
 LIF_BACKENDS.register("torch")(LIFBackend())
 LIF_BACKENDS.register("compile")(CompiledBackend())
 LIF_BACKENDS.register("cpp")(CppBackend())
+LIF_BACKENDS.register("triton")(TritonBackend())
 
-#: what ``auto`` tries first, per device type (then ``torch``): ``compile`` on a GPU (Inductor
-#: writes Triton kernels there), ``cpp`` on a CPU (compiling per layer shape takes longer than
-#: short runs save; ``spikedistill bench --backend`` shows the trade)
-AUTO = {"cuda": "compile", "cpu": "cpp"}
+#: what ``auto`` tries, in order, per device type (then ``torch``): on a GPU the hand-written
+#: Triton kernels, else ``compile`` (Inductor writes Triton kernels there); ``cpp`` on a CPU
+#: (compiling per layer shape takes longer than short runs save; ``spikedistill bench
+#: --backend`` shows the trade)
+AUTO: dict[str, tuple[str, ...]] = {"cuda": ("triton", "compile"), "cpu": ("cpp",)}
 #: ``(name, device type) -> backend name``: what ``choose_backend`` decided (a fact of the
 #: machine, decided once: every call on a device gets the same kernels)
 _chosen: dict[tuple[str, str], str] = {}
@@ -74,12 +78,16 @@ def choose_backend(name: str, device: torch.device | str = "cpu") -> str:
 
 def _choose(name: str, device: torch.device) -> str:
     if name == "auto":
-        chosen = AUTO.get(device.type, "torch")
-        try:
-            _check(chosen, device)
-        except ConfigError as err:
-            warnings.warn(f"{err}; using 'torch'", stacklevel=2)
-            chosen = "torch"
+        reasons = []
+        for chosen in AUTO.get(device.type, ()):
+            try:
+                _check(chosen, device)
+                return chosen
+            except ConfigError as err:
+                reasons.append(str(err))
+        if reasons:
+            warnings.warn(f"{'; '.join(reasons)}; using 'torch'", stacklevel=2)
+        chosen = "torch"
     else:
         _check(name, device)
         chosen = name
