@@ -2,7 +2,7 @@
 # Both create ./.venv on first use (CPU torch unless torch is already installed there).
 PY := .venv/bin/python
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench gpu-check
 
 demo:
 	bash scripts/setup.sh
@@ -21,3 +21,6 @@ lint:
 bench:
 	bash scripts/setup.sh --test
 	$(PY) -m spikedistill.cli bench --model resnet19 --T 1 2 4 8 --batch 16 --reps 3 --backend cpp --variants limit bptt bptt_checkpoint rate spikingjelly --out benchmarks/results/bench_resnet19_cpu_cpp
+
+gpu-check:  # on a CUDA machine: GPU tests, bench, MNIST run -> benchmarks/results/gpu/
+	bash scripts/gpu_check.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create ./.venv once: a CPU build of torch (unless torch is already there), then spikedistill
 # in editable mode. `scripts/setup.sh --test` adds the test tools and SpikingJelly (for the
-# equivalence tests; installed without its heavy dependencies).
+# equivalence tests; installed without its heavy dependencies). SPIKEDISTILL_CUDA=1: torch from
+# the package index as it comes (the CUDA build on Linux), not the CPU wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -15,7 +16,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   # index is added only when it answers (offline mirrors would make pip retry every package).
   CPU_INDEX=https://download.pytorch.org/whl/cpu
   extra=()
-  if "$PY" -c "import urllib.request as u; u.urlopen('$CPU_INDEX/', timeout=5)" 2>/dev/null; then
+  if [ -z "${SPIKEDISTILL_CUDA:-}" ] \
+    && "$PY" -c "import urllib.request as u; u.urlopen('$CPU_INDEX/', timeout=5)" 2>/dev/null; then
     extra=(--extra-index-url "$CPU_INDEX")
   fi
   pip_install "${TORCH_SPEC:-torch==2.13.0}" "${extra[@]}"
