@@ -43,6 +43,7 @@ class TritonBackend(LIFBackend):
         return _kernels().lif_forward(x, cfg, keep_membrane)
 
     def backward(self, grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
-        if not _fits(membrane):
+        grad_spikes = grad_spikes.contiguous()
+        if not _fits(membrane, grad_spikes):
             return super().backward(grad_spikes, membrane, cfg)
-        return _kernels().lif_backward(grad_spikes.contiguous(), membrane, cfg)
+        return _kernels().lif_backward(grad_spikes, membrane, cfg)
