@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 SCHEMA_VERSION = 1
 
@@ -55,10 +55,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, wrong format, disallowed globals ...
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is unreadable or corrupt ({first_line})"
+            f"checkpoint {str(path)!r} is unreadable or corrupt ({first_line(err)})"
         ) from None
+
+
+def is_state_dict(value: Any) -> bool:
+    """Whether ``value`` is a dict of tensors under string keys (the weights of a module)."""
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    )
 
 
 def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
@@ -68,7 +74,7 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not is_state_dict(obj):
         raise CheckpointError(
             "checkpoint holds no state dict (looked at the top, model, state_dict)"
         )
@@ -80,7 +86,7 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> None:
     """Strict load with a message naming missing/unexpected keys and mismatching shapes."""
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not is_state_dict(state):
         raise CheckpointError(f"{what} checkpoint: the weights are not a dict of tensors")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))

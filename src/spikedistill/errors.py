@@ -43,6 +43,12 @@ class RankError(SpikeDistillError):
         self.rank, self.error = rank, error
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation failure (CUDA, CPU allocator or Python)."""
     if isinstance(err, MemoryError):

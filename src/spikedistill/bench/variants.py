@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.setup import first_forward, first_line, probe_forward
-from ..errors import ConfigError
+from ..engine.setup import first_forward, probe_forward
+from ..errors import ConfigError, first_line
 from ..models import build_model
 from ..registry import Registry
 from ..spiking import set_backend

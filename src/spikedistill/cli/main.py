@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from types import ModuleType
 
-from ..errors import RankError, SpikeDistillError, is_out_of_memory
+from ..errors import RankError, SpikeDistillError, first_line, is_out_of_memory
 from . import bench, demo, evaluate, report, train
 
 COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench)
@@ -72,8 +72,7 @@ def _error_message(err: BaseException) -> tuple[str, int]:
     if isinstance(err, SpikeDistillError):
         return str(err), 2
     if is_out_of_memory(err):
-        lines = str(err).strip().splitlines()
-        return f"out of memory ({lines[0] if lines else type(err).__name__}). {OOM_HINT}", 2
+        return f"out of memory ({first_line(err)}). {OOM_HINT}", 2
     if isinstance(err, OSError):
         return str(err), 2
     text = str(err).strip().splitlines()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import SpikeDistillError
+from ..errors import SpikeDistillError, first_line
 from .energy import OpsReport, count_ops
 from .firing import firing_rates, mean_rate
 from .runs import (
@@ -96,7 +96,7 @@ def _teacher_diagnostics(out, ckpt, path, cfg, model, data, info, energy, device
             out.stm = stm_of_run(ckpt, cfg, model, x, y, info.num_classes, info.in_channels)
             return
     except SpikeDistillError as err:  # e.g. the teacher checkpoint is not on this machine
-        out.notes.append(f"no teacher diagnostics: {str(err).splitlines()[0]}")
+        out.notes.append(f"no teacher diagnostics: {first_line(err)}")
         return
     methods = dict(objective.methods)
     teacher = objective.teacher.model

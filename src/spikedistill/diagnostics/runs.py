@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, DataError
@@ -85,15 +84,9 @@ def read_metrics(run: str | os.PathLike) -> dict[str, Any]:
     return summary
 
 
-def _is_state_dict(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
-    )
-
-
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], ExperimentConfig]:
     """A training checkpoint (``last.pt`` / ``best.pt``) and its config, field by field."""
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import is_state_dict, load_checkpoint
     from ..engine.config import config_from_dict
 
     if Path(path).is_dir():
@@ -105,7 +98,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Experiment
         kind = type(ckpt["config"]).__name__
         raise CheckpointError(f"{path}: its config is a {kind}, not a mapping")
     for field in ("model", "objective"):
-        if field in ckpt and not _is_state_dict(ckpt[field]):
+        if field in ckpt and not is_state_dict(ckpt[field]):
             raise CheckpointError(f"{path}: its {field!r} is not a state dict of tensors")
     try:
         cfg = config_from_dict(ckpt["config"])

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
-from ..errors import CheckpointError, ConfigError
-from .setup import first_line
+from ..errors import CheckpointError, ConfigError, first_line
 from .train_state import TrainState, config_diff, set_rng_state
 
 if TYPE_CHECKING:

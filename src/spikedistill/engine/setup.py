@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..errors import ConfigError, is_out_of_memory
+from ..errors import ConfigError, first_line, is_out_of_memory
 from ..models import build_model
 from ..spiking import fuse_units
 from .config import ExperimentConfig
@@ -81,12 +81,6 @@ def first_forward(what: str, x: torch.Tensor) -> Iterator[None]:
         raise ConfigError(
             f"{what} cannot run on this data (a batch of shape {tuple(x.shape)}): {first_line(err)}"
         ) from err
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an error's message (its type's name when it has none)."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 @torch.no_grad()
