@@ -22,8 +22,13 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   fi
   pip_install "${TORCH_SPEC:-torch==2.13.0}" "${extra[@]}"
 fi
+# keep the torch that is there: an extra asking for a newer torchvision must not swap it for
+# another torch (on PyPI, a multi-GB CUDA build)
+keep_torch=$(mktemp)
+trap 'rm -f "$keep_torch"' EXIT
+"$PY" -c "import torch; print('torch==' + torch.__version__)" >"$keep_torch"
 if [ "${1:-}" = "--test" ]; then
-  pip_install -e ".[dev]"
+  pip_install -c "$keep_torch" -e ".[dev]"
   "$PY" -c "import spikingjelly" 2>/dev/null || pip_install --no-deps "spikingjelly>=0.0.0.0.14"
 else
   pip_install -e .
