@@ -17,8 +17,8 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import build_datasets, make_loader
-    from ..diagnostics.runs import load_student, read_checkpoint
     from ..engine.evaluate import evaluate
+    from ..engine.load import load_student, read_checkpoint
     from ..engine.setup import resolve_device
 
     _check(args)
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 def _stm(args, ckpt, cfg, model, test_set, info, device) -> float:
     """The STM of the evaluated model on one test batch (``--stm``)."""
     from ..data import make_loader
-    from ..diagnostics.runs import first_batches, require_objective
+    from ..diagnostics.runs import first_batches
+    from ..engine.load import require_objective
     from ..engine.run_stm import stm_of_run
 
     if not args.teacher and cfg.teacher.name:

@@ -79,3 +79,15 @@ def build_datasets(
             noisy_labels(train.labels, info.num_classes, float(label_noise), seed)
         )
     return train, test, info
+
+
+@DATASETS.register("python")
+def _given_in_python(
+    root: os.PathLike, *, download: bool = False, seed: int = 0
+) -> tuple[Dataset, Dataset, DatasetInfo]:
+    """The data of a run trained from Python on your own loaders (``spikedistill.train``)."""
+    raise ConfigError(
+        "data.name=python: this run was trained on DataLoaders given in Python "
+        "(spikedistill.train), which a config cannot rebuild; pass those loaders again, or "
+        "name a dataset (data.name)"
+    )

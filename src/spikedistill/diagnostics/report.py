@@ -24,16 +24,7 @@ import torch
 from ..errors import SpikeDistillError, first_line
 from .energy import OpsReport, count_ops
 from .firing import firing_rates, mean_rate
-from .runs import (
-    file_stems,
-    first_batches,
-    load_student,
-    read_checkpoint,
-    read_metrics,
-    require_objective,
-    run_checkpoint,
-    unique_names,
-)
+from .runs import file_stems, first_batches, read_metrics, unique_names
 
 
 @dataclass
@@ -60,6 +51,7 @@ def analyze_run(
     """Everything the report shows about one run directory (``name``: its label, else the
     folder name)."""
     from ..data import build_datasets, make_loader
+    from ..engine.load import load_student, read_checkpoint, run_checkpoint
 
     run = Path(run)
     out = RunDiagnostics(name or run.name, read_metrics(run))
@@ -81,6 +73,7 @@ def _teacher_diagnostics(out, ckpt, path, cfg, model, data, info, energy, device
     """The teacher's energy, the STM and the method diagnostics of a distilled run."""
     from ..distill.objective import DistillObjective
     from ..distill.stm_probe import stm_probe
+    from ..engine.load import require_objective
     from ..engine.run_stm import stm_of_run, trained_objective
     from ..models import build_model
 

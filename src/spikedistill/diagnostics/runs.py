@@ -1,6 +1,6 @@
-"""A trained run read back (``eval``, ``report``): its files checked field by field, so a broken
-or foreign file is one error naming it, and names that tell runs of the same folder name apart.
-"""
+"""A trained run's metrics read back (``report``), checked field by field so that a broken or
+foreign file is one error naming it, and names that tell runs of the same folder name apart.
+Its checkpoint is read by ``engine.load``."""
 
 from __future__ import annotations
 
@@ -10,29 +10,9 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from torch import nn
-
-from ..errors import CheckpointError, ConfigError, DataError
-
-if TYPE_CHECKING:
-    from ..data import DatasetInfo
-    from ..engine.config import ExperimentConfig
-
-CHECKPOINTS = ("best.pt", "last.pt")  # the checkpoint a run is measured at, by preference
-
-
-def run_checkpoint(run: str | os.PathLike) -> Path:
-    """``best.pt`` (else ``last.pt``) of the run directory ``run``."""
-    run = Path(run)
-    if not run.is_dir():
-        what = "is not a folder" if run.exists() else "does not exist"
-        raise ConfigError(f"run directory {str(run)!r} {what}")
-    for name in CHECKPOINTS:
-        if (run / name).is_file():
-            return run / name
-    raise ConfigError(f"{run}: no best.pt or last.pt (is it a spikedistill run directory?)")
+from ..errors import ConfigError, DataError
 
 
 def _is_number(value: Any, finite: bool = False) -> bool:
@@ -66,6 +46,8 @@ def _check_summary(summary: Any, path: Path) -> None:
 def read_metrics(run: str | os.PathLike) -> dict[str, Any]:
     """The summary in ``run/metrics.json``, checked."""
     path = Path(run) / "metrics.json"
+    from ..engine.load import run_checkpoint
+
     run_checkpoint(run)  # a run directory at all
     if not path.is_file():
         raise ConfigError(f"{run}: no metrics.json (is it a spikedistill run directory?)")
@@ -82,47 +64,6 @@ def read_metrics(run: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"{path} is empty")
     _check_summary(summary, path)
     return summary
-
-
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], ExperimentConfig]:
-    """A training checkpoint (``last.pt`` / ``best.pt``) and its config, field by field."""
-    from ..checkpoint import is_state_dict, load_checkpoint
-    from ..engine.config import config_from_dict
-
-    if Path(path).is_dir():
-        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; pass its best.pt or last.pt")
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise CheckpointError(f"{path} is not a spikedistill training checkpoint (no config/model)")
-    if not isinstance(ckpt["config"], dict):
-        kind = type(ckpt["config"]).__name__
-        raise CheckpointError(f"{path}: its config is a {kind}, not a mapping")
-    for field in ("model", "objective"):
-        if field in ckpt and not is_state_dict(ckpt[field]):
-            raise CheckpointError(f"{path}: its {field!r} is not a state dict of tensors")
-    try:
-        cfg = config_from_dict(ckpt["config"])
-    except ConfigError as err:
-        raise ConfigError(f"{path}: its config is not valid: {err}") from None
-    return ckpt, cfg
-
-
-def require_objective(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
-    """The trained distillation modules (SASTC MLPs, ...) the STM probe restores."""
-    if "objective" not in ckpt:
-        raise CheckpointError(f"{path} holds no objective state (needed for the STM)")
-
-
-def load_student(
-    ckpt: dict[str, Any], cfg: ExperimentConfig, path: str | os.PathLike, info: DatasetInfo
-) -> nn.Module:
-    """The run's student for the data ``info`` describes, with the checkpoint's weights."""
-    from ..checkpoint import load_weights
-    from ..engine.setup import build_student
-
-    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
-    load_weights(model, ckpt["model"], str(path))
-    return model
 
 
 def first_batches(loader: Iterable, count: int, dataset: str) -> list:

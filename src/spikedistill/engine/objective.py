@@ -14,7 +14,7 @@ from torch import nn
 
 from ..distill.base import METHODS
 from ..distill.objective import DistillObjective, build_method, parse_methods
-from ..distill.teacher import load_teacher
+from ..distill.teacher import FrozenTeacher, load_teacher
 from ..errors import ConfigError
 from .config import ExperimentConfig
 from .options import check_distill_section
@@ -42,8 +42,10 @@ def build_objective(
     in_channels: int,
     world_size: int = 1,
     num_train: int | None = None,
+    teacher: nn.Module | None = None,
 ) -> nn.Module:
-    """CE, or a ``DistillObjective``; ``num_train`` sizes the teacher cache."""
+    """CE, or a ``DistillObjective``; ``num_train`` sizes the teacher cache. The teacher is
+    ``teacher`` when given (a trained module, frozen here), else ``cfg.teacher``'s."""
     check_distill_section(cfg)  # also when cfg was built in Python, not loaded
     names = parse_methods(cfg.distill.method)
     if not names:
@@ -54,7 +56,12 @@ def build_objective(
             "teacher.cache needs the same teacher input every epoch: remove data.augment "
             "(and teacher.train_bn), or set teacher.cache: false"
         )
-    teacher = load_teacher(t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn)
+    if teacher is not None:
+        teacher = FrozenTeacher(teacher, train_bn=t.train_bn)
+    else:
+        teacher = load_teacher(
+            t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn
+        )
     methods = []
     for name in names:
         options = dict(cfg.distill.options.get(name, {}))

@@ -11,6 +11,7 @@ from ..data import DATASETS
 from ..distill.base import METHODS
 from ..distill.objective import parse_methods
 from ..errors import ConfigError
+from ..models.external import is_external
 from ..models.registry import check_model_options
 from ..spiking import neuron_config
 from ..spiking.config import neuron_option_types
@@ -34,7 +35,8 @@ def check_zoo_options(name: str, options: dict[str, Any], path: str) -> None:
     for key, home in RESERVED_OPTIONS.items():
         if key in options:
             raise ConfigError(f"{path}.{key}: {home}")
-    check_model_options(name, options, path)
+    if not is_external(name):  # an external model's callable checks its own options
+        check_model_options(name, options, path)
 
 
 def check_model_section(cfg: ExperimentConfig) -> None:

@@ -3,16 +3,22 @@ paired by its SASTC attention when it has one, or against a teacher given by nam
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from ..checkpoint import load_weights
+from ..data import make_loader
 from ..distill.objective import DistillObjective
 from ..distill.stm_probe import stm_probe
 from ..distill.teacher import load_teacher
 from ..errors import ConfigError
 from .config import ExperimentConfig
 from .objective import build_objective
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 
 def trained_objective(
@@ -59,3 +65,17 @@ def stm_of_run(
         return stm_probe(student, teacher.model.to(x.device), x)
     sastc = dict(objective.methods).get("sastc")
     return stm_probe(student, objective.teacher.model, x, sastc=sastc)
+
+
+def periodic_stm(trainer: Trainer, epoch: int) -> float | None:
+    """STM (methods.md §2.7) of a distilling trainer's student against its teacher on the first
+    test batch of ``data.batch_size`` samples (SASTC runs: paired by their attention), in the
+    epochs ``train.stm_every`` asks for; else ``None``."""
+    every, objective = trainer.cfg.train.stm_every, trainer.objective
+    if not every or epoch % every or not isinstance(objective, DistillObjective):
+        return None
+    batch_size = trainer.train_loader.batch_size
+    loader = make_loader(trainer.test_set, batch_size, train=False, info=trainer.info)
+    x, _ = next(iter(loader))
+    sastc = dict(objective.methods).get("sastc")
+    return stm_probe(trainer.model, objective.teacher.model, x.to(trainer.device), sastc=sastc)

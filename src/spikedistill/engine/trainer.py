@@ -3,6 +3,7 @@ per-epoch evaluation on the full test set, atomic ``last``/``best`` checkpoints 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import time
@@ -15,8 +16,6 @@ from tqdm import tqdm
 
 from ..checkpoint import SCHEMA_VERSION, atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader
-from ..distill.objective import DistillObjective
-from ..distill.stm_probe import stm_probe
 from ..errors import ConfigError, NonFiniteLossError
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
@@ -28,6 +27,7 @@ from .objective import build_objective
 from .optim import build_optimizer, build_scheduler
 from .resume import read_run_checkpoint, restore
 from .run_logger import RunLogger
+from .run_stm import periodic_stm
 from .setup import (
     AMP_DTYPES,
     build_student,
@@ -122,8 +122,8 @@ class Trainer:
         """The student on the device, its neurons on ``train.neuron_backend``, and what the
         objective calls as the student while training: the model (BPTT, maybe compiled) or
         its rate-based view (Rate-BP: spike pass without graph, then one rate pass)."""
-        t, info = self.cfg.train, self.info
-        self.model = build_student(self.cfg, info.num_classes, info.in_channels, info.time_steps)
+        t = self.cfg.train
+        self.model = self.make_student()
         if t.sync_bn and self.dist.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
@@ -134,6 +134,11 @@ class Trainer:
             self.train_forward: Any = self.rate_view
         else:
             self.train_forward = torch.compile(self.model) if t.compile else self.model
+
+    def make_student(self) -> nn.Module:
+        """The student ``cfg.model`` describes (a ``ModuleTrainer``: the one it was given)."""
+        info = self.info
+        return build_student(self.cfg, info.num_classes, info.in_channels, info.time_steps)
 
     def _build_objective(self, objective: nn.Module | None) -> None:
         """The objective (its method modules built from one real batch) and the module that
@@ -163,6 +168,7 @@ class Trainer:
         return {
             "schema_version": SCHEMA_VERSION,
             "model_name": self.cfg.model.name,
+            "data_info": dataclasses.asdict(self.info),  # load_model builds without the data
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
@@ -324,7 +330,7 @@ class Trainer:
             last = s.epoch + 1 == cfg.train.epochs
             evaluated = last or (s.epoch + 1) % cfg.train.eval_every == 0
             test = self._evaluate() if evaluated else {"loss": None, "top1": None, "samples": None}
-            stm = self._stm() if evaluated and self._stm_due(s.epoch + 1) else None
+            stm = periodic_stm(self, s.epoch + 1) if evaluated else None
             row = {
                 "epoch": s.epoch + 1,
                 "lr": self.optimizer.param_groups[0]["lr"],
@@ -379,18 +385,3 @@ class Trainer:
             self.step_module = TrainStep(self.model, self.objective, self.train_forward)
             gc.collect()
         self.dist.close()
-
-    def _stm_due(self, epoch: int) -> bool:
-        every = self.cfg.train.stm_every
-        return bool(every) and epoch % every == 0 and isinstance(self.objective, DistillObjective)
-
-    def _stm(self) -> float:
-        """STM (methods.md §2.7) of the student against its teacher on the first test batch of
-        ``data.batch_size`` samples (SASTC runs: paired by their attention)."""
-        loader = make_loader(
-            self.test_set, self.train_loader.batch_size, train=False, info=self.info
-        )
-        x, _ = next(iter(loader))
-        objective: DistillObjective = self.objective  # type: ignore[assignment]
-        sastc = dict(objective.methods).get("sastc")
-        return stm_probe(self.model, objective.teacher.model, x.to(self.device), sastc=sastc)

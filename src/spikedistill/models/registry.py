@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from torch import nn
+
 from ..errors import ConfigError
 from ..registry import Registry
 from ..typed import check_options, parameter_types
 from .base import ZooModel
+from .external import build_external, is_external
 
 MODELS: Registry[Callable[..., ZooModel]] = Registry("model")
 
@@ -55,17 +58,30 @@ def register_variant(name: str, family: type[ZooModel], **fixed: Any) -> None:
     MODELS.register(name)(builder)
 
 
-def build_model(name: str, num_classes: int = 10, spiking: bool = False, **kwargs: Any) -> ZooModel:
-    """Build a zoo architecture as ANN (``spiking=False``) or SNN.
+#: what ``build_model`` hands an external model's callable where its signature takes it
+CONTEXT_OPTIONS = ("T", "neuron", "neuron_kwargs")
+
+
+def build_model(
+    name: str, num_classes: int = 10, spiking: bool = False, **kwargs: Any
+) -> nn.Module:
+    """Build a zoo architecture as ANN (``spiking=False``) or SNN, or a model from outside the
+    zoo (``torchvision:NAME``, ``timm:NAME``, ``package.module:callable``; see ``external``).
 
     Common options: ``in_channels``; SNN only: ``T``, ``neuron`` (preset name or
     ``NeuronConfig``), ``neuron_kwargs`` (overrides), ``batch_first``. Others are per family.
     """
-    builder = MODELS.get(name)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if is_external(name):
+        in_channels = kwargs.pop("in_channels", 3)
+        context = {k: kwargs.pop(k) for k in CONTEXT_OPTIONS if k in kwargs}
+        return build_external(name, num_classes, in_channels, kwargs, spiking=spiking, **context)
+    builder = MODELS.get(name)
     kwargs = check_model_options(name, kwargs)
-    return builder(num_classes=num_classes, spiking=spiking, **kwargs)
+    model = builder(num_classes=num_classes, spiking=spiking, **kwargs)
+    model.zoo_spec = {"name": name, **kwargs}  # how it was built (a config records it)
+    return model
 
 
 def list_models() -> list[str]:

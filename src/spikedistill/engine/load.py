@@ -1,0 +1,103 @@
+"""A trained run read back: its training checkpoint checked field by field, and
+``load_model``, the trained student ready to use (``eval``, ``report``, ``export``, Python)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import is_state_dict, load_checkpoint, load_weights
+from ..data.info import DatasetInfo
+from ..errors import CheckpointError, ConfigError
+from .config import ExperimentConfig, config_from_dict
+from .setup import build_student
+
+CHECKPOINTS = ("best.pt", "last.pt")  # the checkpoint a run is measured at, by preference
+
+
+def run_checkpoint(run: str | os.PathLike) -> Path:
+    """``best.pt`` (else ``last.pt``) of the run directory ``run``."""
+    run = Path(run)
+    if not run.is_dir():
+        what = "is not a folder" if run.exists() else "does not exist"
+        raise ConfigError(f"run directory {str(run)!r} {what}")
+    for name in CHECKPOINTS:
+        if (run / name).is_file():
+            return run / name
+    raise ConfigError(f"{run}: no best.pt or last.pt (is it a spikedistill run directory?)")
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], ExperimentConfig]:
+    """A training checkpoint (``last.pt`` / ``best.pt``) and its config, field by field."""
+    if Path(path).is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; pass its best.pt or last.pt")
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path} is not a spikedistill training checkpoint (no config/model)")
+    if not isinstance(ckpt["config"], dict):
+        kind = type(ckpt["config"]).__name__
+        raise CheckpointError(f"{path}: its config is a {kind}, not a mapping")
+    for field in ("model", "objective"):
+        if field in ckpt and not is_state_dict(ckpt[field]):
+            raise CheckpointError(f"{path}: its {field!r} is not a state dict of tensors")
+    try:
+        cfg = config_from_dict(ckpt["config"])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: its config is not valid: {err}") from None
+    return ckpt, cfg
+
+
+def require_objective(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """The trained distillation modules (SASTC MLPs, ...) the STM probe restores."""
+    if "objective" not in ckpt:
+        raise CheckpointError(f"{path} holds no objective state (needed for the STM)")
+
+
+def load_student(
+    ckpt: dict[str, Any], cfg: ExperimentConfig, path: str | os.PathLike, info: DatasetInfo
+) -> nn.Module:
+    """The run's student for the data ``info`` describes, with the checkpoint's weights."""
+    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
+    load_weights(model, ckpt["model"], str(path))
+    return model
+
+
+def stored_data_info(ckpt: dict[str, Any]) -> DatasetInfo | None:
+    """The ``DatasetInfo`` a checkpoint was trained on (written since schema 1's
+    ``data_info`` field; ``None`` for older checkpoints)."""
+    fields = ckpt.get("data_info")
+    if not isinstance(fields, dict):
+        return None
+    try:
+        return DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    except (TypeError, ConfigError) as err:
+        raise CheckpointError(f"the checkpoint's data_info is damaged ({err})") from None
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    data_dir: str | None = None,
+) -> nn.Module:
+    """The trained student of a run directory (its ``best.pt``, else ``last.pt``) or of a
+    training checkpoint file, in eval mode on ``device``.
+
+    Its class count and input channels come from the checkpoint; a checkpoint written before
+    they were stored reads them off its dataset (``data_dir``, else the config's
+    ``data.root``). The model's ``data_info`` attribute is that ``DatasetInfo`` (the
+    normalisation its inputs need)."""
+    path = run_checkpoint(source) if Path(source).is_dir() else Path(source)
+    ckpt, cfg = read_checkpoint(path)
+    info = stored_data_info(ckpt)
+    if info is None:
+        from ..data import build_datasets
+
+        _, _, info = build_datasets(cfg.data.name, data_dir or cfg.data.root, **cfg.data.options)
+    model = load_student(ckpt, cfg, path, info)
+    model.data_info = info
+    return model.to(device).eval()

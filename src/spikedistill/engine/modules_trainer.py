@@ -1,0 +1,222 @@
+"""Training modules you built, from Python: ``train(student, train_loader, test_loader, ...)``.
+
+The trainer of ``spikedistill train`` (distillation methods, Rate-BP, checkpoints, metrics,
+exact resume) on your own student, teacher and ``torch.utils.data.DataLoader``s. The run
+directory's ``config.yaml`` records them as ``model.name: package.module:Class`` and
+``data.name: python``; ``load_model`` rebuilds such a student by calling that class with the
+arguments it takes of ``num_classes``, ``in_channels``, ``T`` (else build it yourself and load
+``best.pt``'s ``model`` weights).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.info import DatasetInfo
+from ..errors import ConfigError
+from .config import ExperimentConfig, config_from_dict
+from .objective import build_objective
+from .run_dir import claim_run_dir
+from .trainer import Trainer
+
+#: sections that the given modules and loaders decide, not ``settings``
+GIVEN = ("model.", "data.name", "data.options", "teacher.name", "teacher.checkpoint")
+
+
+class UserLoader:
+    """A ``DataLoader`` (any sized iterable of ``(x, y, ...)`` batches) as the trainer's loader.
+    ``set_epoch`` reaches its sampler (a ``DistributedSampler`` under torchrun); a resumed
+    epoch skips the batches already trained, which are the same batches only when the
+    loader's order is seeded."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.batch_size = getattr(loader, "batch_size", None)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def iter_from(self, start_batch: int, with_indices: bool = False) -> Iterator[tuple]:
+        """``(x, y)`` (``with_indices``: ``(x, y, positions in the epoch)``) from batch
+        ``start_batch`` on."""
+        seen = 0
+        for batch in itertools.islice(self.loader, start_batch, None):
+            x, y = batch[0], batch[1]
+            if with_indices:
+                yield x, y, torch.arange(seen, seen + len(y))
+            else:
+                yield x, y
+            seen += len(y)
+
+    def __iter__(self) -> Iterator[tuple]:
+        return self.iter_from(0)
+
+
+def sample_count(loader: Any) -> int:
+    """Samples per epoch: the dataset's length, else batches x batch size."""
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return len(loader) * (getattr(loader, "batch_size", None) or 1)
+
+
+@torch.no_grad()
+def infer_data_info(student: nn.Module, x: torch.Tensor) -> DatasetInfo:
+    """What the trainer needs to know of the data, read off a batch ``x`` (images
+    ``[B, C, H, W]`` or event frames ``[T, B, C, H, W]``, normalised by the loader) and the
+    student's output on two of its samples (the class count)."""
+    was_training = student.training
+    student.eval()
+    try:
+        device = next(student.parameters()).device
+        logits = student((x[:, :2] if x.dim() == 5 else x[:2]).to(device))
+    finally:
+        student.train(was_training)
+    channels = x.shape[-3]
+    steps = x.shape[0] if x.dim() == 5 else None
+    size = (x.shape[-2], x.shape[-1])
+    return DatasetInfo(
+        logits.shape[-1], channels, size, (0.0,) * channels, (1.0,) * channels, steps
+    )
+
+
+class ModuleTrainer(Trainer):
+    """``Trainer`` on a given student, teacher and loaders instead of those ``cfg`` names."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run_dir: str | os.PathLike,
+        student: nn.Module,
+        train_loader: Any,
+        test_loader: Any,
+        teacher: nn.Module | None = None,
+    ) -> None:
+        self.given = student, teacher, UserLoader(train_loader), UserLoader(test_loader)
+        super().__init__(cfg, run_dir)
+
+    def _build_data(self, root: str | None) -> None:
+        student, _, self.train_loader, self.test_loader = self.given
+        x, _ = next(iter(self.train_loader))
+        self.info = infer_data_info(student, x)
+        self.train_set = range(sample_count(self.train_loader.loader))
+        self.test_set = range(sample_count(self.test_loader.loader))
+
+    def make_student(self) -> nn.Module:
+        return self.given[0]
+
+    def _build_objective(self, objective: nn.Module | None) -> None:
+        teacher = self.given[1]
+        if objective is None and teacher is not None:
+            info = self.info
+            objective = build_objective(
+                self.cfg, self.model, info.num_classes, info.in_channels,
+                world_size=self.dist.world_size, teacher=teacher.to(self.device),
+            )  # fmt: skip
+        super()._build_objective(objective)
+
+
+def batch_sizes(train_loader: Any, test_loader: Any) -> dict[str, int]:
+    """``data.batch_size`` (which sizes SASTC's similarity matrices) and ``eval_batch_size``
+    as the loaders batch."""
+    sizes = {}
+    for key, loader in (("batch_size", train_loader), ("eval_batch_size", test_loader)):
+        if isinstance(getattr(loader, "batch_size", None), int):
+            sizes[key] = loader.batch_size
+    return sizes
+
+
+def model_section(student: nn.Module) -> dict[str, Any]:
+    """``model:`` of a config that rebuilds ``student``: a zoo model's name and options, else
+    its class as ``package.module:Class``."""
+    section = {"spiking": bool(getattr(student, "spiking", False))}
+    if section["spiking"]:
+        section["T"] = int(student.T)
+    spec = dict(getattr(student, "zoo_spec", {}))
+    spec.pop("in_channels", None)
+    spec.pop("T", None)
+    if spec and isinstance(spec.get("neuron", ""), str):
+        name = spec.pop("name")
+        neuron = {k: spec.pop(k) for k in ("neuron", "neuron_kwargs") if k in spec}
+        return {"name": name, **section, **neuron, "options": spec}
+    klass = type(student)
+    return {"name": f"{klass.__module__}:{klass.__qualname__}", **section}
+
+
+def module_config(
+    student: nn.Module,
+    loaders: tuple[Any, Any],
+    method: str,
+    options: dict[str, dict[str, Any]] | None,
+    settings: dict[str, Any] | None,
+) -> ExperimentConfig:
+    """The config of a ``train`` call: ``settings`` are dotted keys (``"optim.lr": 0.05``)."""
+    data: dict[str, Any] = {
+        "name": "python-run",
+        "model": model_section(student),
+        "data": {"name": "python", **batch_sizes(*loaders)},
+        "distill": {"method": method, "options": options or {}},
+    }
+    for key, value in (settings or {}).items():
+        if key.startswith(GIVEN):
+            raise ConfigError(f"settings[{key!r}]: the modules and loaders you pass decide it")
+        *sections, leaf = key.split(".")
+        node = data
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"settings[{key!r}]: {section!r} is not a section")
+        node[leaf] = value
+    cfg = config_from_dict(data)
+    if cfg.train.stm_every or cfg.teacher.cache:
+        raise ConfigError(
+            "train.stm_every and teacher.cache need a spikedistill dataset; with your own "
+            "loaders run `spikedistill eval --stm` on the run afterwards instead"
+        )
+    return cfg
+
+
+def train(
+    student: nn.Module,
+    train_loader: Any,
+    test_loader: Any,
+    *,
+    out: str | os.PathLike,
+    teacher: nn.Module | None = None,
+    method: str = "kd",
+    options: dict[str, dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Train ``student`` (in place) on ``train_loader``'s ``(x, y)`` batches, distilling from
+    ``teacher`` with ``method`` (``"kd"``, ``"kd+fitnet"``, ...; ``"none"``: cross-entropy
+    only), testing on ``test_loader`` after every epoch; ``options`` per method
+    (``{"kd": {"tau": 4}}``), ``settings`` any other config key (``{"train.epochs": 5,
+    "optim.lr": 0.05}``). Writes the run into ``out`` (a new or empty folder, or the same run
+    with ``resume=True``; ``force``: also after changed settings, such as more epochs) and
+    returns its summary (``metrics.json``'s)."""
+    cfg = module_config(student, (train_loader, test_loader), method, options, settings)
+    if method != "none" and teacher is None:
+        raise ConfigError(f"method {method!r} needs a teacher (teacher=...)")
+    run_dir = Path(out)
+    with claim_run_dir(run_dir, resume=resume):  # never over another run, nor one in use
+        trainer = ModuleTrainer(cfg, run_dir, student, train_loader, test_loader, teacher)
+        try:
+            if resume and (run_dir / "last.pt").exists():
+                trainer.resume(force=force)
+            return trainer.fit()
+        finally:
+            trainer.close()

@@ -1,0 +1,122 @@
+"""Models from outside the zoo, named ``SOURCE:NAME`` wherever a zoo name is accepted.
+
+- ``torchvision:resnet34``: ``torchvision.models.get_model(NAME, num_classes=K, **options)``
+  (3-channel input);
+- ``timm:resnet50``: ``timm.create_model(NAME, num_classes=K, in_chans=C, **options)``;
+- ``package.module:callable`` (also ``package.module:Class.factory``): your own code, called
+  with ``options`` plus whichever of ``num_classes``, ``in_channels``, ``T``, ``neuron``,
+  ``neuron_kwargs`` and ``spiking`` its signature takes (the module must be importable: on
+  ``PYTHONPATH`` or installed).
+
+torchvision and timm are optional (``pip install spikedistill[vision]``). Their models declare
+no ``stage_names``: feature taps infer them (``contract.infer_stage_names``; a torchvision
+ResNet gives ``relu, layer1, ..., layer4``) or take module paths.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError, first_line
+from ..registry import Registry
+
+#: ``source -> builder(name, num_classes, in_channels, options) -> model``
+SOURCES: Registry[Callable[..., nn.Module]] = Registry("model source")
+
+
+def is_external(name: str) -> bool:
+    """Whether ``name`` names a model outside the zoo (it has a ``:``)."""
+    return ":" in name
+
+
+def _import(module: str, package: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except Exception as err:  # not installed, or built for another torch (a RuntimeError)
+        raise ConfigError(
+            f"model names {package}:... need {package}, which does not import "
+            f"({type(err).__name__}: {first_line(err)}); `pip install spikedistill[vision]` "
+            "installs it (with a torch it was built for)"
+        ) from None
+
+
+@SOURCES.register("torchvision")
+def _torchvision(name: str, num_classes: int, in_channels: int, options: dict) -> nn.Module:
+    if in_channels != 3:
+        raise ConfigError(
+            f"torchvision:{name} takes 3-channel images, but the data has {in_channels} channels"
+        )
+    models = _import("torchvision.models", "torchvision")
+    if name not in models.list_models():
+        raise ConfigError(f"torchvision has no model {name!r} (torchvision.models.list_models())")
+    return models.get_model(name, num_classes=num_classes, **options)
+
+
+@SOURCES.register("timm")
+def _timm(name: str, num_classes: int, in_channels: int, options: dict) -> nn.Module:
+    timm = _import("timm", "timm")
+    if not timm.is_model(name):
+        raise ConfigError(f"timm has no model {name!r} (timm.list_models())")
+    return timm.create_model(name, num_classes=num_classes, in_chans=in_channels, **options)
+
+
+def find_callable(spec: str) -> Callable[..., Any]:
+    """The object ``package.module:attribute.path`` names."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"model {spec!r}: write package.module:callable")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(
+            f"model {spec!r}: cannot import {module_name!r} ({first_line(err)}); is it on "
+            "PYTHONPATH or installed?"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"model {spec!r}: {module_name!r} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"model {spec!r}: {attribute!r} is not callable")
+    return obj
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: pass only the options
+        return False
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def build_external(
+    name: str, num_classes: int, in_channels: int, options: dict[str, Any], **context: Any
+) -> nn.Module:
+    """The model ``name`` (``SOURCE:NAME`` or ``package.module:callable``) for ``num_classes``
+    classes and ``in_channels`` input channels; ``context`` (``spiking``, ``T``, ``neuron``,
+    ``neuron_kwargs``) goes to your own callable where its signature takes it."""
+    source, _, inner = name.partition(":")
+    if source in SOURCES:
+        if context.get("spiking"):
+            raise ConfigError(f"{name} is an ANN: it can be a teacher, or model.spiking=false")
+        return _checked(name, SOURCES.get(source)(inner, num_classes, in_channels, options))
+    fn = find_callable(name)
+    given = {"num_classes": num_classes, "in_channels": in_channels, **context}
+    kwargs = {k: v for k, v in given.items() if _accepts(fn, k)}
+    try:
+        model = fn(**options, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model {name!r} rejected its options: {first_line(err)}") from None
+    return _checked(name, model)
+
+
+def _checked(name: str, model: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model {name!r} returned a {type(model).__name__}, not an nn.Module")
+    return model

@@ -1,0 +1,112 @@
+"""The Python API: the README's snippet as written, ``train`` on own modules and loaders, and
+``load_model`` on run directories and checkpoints."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import spikedistill as sd
+from spikedistill.errors import CheckpointError, ConfigError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_snippet() -> str:
+    """The Python block of the README's "From Python" part."""
+    part = README.read_text().split("### From Python", 1)[1]
+    return re.search(r"```python\n(.*?)```", part, re.S).group(1)
+
+
+def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_snippet(), "README.md", "exec"), {})
+    best, shape = capsys.readouterr().out.split("\n")[-2].split(" ", 1)
+    assert 0 <= float(best) <= 100 and shape == "torch.Size([4, 10])"
+    assert (tmp_path / "runs/python-kd/best.pt").is_file()
+
+
+def loaders(n=96, classes=4, shape=(1, 12, 12), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+    train = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=16, shuffle=False)
+    return train, DataLoader(TensorDataset(x[64:], y[64:]), batch_size=32), x
+
+
+class OwnAnn(nn.Module):
+    def __init__(self, num_classes=4, in_channels=1):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+    def forward(self, x):
+        return self.fc(self.conv(x))
+
+
+def test_train_records_the_run_and_load_model_gives_the_trained_student(tmp_path):
+    train, test, x = loaders()
+    student = sd.build_model("convnet3", num_classes=4, in_channels=1, spiking=True, T=2)
+    summary = sd.train(student, train, test, teacher=OwnAnn(), method="kd+fitnet",
+                       options={"fitnet": {"teacher_tap": "conv"}}, out=tmp_path / "run",
+                       settings={"train.epochs": 2, "optim.lr": 0.05})  # fmt: skip
+    assert summary["epochs"] == 2
+    cfg = (tmp_path / "run/config.yaml").read_text()
+    assert "name: convnet3" in cfg and "batch_size: 16" in cfg and "name: python" in cfg
+    student.eval()
+    for source in (tmp_path / "run", tmp_path / "run/last.pt"):
+        model = sd.load_model(source)
+        assert not model.training and model.data_info.num_classes == 4
+    torch.testing.assert_close(sd.load_model(tmp_path / "run/last.pt")(x[:5]), student(x[:5]))
+
+
+def test_own_student_classes_are_rebuilt_by_their_class_path(tmp_path):
+    train, test, x = loaders()
+    student = OwnAnn()
+    sd.train(student, train, test, method="none", out=tmp_path / "run",
+             settings={"train.epochs": 1})  # fmt: skip
+    assert f"name: {__name__}:OwnAnn" in (tmp_path / "run/config.yaml").read_text()
+    model = sd.load_model(tmp_path / "run")
+    student.eval()
+    torch.testing.assert_close(model(x[:3]), student(x[:3]))
+
+
+def test_resume_continues_a_python_run(tmp_path):
+    train, test, _ = loaders()
+    settings = {"train.epochs": 1, "train.seed": 3}
+    sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run", settings=settings)
+    settings["train.epochs"] = 2
+    with pytest.raises(sd.SpikeDistillError, match="holds a run"):
+        sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run", settings=settings)
+    with pytest.raises(ConfigError, match="differs from the run's in train.epochs"):
+        sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run",
+                 settings=settings, resume=True)  # fmt: skip
+    summary = sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run",
+                       settings=settings, resume=True, force=True)  # fmt: skip
+    assert [row["epoch"] for row in summary["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"method": "kd"}, "needs a teacher"),
+        ({"settings": {"model.T": 4}}, "the modules and loaders you pass decide it"),
+        ({"settings": {"train.stm_every": 1}}, "need a spikedistill dataset"),
+        ({"settings": {"optim.lr": -1}}, "optim.lr must be > 0"),
+    ],
+)
+def test_bad_train_calls_are_one_clear_error(tmp_path, kwargs, fragment):
+    train, test, _ = loaders()
+    with pytest.raises(ConfigError, match=fragment):
+        sd.train(OwnAnn(), train, test, out=tmp_path / "run", **{"method": "none", **kwargs})
+    assert not (tmp_path / "run").exists()
+
+
+def test_load_model_refuses_what_is_not_a_run(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        sd.load_model(tmp_path / "nothing")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="not a spikedistill training checkpoint"):
+        sd.load_model(tmp_path / "plain.pt")
