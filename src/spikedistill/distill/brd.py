@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..models import ZooModel
 from .base import DistillBatch, DistillMethod, register_method
 from .kd import kd_loss
 
@@ -53,6 +54,20 @@ def make_mapping(kind: str, channels: int) -> nn.Module:
     return nn.Sequential(conv, nn.BatchNorm2d(channels))
 
 
+def _check_zoo_pair(student: nn.Module, teacher: nn.Module) -> None:
+    """BRD runs the teacher's later stages and head on the student's stage outputs, so both
+    must be zoo models (``ZooModel``) with the same stages, channels and strides."""
+    for role, model in (("student", student), ("teacher", teacher)):
+        if not isinstance(model, ZooModel):
+            raise ConfigError(
+                f"brd needs a zoo {role} ({type(model).__name__} is not a zoo model): it feeds "
+                "the student's stage outputs into the teacher's later stages, so student and "
+                "teacher must be zoo models with the same stages (matching channels and "
+                "strides), e.g. resnet19 SNN and resnet19 ANN; for your own student use kd, "
+                "fitnet, sastc, samd or nld"
+            )
+
+
 @register_method("brd")
 class BRD(DistillMethod):
     name = "brd"
@@ -80,8 +95,9 @@ class BRD(DistillMethod):
             raise ConfigError(f"brd weights must be exp or uniform, got {weights!r}")
         if tau <= 0 or curriculum_epochs < 0:
             raise ConfigError("brd needs tau > 0 and curriculum_epochs >= 0")
-        stages = list(getattr(student, "stage_names", []))
-        if stages != list(getattr(teacher, "stage_names", [])) or len(stages) < 2:
+        _check_zoo_pair(student, teacher)
+        stages = list(student.stage_names)
+        if stages != list(teacher.stage_names) or len(stages) < 2:
             raise ConfigError(
                 "brd needs a student and a teacher with the same stages (>= 2); got "
                 f"{stages} and {getattr(teacher, 'stage_names', None)}"

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.contract import check_student, feature_layout_of, is_spiking, time_steps
 from ..spiking import unfold_time
 from ..typed import check_options, parameter_types
 from .base import METHODS, DistillBatch, DistillMethod
@@ -46,7 +47,7 @@ def build_method(
 
 def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Per-step logits ``[T, B, K]`` of a student (``T = 1`` for an ANN)."""
-    if getattr(student, "spiking", False):
+    if is_spiking(student):
         return student(x, per_step=True)
     return student(x).unsqueeze(0)
 
@@ -54,21 +55,35 @@ def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def time_first_features(
     features: dict[str, torch.Tensor], student: nn.Module, batch: int
 ) -> dict[str, torch.Tensor]:
-    """Tapped student outputs as ``[T, B, ...]`` (unfolded time; ``T = 1`` for an ANN, and for
-    a map computed once per sample, such as a direct-encoding stem's)."""
-    steps = student.T if getattr(student, "spiking", False) else 1
-    out = {}
-    for path, v in features.items():
-        if v.shape[0] == steps * batch:
-            out[path] = unfold_time(v, steps) if steps > 1 else v.unsqueeze(0)
-        elif v.shape[0] == batch:
-            out[path] = v.unsqueeze(0)
-        else:
-            raise ConfigError(
-                f"the student's tap {path!r} gives {v.shape[0]} rows for a batch of {batch} "
-                f"at T={steps}; tap a layer inside the network"
-            )
-    return out
+    """Tapped student outputs as ``[T, B, ...]`` (``T = 1`` for an ANN), read by the student's
+    declared ``feature_layout`` (``models.contract``): ``"folded"`` maps ``[T*B, ...]`` are
+    unfolded (a map computed once per sample, ``[B, ...]`` such as a direct-encoding stem's,
+    becomes ``[1, B, ...]``); ``"time_first"`` maps ``[T, B, ...]`` are kept."""
+    steps = time_steps(student)
+    if is_spiking(student) and feature_layout_of(student) == "time_first":
+        return {path: _checked_time_first(path, v, steps, batch) for path, v in features.items()}
+    return {path: _unfolded(path, v, steps, batch) for path, v in features.items()}
+
+
+def _unfolded(path: str, v: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+    if v.shape[0] == steps * batch:
+        return unfold_time(v, steps) if steps > 1 else v.unsqueeze(0)
+    if v.shape[0] == batch:
+        return v.unsqueeze(0)
+    raise ConfigError(
+        f"the student's tap {path!r} gives {v.shape[0]} rows for a batch of {batch} "
+        f"at T={steps}; tap a layer inside the network (or declare feature_layout="
+        "'time_first' if its maps are [T, B, ...])"
+    )
+
+
+def _checked_time_first(path: str, v: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+    if v.dim() < 2 or v.shape[:2] != (steps, batch):
+        raise ConfigError(
+            f"the student's tap {path!r} gives shape {tuple(v.shape)}; with "
+            f"feature_layout='time_first' it must be [T={steps}, B={batch}, ...]"
+        )
+    return v
 
 
 class DistillObjective(nn.Module):
@@ -85,6 +100,7 @@ class DistillObjective(nn.Module):
         """``cache_size``: cache the teacher's outputs for that many dataset indices (see
         ``TeacherCache``; only for inputs that are the same every epoch)."""
         super().__init__()
+        check_student(student)
         self.teacher = teacher
         self.methods = nn.ModuleDict({m.name: m for m in methods})
         self.ce_weight = ce_weight

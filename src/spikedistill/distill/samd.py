@@ -8,7 +8,7 @@ global pooling):
 - student spike activation map (SAM): ``A_s[b,h,w] = sum_t sum_c F_s[t,b,c,h,w]``;
 - teacher class activation map (CAM): ``A_t[b,h,w] = ReLU(sum_c W[k_b, c] F_t[b,c,h,w])`` with
   ``k_b = argmax_k z_t[b,k]`` (the teacher's predicted class) and ``W`` the (detached) weight
-  of the teacher's final linear layer ``head.fc``;
+  of the teacher's final linear layer (``teacher_fc``, by default ``head.fc``);
 - saliency scaling ``M = (A - min A) / (max(A - min A) + 1e-3)``, with min and max over the
   whole batch tensor (``scaling="batch"``, the reference behaviour: a sample's map depends on
   the rest of the batch) or per sample (``scaling="sample"``);
@@ -19,8 +19,13 @@ Gradient reaches the student only through ``P_s``. If the two maps differ in spa
 larger one is adaptive-average-pooled to the smaller size (per axis, ``min`` of the two) before
 the scaling; the reference only distils same-size maps.
 
-The teacher must have a CAM: its head must be global pooling + a single linear layer ``fc``
-over the feature map's channels (e.g. ``resnet19`` built with ``head_hidden=None``).
+The teacher must have a CAM: a zoo teacher's head must be global pooling + a single linear
+layer ``fc`` over the feature map's channels (e.g. ``resnet19`` built with
+``head_hidden=None``). Any other teacher names its CAM layers by module path:
+``teacher_tap`` (the feature map ``[B, C, H, W]`` that feeds the global average pooling) and
+``teacher_fc`` (the ``nn.Linear`` over those ``C`` channels that gives the logits). The
+student needs only its feature map (``student_tap``; default: ``feature_map_path``, the last
+stage of a non-zoo student).
 """
 
 from __future__ import annotations
@@ -62,6 +67,48 @@ def _check_cam_teacher(teacher: nn.Module) -> None:
         is_global = tuple(size) == (1, 1) if isinstance(size, (tuple, list)) else size == 1
     if not is_global:
         raise ConfigError(f"{hint}; the teacher's head.pool is {pool!r}, not a global pooling")
+
+
+def _teacher_cam_layers(
+    teacher: nn.Module, teacher_tap: TapSpec | None, teacher_fc: str | None
+) -> tuple[str, str]:
+    """``(feature-map path, linear-classifier path)`` of the teacher's CAM: the given paths,
+    or the zoo head's (``feature_map_path``, ``head.fc``) when ``teacher_fc`` is not given."""
+    if teacher_fc is None:
+        if not hasattr(teacher, "head"):
+            raise ConfigError(
+                f"samd needs the teacher's class activation map layers, and "
+                f"{type(teacher).__name__} has no zoo head (head.pool -> head.fc): set "
+                "distill.options.samd.teacher_tap (the module whose [B, C, H, W] output "
+                "feeds the global average pooling) and teacher_fc (the final nn.Linear over "
+                "those C channels), e.g. teacher_tap: layer4, teacher_fc: fc"
+            )
+        _check_cam_teacher(teacher)
+        teacher_fc = "head.fc"
+    elif teacher_tap is None:
+        raise ConfigError(
+            "samd teacher_fc is set, so teacher_tap must name the feature map it classifies "
+            "(the module whose [B, C, H, W] output feeds the global average pooling)"
+        )
+    fc = dict(teacher.named_modules()).get(teacher_fc)
+    if not isinstance(fc, nn.Linear):
+        raise ConfigError(
+            f"samd teacher_fc {teacher_fc!r} must name the teacher's final nn.Linear, got "
+            f"{type(fc).__name__ if fc is not None else 'no module'}"
+        )
+    tap = feature_map_path(teacher) if teacher_tap is None else teacher_tap
+    return resolve_tap(teacher, tap), teacher_fc
+
+
+def _student_map(student: nn.Module) -> str:
+    """The student's default SAM feature map, ``feature_map_path``; names the option if none."""
+    try:
+        return feature_map_path(student)
+    except ConfigError as err:
+        raise ConfigError(
+            f"samd: set distill.options.samd.student_tap (the student's last convolutional "
+            f"map, [T, B, C, H, W]): {err}"
+        ) from None
 
 
 def saliency_scale(a: torch.Tensor, scaling: str = "batch") -> torch.Tensor:
@@ -115,8 +162,9 @@ def teacher_cam(
         )
     if fc_weight.shape[1] != features.shape[1]:
         raise ConfigError(
-            f"samd: the teacher feature map has {features.shape[1]} channels but its head.fc "
-            f"takes {fc_weight.shape[1]} inputs; tap the module that feeds the global pooling"
+            f"samd: the teacher feature map has {features.shape[1]} channels but its classifier "
+            f"(teacher_fc) takes {fc_weight.shape[1]} inputs; teacher_tap must name the module "
+            "that feeds the global pooling"
         )
     rows = fc_weight.detach()[logits.detach().argmax(dim=1)].to(features.dtype)  # [B, C]
     return torch.einsum("bc,bchw->bhw", rows, features.detach()).relu()
@@ -148,7 +196,9 @@ def samd_loss(
 class SAMD(DistillMethod):
     """Options: ``tau`` (spatial softmax temperature, 2 in the reference), ``weight``,
     ``scaling`` (``"batch"``: reference min-max over the batch, or ``"sample"``),
-    ``student_tap`` / ``teacher_tap`` (default: ``feature_map_path`` of each model)."""
+    ``student_tap`` / ``teacher_tap`` (the feature maps; default: ``feature_map_path`` of each
+    model), ``teacher_fc`` (module path of the teacher's final ``nn.Linear``; default
+    ``head.fc`` of a zoo teacher; needs ``teacher_tap``)."""
 
     name = "samd"
 
@@ -161,19 +211,17 @@ class SAMD(DistillMethod):
         scaling: str = "batch",
         student_tap: TapSpec | None = None,
         teacher_tap: TapSpec | None = None,
+        teacher_fc: str | None = None,
     ) -> None:
         super().__init__()
         if tau <= 0:
             raise ConfigError(f"samd tau must be > 0, got {tau}")
         if scaling not in SCALINGS:
             raise ConfigError(f"samd scaling must be one of {SCALINGS}, got {scaling!r}")
-        _check_cam_teacher(teacher)
+        self.teacher_tap, self.teacher_fc = _teacher_cam_layers(teacher, teacher_tap, teacher_fc)
         self.tau, self.weight, self.scaling = float(tau), float(weight), scaling
         self.student_tap = resolve_tap(
-            student, feature_map_path(student) if student_tap is None else student_tap
-        )
-        self.teacher_tap = resolve_tap(
-            teacher, feature_map_path(teacher) if teacher_tap is None else teacher_tap
+            student, _student_map(student) if student_tap is None else student_tap
         )
 
     def student_taps(self) -> list[str]:
@@ -184,12 +232,12 @@ class SAMD(DistillMethod):
 
     def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         if batch.teacher is None:
-            raise ConfigError("samd needs the teacher module in the batch (for head.fc)")
+            raise ConfigError("samd needs the teacher module in the batch (for teacher_fc)")
         loss = samd_loss(
             batch.student_features[self.student_tap],
             batch.teacher_features[self.teacher_tap],
             batch.teacher_logits,
-            batch.teacher.head.fc.weight,
+            batch.teacher.get_submodule(self.teacher_fc).weight,
             self.tau,
             self.scaling,
         )
@@ -198,5 +246,6 @@ class SAMD(DistillMethod):
     def extra_repr(self) -> str:
         return (
             f"tau={self.tau}, weight={self.weight}, scaling={self.scaling!r}, "
-            f"student_tap={self.student_tap!r}, teacher_tap={self.teacher_tap!r}"
+            f"student_tap={self.student_tap!r}, teacher_tap={self.teacher_tap!r}, "
+            f"teacher_fc={self.teacher_fc!r}"
         )

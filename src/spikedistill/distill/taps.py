@@ -1,7 +1,8 @@
 """Feature taps: capture module outputs by module path with forward hooks.
 
 A tap spec is a module path (``"layer2"``, ``"layer2.1.act2"``) or an integer index into the
-model's ordered stages (``model.stage_names``; negative counts from the end).
+model's ordered stages (``model.stage_names``, inferred for a model that declares none: see
+``models.contract.stage_names_of``; negative counts from the end).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.contract import stage_names_of
 
 TapSpec = str | int
 
 
 def resolve_tap(model: nn.Module, spec: TapSpec) -> str:
     """The module path a spec names; a clear error lists the valid ones."""
-    stages = list(getattr(model, "stage_names", []))
+    stages = stage_names_of(model)
     if isinstance(spec, int) and not isinstance(spec, bool):
         if not -len(stages) <= spec < len(stages):
             raise ConfigError(f"stage index {spec} out of range: the model has stages {stages}")
@@ -36,14 +38,14 @@ def resolve_tap(model: nn.Module, spec: TapSpec) -> str:
 def resolve_taps(model: nn.Module, specs: Sequence[TapSpec] | None) -> list[str]:
     """Resolve a list of specs; ``None`` means every stage of the model."""
     if specs is None:
-        return list(model.stage_names)
+        return stage_names_of(model)
     return [resolve_tap(model, s) for s in specs]
 
 
 def feature_map_path(model: nn.Module) -> str:
     """The module whose output feeds the classifier's global pooling (the CAM feature map):
     the head's last module before ``pool`` if it has any (pre-activation nets), else the
-    last stage."""
+    last stage (``ConfigError`` if the model has none)."""
     head = getattr(model, "head", None)
     if head is not None and hasattr(head, "pool"):
         before = []
@@ -53,7 +55,13 @@ def feature_map_path(model: nn.Module) -> str:
             before.append(name)
         if before:
             return f"head.{before[-1]}"
-    return model.stage_names[-1]
+    stages = stage_names_of(model)
+    if not stages:
+        raise ConfigError(
+            f"{type(model).__name__} has no stages to take a feature map from: name the "
+            "module path of its last convolutional map (or declare stage_names)"
+        )
+    return stages[-1]
 
 
 class FeatureTaps:

@@ -1,7 +1,9 @@
-"""SpikingJelly interop: the ``LIFNode`` with the same dynamics as a ``NeuronConfig``.
+"""SpikingJelly interop: the ``LIFNode`` with the same dynamics as a ``NeuronConfig``, and
+``as_student`` (a SpikingJelly net as a distillation student).
 
 Requires the optional ``spikingjelly`` package (``pip install spikedistill[spikingjelly]``).
-SpikingJelly neurons keep state between calls: call ``reset(model)`` after every batch.
+SpikingJelly neurons keep state between calls: call ``reset(model)`` after every batch
+(``as_student``'s wrapper resets them before every forward).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.adapter import SpikingStudent
 from ..spiking import FoldedNeuron, NeuronConfig
 
 
@@ -61,3 +64,12 @@ def reset(model: nn.Module) -> None:
     """Reset SpikingJelly neuron states (our own neurons need no reset)."""
     functional, _, _ = _import()
     functional.reset_net(model)
+
+
+def as_student(net: nn.Module, T: int, **options) -> SpikingStudent:
+    """``net`` switched to multi-step mode (``functional.set_step_mode(net, "m")``) and wrapped
+    as a student: ``SpikingStudent(net, T, **options)`` (``stage_names``, ``per_step_output``,
+    ...; its features are ``[T, B, ...]``, ``feature_layout="time_first"``)."""
+    functional, _, _ = _import()
+    functional.set_step_mode(net, "m")
+    return SpikingStudent(net, T, **options)

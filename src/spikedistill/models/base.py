@@ -37,6 +37,7 @@ class ZooModel(nn.Module):
     stem: nn.Module
     stem_act: nn.Module
     head: nn.Module
+    feature_layout = "folded"  # tapped SNN maps are [T*B, ...] (models.contract)
 
     def __init__(
         self,
