@@ -110,3 +110,22 @@ def test_load_model_refuses_what_is_not_a_run(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not a spikedistill training checkpoint"):
         sd.load_model(tmp_path / "plain.pt")
+
+
+def test_a_spikingjelly_student_trains_with_every_feature_method(tmp_path):
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import layer, neuron
+
+    from spikedistill.interop.spikingjelly import as_student
+
+    train, test, x = loaders()
+    net = nn.Sequential(
+        layer.Conv2d(1, 8, 3, padding=1), layer.BatchNorm2d(8), neuron.LIFNode(),
+        layer.AdaptiveAvgPool2d(1), layer.Flatten(), layer.Linear(8, 4),
+    )  # fmt: skip
+    student = as_student(net, T=2)
+    teacher = sd.build_model("convnet3", num_classes=4, in_channels=1)
+    summary = sd.train(student, train, test, teacher=teacher, out=tmp_path / "run",
+                       method="kd+fitnet+sastc+samd+nld", settings={"train.epochs": 1})  # fmt: skip
+    terms = summary["history"][0]
+    assert all(terms[f"train_{m}"] > 0 for m in ("kd", "fitnet", "sastc", "samd", "nld"))
