@@ -5,12 +5,12 @@ import textwrap
 
 import pytest
 import torch
-from third_party import import_timm, import_torchvision
 
 from spikedistill import build_model
 from spikedistill.engine.config import load_config
 from spikedistill.errors import ConfigError
 from spikedistill.models.external import build_external
+from third_party import import_timm, import_torchvision
 
 OWN_MODELS = '''
 import torch
@@ -102,10 +102,11 @@ def test_a_torchvision_model_cannot_be_a_spiking_student():
 
 
 def test_configs_accept_external_names_and_leave_their_options_to_them(own_models):
-    cfg = load_config(None, [f"model.name={own_models}:Student", "model.options.hidden=4",
-                             f"teacher.name={own_models}:make_teacher", "distill.method=kd"])  # fmt: skip
+    overrides = [f"model.name={own_models}:Student", "model.options.hidden=4",
+                 f"teacher.name={own_models}:make_teacher", "distill.method=kd"]  # fmt: skip
+    cfg = load_config(None, overrides)
     assert cfg.model.options == {"hidden": 4}
-    with pytest.raises(ConfigError, match="model.options.num_classes"):
+    with pytest.raises(ConfigError, match=r"model\.options\.num_classes"):
         load_config(None, [f"model.name={own_models}:Student", "model.options.num_classes=3"])
 
 

@@ -80,7 +80,7 @@ def test_resume_continues_a_python_run(tmp_path):
     settings["train.epochs"] = 2
     with pytest.raises(sd.SpikeDistillError, match="holds a run"):
         sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run", settings=settings)
-    with pytest.raises(ConfigError, match="differs from the run's in train.epochs"):
+    with pytest.raises(ConfigError, match=r"differs from the run.s in train\.epochs"):
         sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run",
                  settings=settings, resume=True)  # fmt: skip
     summary = sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run",
@@ -118,7 +118,7 @@ def test_a_spikingjelly_student_trains_with_every_feature_method(tmp_path):
 
     from spikedistill.interop.spikingjelly import as_student
 
-    train, test, x = loaders()
+    train, test, _ = loaders()
     net = nn.Sequential(
         layer.Conv2d(1, 8, 3, padding=1), layer.BatchNorm2d(8), neuron.LIFNode(),
         layer.AdaptiveAvgPool2d(1), layer.Flatten(), layer.Linear(8, 4),
