@@ -4,16 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from spikedistill.checkpoint import (
-    atomic_save,
-    extract_state_dict,
-    load_checkpoint,
-    load_weights,
-)
+from spikedistill.checkpoint import atomic_save, load_checkpoint, load_weights
 from spikedistill.engine.config import OptimConfig, SchedConfig
 from spikedistill.engine.optim import build_optimizer, build_scheduler, lr_factor
 from spikedistill.errors import CheckpointError
 from spikedistill.models import build_model
+from spikedistill.models.pretrained import load_pretrained
 
 
 def test_cosine_with_warmup_closed_form():
@@ -83,11 +79,11 @@ def test_teacher_layouts_and_architecture_mismatch():
     model = build_model("resnet8", 10)
     state = model.state_dict()
     for layout in (state, {"model": state}, {"state_dict": state}, {"epoch": 1, "model": state}):
-        load_weights(model, extract_state_dict(layout))
-    load_weights(model, extract_state_dict({f"module.{k}": v for k, v in state.items()}))
+        load_pretrained(model, layout)
+    load_pretrained(model, {f"module.{k}": v for k, v in state.items()})
     with pytest.raises(CheckpointError, match="shape mismatches"):
         load_weights(build_model("resnet8", 100), state, "teacher")
     with pytest.raises(CheckpointError, match="missing"):
         load_weights(build_model("resnet14", 10), state, "teacher")
     with pytest.raises(CheckpointError, match="no state dict"):
-        extract_state_dict({"epoch": 3})
+        load_pretrained(model, {"epoch": 3})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -67,28 +68,38 @@ def is_state_dict(value: Any) -> bool:
     )
 
 
-def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
-    """The weights of a plain state dict or of a dict holding them under ``model`` /
-    ``state_dict`` (RepDistiller, torchdistill, Lightning); strips ``module.`` prefixes."""
-    for key in ("model", "state_dict", "net"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not is_state_dict(obj):
-        raise CheckpointError(
-            "checkpoint holds no state dict (looked at the top, model, state_dict)"
-        )
-    prefix = "module."
-    if obj and all(k.startswith(prefix) for k in obj):
-        obj = {k[len(prefix) :]: v for k, v in obj.items()}
-    return obj
+#: keys under which trainers save the weights: RepDistiller / mdistiller / spikedistill
+#: ``{"model": ...}``, Lightning / torchdistill ``{"state_dict": ...}``, ``{"net": ...}``
+WRAPPER_KEYS = ("model", "state_dict", "net")
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> None:
-    """Strict load with a message naming missing/unexpected keys and mismatching shapes."""
-    if not is_state_dict(state):
-        raise CheckpointError(f"{what} checkpoint: the weights are not a dict of tensors")
-    own = model.state_dict()
+def unwrap_state_dict(obj: Any, depth: int = 3) -> dict[str, torch.Tensor]:
+    """The weights in ``obj``: ``obj`` itself when it is a state dict, else the first of
+    ``WRAPPER_KEYS`` (searched ``depth`` levels deep) that holds one."""
+    if is_state_dict(obj):
+        return obj
+    if isinstance(obj, dict) and depth > 0:
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                with contextlib.suppress(CheckpointError):
+                    return unwrap_state_dict(obj[key], depth - 1)
+    raise CheckpointError(
+        f"checkpoint holds no state dict (looked at the top and under {', '.join(WRAPPER_KEYS)})"
+    )
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor] | None:
+    """``state`` with ``prefix`` cut off every key, or None unless every key carries it."""
+    if not state or not all(k.startswith(prefix) for k in state):
+        return None
+    return {k[len(prefix) :]: v for k, v in state.items()}
+
+
+def mismatches(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, shape mismatches)`` of weights ``state`` against a model's
+    state dict ``own``; all empty when ``state`` fits."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [
@@ -96,6 +107,14 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "
         for k in own
         if k in state and state[k].shape != own[k].shape
     ]
+    return missing, unexpected, shapes
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "model") -> None:
+    """Strict load with a message naming missing/unexpected keys and mismatching shapes."""
+    if not is_state_dict(state):
+        raise CheckpointError(f"{what} checkpoint: the weights are not a dict of tensors")
+    missing, unexpected, shapes = mismatches(model.state_dict(), state)
     if missing or unexpected or shapes:
         parts = []
         if missing:

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import extract_state_dict, load_checkpoint, load_weights
 from ..errors import ConfigError
 from ..models import build_model
+from ..models.pretrained import load_pretrained
 
 
 class FrozenTeacher(nn.Module):
@@ -46,10 +46,13 @@ def load_teacher(
     options: dict[str, Any] | None = None,
     train_bn: bool = False,
 ) -> FrozenTeacher:
-    """Build zoo ANN ``name`` and load its weights from a plain state dict or a dict holding
-    them under ``model`` / ``state_dict`` (``weights_only=True``)."""
+    """Build ANN ``name`` (a zoo name, ``torchvision:``/``timm:`` or ``package.module:callable``)
+    and load its weights from ``checkpoint`` in any layout ``load_pretrained`` reads."""
     if not name:
-        raise ConfigError("distillation needs teacher.name (a zoo model name)")
+        raise ConfigError(
+            "distillation needs teacher.name (a zoo name, torchvision:NAME, timm:NAME or "
+            "package.module:callable)"
+        )
     opts = {"in_channels": in_channels, **(options or {})}
     if opts.pop("num_classes", num_classes) != num_classes:
         raise ConfigError(
@@ -64,6 +67,5 @@ def load_teacher(
             stacklevel=2,
         )
     else:
-        state = extract_state_dict(load_checkpoint(checkpoint))
-        load_weights(model, state, what=f"teacher {name!r}")
+        load_pretrained(model, checkpoint, arch=name, what=f"teacher {name!r}")
     return FrozenTeacher(model, train_bn=train_bn)

@@ -49,6 +49,7 @@ class ModelConfig:
     neuron: str = "tdbn"
     neuron_kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # architecture options (width, ...)
+    init_from: str | None = None  # start from these weights (any layout teacher.checkpoint reads)
 
     def validate(self) -> None:
         _check(self.T >= 1, f"model.T must be >= 1, got {self.T}")
@@ -155,8 +156,8 @@ class TrainConfig:
 
 @dataclass
 class TeacherConfig:
-    name: str | None = None  # a zoo model name, built as ANN
-    checkpoint: str | None = None  # state dict, or weights under model / state_dict
+    name: str | None = None  # zoo name, torchvision:NAME, timm:NAME or package.module:callable
+    checkpoint: str | None = None  # its weights: state dict, RepDistiller, torchvision, DDP ...
     options: dict[str, Any] = field(default_factory=dict)  # architecture options
     train_bn: bool = False  # reproduce CKDSNN's train-mode teacher BN (off: eval mode)
     cache: bool = False  # store teacher outputs per sample (needs data without augmentation)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..checkpoint import SCHEMA_VERSION, atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader
 from ..errors import ConfigError, NonFiniteLossError
+from ..models.pretrained import load_pretrained
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
 from .config import ExperimentConfig
@@ -136,9 +137,13 @@ class Trainer:
             self.train_forward = torch.compile(self.model) if t.compile else self.model
 
     def make_student(self) -> nn.Module:
-        """The student ``cfg.model`` describes (a ``ModuleTrainer``: the one it was given)."""
-        info = self.info
-        return build_student(self.cfg, info.num_classes, info.in_channels, info.time_steps)
+        """The student ``cfg.model`` describes, from ``model.init_from``'s weights if set (a
+        ``ModuleTrainer``: the one it was given)."""
+        m, info = self.cfg.model, self.info
+        model = build_student(self.cfg, info.num_classes, info.in_channels, info.time_steps)
+        if m.init_from:
+            load_pretrained(model, m.init_from, arch=m.name, what="model.init_from")
+        return model
 
     def _build_objective(self, objective: nn.Module | None) -> None:
         """The objective (its method modules built from one real batch) and the module that
