@@ -122,3 +122,24 @@ def test_training_distils_from_an_own_teacher_into_an_own_student(own_models, tm
     with pytest.warns(UserWarning, match="untrained"):
         summary = Trainer(cfg, tmp_path / "run").fit()
     assert summary["epochs"] == 1 and torch.isfinite(torch.tensor(summary["last_top1"]))
+
+
+def test_a_torchvision_teacher_distils_by_module_paths(tmp_path):
+    """kd + fitnet + samd from ``torchvision:resnet18``: fitnet's default tap is its inferred
+    last stage, samd's CAM layers are named by path (64 px: its layer4 map is 2x2)."""
+    import_torchvision()
+    from spikedistill.engine.trainer import Trainer
+
+    cfg = load_config(None, [
+        "data.name=synthetic", "data.options.n_train=32", "data.options.n_test=16",
+        "data.options.shape=[3, 64, 64]", "data.batch_size=16", "train.epochs=1",
+        "train.device=cpu", "model.name=resnet8",
+        "model.spiking=true", "model.T=2", "teacher.name=torchvision:resnet18",
+        "distill.method=kd+fitnet+samd", "distill.options.samd.teacher_tap=layer4",
+        "distill.options.samd.teacher_fc=fc",
+    ])  # fmt: skip
+    with pytest.warns(UserWarning, match="untrained"):
+        trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.objective.methods["fitnet"].teacher_path == "layer4"
+    row = trainer.fit()["history"][0]
+    assert row["train_samd"] > 0 and row["train_fitnet"] > 0

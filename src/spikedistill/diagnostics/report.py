@@ -116,9 +116,9 @@ def _samd_maps(samd, model, teacher, x):
     """Student spike activation map and teacher CAM of up to 4 static images."""
     if x is None:
         return None
+    from ..distill.objective import time_first_features
     from ..distill.samd import student_sam, teacher_cam
     from ..distill.taps import FeatureTaps
-    from ..spiking.layers import unfold_time
 
     s_taps, t_taps = (
         FeatureTaps(model, samd.student_taps()),
@@ -132,8 +132,9 @@ def _samd_maps(samd, model, teacher, x):
     finally:
         s_taps.remove()
         t_taps.remove()
-    sam = student_sam(unfold_time(s_feat, model.T))
-    cam = teacher_cam(t_feat, t_logits, teacher.head.fc.weight)
+    path = samd.student_taps()[0]
+    sam = student_sam(time_first_features({path: s_feat}, model, len(x))[path])
+    cam = teacher_cam(t_feat, t_logits, teacher.get_submodule(samd.teacher_fc).weight)
     images = x.cpu().numpy()
     images = (images - images.min()) / max(float(np.ptp(images)), 1e-8)
     return images, sam.cpu().numpy(), cam.cpu().numpy()
