@@ -15,8 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from third_party import make_torchvision_importable
+
 if not torch.cuda.is_available():  # Triton kernels run in Triton's interpreter (before import)
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+make_torchvision_importable()  # SpikingJelly and timm import it; see third_party.py
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one thread per worker process, not two each
     torch.set_num_threads(1)

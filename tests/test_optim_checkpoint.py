@@ -87,3 +87,17 @@ def test_teacher_layouts_and_architecture_mismatch():
         load_weights(build_model("resnet14", 10), state, "teacher")
     with pytest.raises(CheckpointError, match="no state dict"):
         load_pretrained(model, {"epoch": 3})
+
+
+def test_atomic_saves_get_the_mode_of_a_new_file(tmp_path):
+    """Checkpoints are readable as any new file is (``mkstemp`` alone makes them private)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        atomic_save({"x": torch.zeros(1)}, tmp_path / "best.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "best.pt").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temporary left

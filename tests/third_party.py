@@ -64,16 +64,24 @@ def _extension_loads(spec) -> bool:
     return True
 
 
-def import_torchvision() -> ModuleType:
-    """``torchvision``, or skip the test when it is not installed."""
+def make_torchvision_importable() -> bool:
+    """Declare torchvision's op schemas if its extension cannot load (conftest.py calls this
+    first: SpikingJelly imports torchvision too); whether torchvision is installed."""
     spec = importlib.util.find_spec("torchvision")
     if spec is None:
-        pytest.skip("torchvision is not installed")
+        return False
     if not _declared and not _extension_loads(spec):
         library = torch.library.Library("torchvision", "DEF")
         for name, schema in _SCHEMAS.items():
             library.define(name + schema)
         _declared.append(library)
+    return True
+
+
+def import_torchvision() -> ModuleType:
+    """``torchvision``, or skip the test when it is not installed."""
+    if not make_torchvision_importable():
+        pytest.skip("torchvision is not installed")
     import torchvision
 
     return torchvision

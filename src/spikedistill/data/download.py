@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..files import replaced_atomically
 from .paths import ENV_VAR
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,10 @@ def download_url(
     target = Path(dest)
     if target.is_dir():
         target = target / posixpath.basename(urllib.request.urlparse(url).path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with replaced_atomically(target, suffix=".part") as tmp:
         log.info("downloading %s to %s", url, target)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
                 while chunk := r.read(_CHUNK):
                     out.write(chunk)
         except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
@@ -85,12 +83,6 @@ def download_url(
             verify_checksum(tmp, md5=md5, sha256=sha256)
         except DataError as e:
             raise DataError(f"download of {url} failed verification: {e}") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates it private; give it the usual mode
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

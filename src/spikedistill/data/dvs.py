@@ -19,9 +19,7 @@ are ``float32 [T, 2, H, W]`` event counts; the loader batches them time-first
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from ..files import replaced_atomically
 from .aedat import Events, read_aedat31, read_cifar10dvs_aedat
 from .download import download_url, install_archive
 from .events import SPLITS, integrate_frames
@@ -141,19 +140,11 @@ def read_events(reader: Callable[[Path], Events], path: Path) -> Events:
 def _atomic_tensor_save(tensor: Tensor, path: Path) -> None:
     """Write ``path`` via a unique temporary file (ranks under torchrun may write the same
     sample at once); a failed write (disk full) leaves nothing and names the cache."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
-        torch.save(tensor, tmp)
-        os.replace(tmp, path)
+        with replaced_atomically(path, durable=False) as tmp:  # a cache: rebuilt if lost
+            torch.save(tensor, tmp)
     except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
         raise DataError(f"cannot write the frame cache file {path}: {e}") from e
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def fill_cache(jobs: dict[Path, Callable[[], dict[Path, Tensor]]], what: str) -> None:
