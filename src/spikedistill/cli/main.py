@@ -1,4 +1,5 @@
-"""The ``spikedistill`` command line: ``train``, ``eval``, ``demo``, ``report``, ``bench``.
+"""The ``spikedistill`` command line: ``train``, ``eval``, ``demo``, ``report``, ``bench``,
+``export``.
 
 Every failure prints one line on stderr, once (rank 0 under torchrun; during training every
 rank that fails, naming itself, as its data shard is its own): a mistake (bad config,
@@ -16,9 +17,9 @@ from collections.abc import Callable
 from types import ModuleType
 
 from ..errors import RankError, SpikeDistillError, first_line, is_out_of_memory
-from . import bench, demo, evaluate, report, train
+from . import bench, demo, evaluate, export, report, train
 
-COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench)
+COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench, export)
 
 OOM_HINT = (
     "Lower data.batch_size or model.T, train with train.backprop=rate (memory does not grow "
