@@ -58,6 +58,58 @@ def test_fused_units_of_a_zoo_model_on_cuda_match_the_reference(backend):
     torch.testing.assert_close(results[backend][1], results["torch"][1], rtol=1e-3, atol=1e-4)
 
 
+def _near_threshold(case: str, cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """``(x, scale, shift, T)`` on CUDA: a drive ``x scale + shift`` within rounding of the
+    threshold (``drive``: one step), or an exact drive (scale 1, shift 0) whose step-1 charge
+    ``y_1 + decay y_0`` is (``charge``)."""
+    g = torch.Generator().manual_seed(0)
+    C = 8
+    if case == "charge":
+        y0 = torch.rand(256, C, 64, generator=g) * 0.6 + 0.3
+        ulps = torch.randint(-3, 4, y0.shape, generator=g).float()
+        y1 = (cfg.threshold - cfg.decay * y0.double()).float()
+        x = torch.cat([y0, y1 + ulps * torch.finfo(torch.float32).eps * y1])
+        scale, shift, T = torch.ones(C), torch.zeros(C), 2
+    else:
+        scale, shift, T = torch.rand(C, generator=g) * 3 + 0.1, torch.randn(C, generator=g), 1
+        at_threshold = ((cfg.threshold - shift) / scale).view(1, -1, 1)
+        x = at_threshold * (1 + torch.randn(256, C, 64, generator=g) * 1e-6)
+    return x.to(CUDA), scale.to(CUDA), shift.to(CUDA), T
+
+
+@pytest.mark.parametrize("case", ["drive", "charge"])
+def test_triton_unit_kernels_on_cuda_fire_the_reference_bits(case):
+    """The Triton unit kernels where the GPU could round differently (a contracted
+    multiply-add): drives or charges within rounding of the threshold fire the reference's bits
+    in the forward and the record scan; ``dL/dy`` and the batch statistics within rounding."""
+    pytest.importorskip("triton")
+    from spikedistill.spiking.kernels import NormDrive
+
+    cfg = neuron_config("tdbn", decay=0.8)
+    x, scale, shift, T = _near_threshold(case, cfg)
+    ours, ref = LIF_BACKENDS.get("triton"), LIF_BACKENDS.get("torch")
+    unit = NormDrive(x, scale, shift, None, T, False)
+    spikes, bits = ours.norm_forward(unit, cfg)
+    ref_spikes, ref_bits = ref.norm_forward(unit, cfg)
+    assert 0.2 < ref_spikes.view(T, -1)[-1].mean() < 0.8  # the last step straddles
+    assert torch.equal(bits, ref_bits) and torch.equal(spikes, ref_spikes)
+    record = ours.norm_record(unit, cfg)
+    ref_record = ref.norm_record(NormDrive(x.clone(), scale, shift, None, T, False), cfg)
+    assert torch.equal(record[0], ref_record[0]) and torch.equal(record[1], ref_record[1])
+    torch.testing.assert_close(record[2], ref_record[2], rtol=1e-5, atol=1e-6)
+    grad_spikes = torch.randn_like(spikes)
+    grad = ours.norm_backward(grad_spikes, bits.view(torch.uint8), unit, cfg)
+    ref_grad = ref.norm_backward(grad_spikes, ref_bits.view(torch.uint8), unit, cfg)
+    torch.testing.assert_close(grad, ref_grad.reshape(grad.shape), rtol=1e-5, atol=1e-6)
+    running = [torch.zeros(x.shape[1], device=CUDA), torch.ones(x.shape[1], device=CUDA)]
+    ref_running = [b.clone() for b in running]
+    for a, b in zip(ours.batch_stats(x, *running, 0.1, 1e-5),
+                    ref.batch_stats(x, *ref_running, 0.1, 1e-5), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(running, ref_running, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [

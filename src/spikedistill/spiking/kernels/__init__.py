@@ -3,7 +3,8 @@ r"""Neuron backends: the kernels behind the multi-step LIF, one class each (``ba
 - ``torch`` (``base.LIFBackend``): the pure-PyTorch reference, a few full-size ops per step;
 - ``compile`` (``compiled``): the same scans compiled by ``torch.compile``;
 - ``cpp`` (``cpp``): hand-written C++ loops, CPU only, built once per machine (about 20 s);
-- ``triton`` (``triton_backend``): hand-written Triton kernels, CUDA (CPU: interpreter only).
+- ``triton`` (``triton_backend``): hand-written Triton kernels of every scan, CUDA (CPU: interpreter
+  only).
 
 A model chooses its backend: every ``LIF`` has a ``backend`` attribute, ``"auto"`` unless set
 (``spiking.set_backend(model, name)``, ``train.neuron_backend``). ``backend_for(name, device)``

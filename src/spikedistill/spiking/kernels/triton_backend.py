@@ -1,10 +1,14 @@
-"""``triton``: hand-written Triton kernels of the LIF scans (``triton_kernels``).
+"""``triton``: hand-written Triton kernels of the LIF scans (``triton_kernels``,
+``triton_unit_kernels``).
 
 On CUDA when ``triton`` imports; on a CPU only under Triton's interpreter
 (``TRITON_INTERPRET=1``), which is how the tests check the kernels without a GPU. The kernels
-cover the plain neuron's forward and backward in float32; everything else (other dtypes, the
-BatchNorm + LIF unit, Rate-BP's spike pass) falls back to the reference, which gives the same
-results.
+take float32 contiguous tensors of fewer than 2^31 elements (int32 offsets) and cover every
+scan: the plain neuron's forward and backward; the BatchNorm + LIF unit's forward, ``dL/dy``,
+batch statistics and Rate-BP's record scan. The unit's whole backward is the Triton ``dL/dy``
+followed by ATen's BatchNorm backward (the inherited composite). Anything else (other dtypes, a
+gradient of another dtype, larger tensors) falls back to the reference, which gives the same
+results. ``norm_record`` leaves ``x`` as it was (see ``triton_unit_kernels.norm_record``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import torch
 
 from ..config import NeuronConfig
 from .base import LIFBackend
+from .unit import NormDrive
+
+#: the kernels index with int32: larger tensors (and empty ones) take the reference
+MAX_NUMEL = 2**31 - 1
 
 
 def _kernels() -> ModuleType:
@@ -25,8 +33,29 @@ def _kernels() -> ModuleType:
     return triton_kernels
 
 
-def _fits(*tensors: torch.Tensor) -> bool:
-    return all(t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+def _unit_kernels() -> ModuleType:
+    from . import triton_unit_kernels
+
+    return triton_unit_kernels
+
+
+def _fits(*tensors: torch.Tensor | None) -> bool:
+    """Whether the kernels take these tensors (``None``: absent, fine)."""
+    return all(
+        t is None or (t.dtype == torch.float32 and t.is_contiguous() and 0 < t.numel() <= MAX_NUMEL)
+        for t in tensors
+    )
+
+
+def _unit_fits(drive: NormDrive, *tensors: torch.Tensor | None) -> bool:
+    """``_fits`` for a unit's drive and ``tensors``: the output (every step of a static drive)
+    counts toward the size; a float32 residual of any layout is made contiguous."""
+    residual, steps = drive.residual, drive.T if drive.static else 1
+    return (
+        _fits(drive.x, drive.scale, drive.shift, *tensors)
+        and drive.x.numel() * steps <= MAX_NUMEL
+        and (residual is None or residual.dtype == torch.float32)
+    )
 
 
 class TritonBackend(LIFBackend):
@@ -47,3 +76,25 @@ class TritonBackend(LIFBackend):
         if not _fits(membrane, grad_spikes):
             return super().backward(grad_spikes, membrane, cfg)
         return _kernels().lif_backward(grad_spikes, membrane, cfg)
+
+    def norm_forward(self, drive: NormDrive, cfg: NeuronConfig):
+        if not _unit_fits(drive):
+            return super().norm_forward(drive, cfg)
+        return _kernels().norm_forward(drive, cfg)
+
+    def norm_backward(self, grad_spikes, spikes, drive: NormDrive, cfg: NeuronConfig):
+        """``dL/dy`` shaped as ``x``; the membrane is recomputed (``spikes`` are not read)."""
+        grad_spikes = grad_spikes.contiguous()
+        if not _unit_fits(drive, grad_spikes):
+            return super().norm_backward(grad_spikes, spikes, drive, cfg).view(drive.x.shape)
+        return _kernels().norm_backward(grad_spikes, drive, cfg)
+
+    def norm_record(self, drive: NormDrive, cfg: NeuronConfig):
+        if not _unit_fits(drive):
+            return super().norm_record(drive, cfg)
+        return _unit_kernels().norm_record(drive, cfg)
+
+    def batch_stats(self, x, running_mean, running_var, momentum: float, eps: float):
+        if not _fits(x, running_mean, running_var):
+            return super().batch_stats(x, running_mean, running_var, momentum, eps)
+        return _unit_kernels().batch_stats(x, running_mean, running_var, momentum, eps)
