@@ -47,4 +47,10 @@ def test_checkpoint_io_loads_nothing_else_of_the_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = out.stdout.strip()
-    assert loaded == "['spikedistill', 'spikedistill.checkpoint', 'spikedistill.errors']"
+    expected = [
+        "spikedistill",
+        "spikedistill.checkpoint",
+        "spikedistill.errors",
+        "spikedistill.files",
+    ]
+    assert loaded == str(expected)
