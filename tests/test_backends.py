@@ -114,8 +114,14 @@ OWN_SPIKE_PASS = [
 ]
 
 
-@pytest.mark.parametrize("record_chunk", [None, 100_000])
-@pytest.mark.parametrize("backend", OWN_SPIKE_PASS)
+@pytest.mark.parametrize(
+    ("backend", "record_chunk"),
+    [
+        pytest.param(p.values[0], chunk, marks=p.marks, id=f"{p.values[0]}-{chunk}")
+        for p in OWN_SPIKE_PASS
+        for chunk in ([None, 100_000] if p.values[0] == "compile" else [None])  # its chunking
+    ],
+)
 def test_rate_backprop_spike_pass_is_the_same_on_every_backend(backend, record_chunk, monkeypatch):
     """The units' spike-pass kernels (BatchNorm + LIF + spike counts + eligibility) of a fast
     backend give the reference's spikes, hence logits, and its eligibilities (so gradients);
