@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from spikedistill.distill import FrozenTeacher
 from spikedistill.distill.brd import BRD
+from spikedistill.distill.kd import kd_loss
 from spikedistill.distill.objective import DistillObjective
 from spikedistill.engine.config import load_config
 from spikedistill.engine.trainer import Trainer
@@ -136,3 +137,103 @@ def test_brd_kd_trains_with_rate_backprop_end_to_end(tmp_path):
     summary = Trainer(cfg, tmp_path / "student").fit()
     assert {"train_brd1", "train_brd2", "train_kd", "train_ce"} <= set(summary["history"][-1])
     assert summary["last_top1"] > 50
+
+
+def branch_setup(student_name="resnet14", teacher_name="resnet14", **kw):
+    torch.manual_seed(0)
+    student = build_model(student_name, 10, spiking=True, T=2, neuron="ratebp").train()
+    teacher = FrozenTeacher(build_model(teacher_name, 10))
+    method = BRD(student, teacher.model, **kw)
+    objective = DistillObjective(student, teacher, [method])
+    x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    objective.build(student, x, y)
+    with torch.no_grad():  # non-trivial mappings
+        for p in method.mappings.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return student, teacher.model, method, objective, x, y
+
+
+def test_branch_inside_a_stage_runs_the_rest_of_the_teacher_stage():
+    # resnet14: 3 stages of 2 blocks; branches given out of order are sorted by depth
+    student, t, method, objective, x, y = branch_setup(branches=["layer2.0", "layer1"])
+    assert [b.path for b in method.branches] == ["layer1", "layer2.0"]
+    batch = objective.distill_batch(student, x, y)
+    r = batch.student_features["layer2.0"].mean(0)  # rate of the first block of stage 2
+    assert r.shape == (6, 32, 16, 16)
+    expected = t.head(t.layer3(t.layer2[1](method.mappings[1](r))))
+    z = method.hybrid_logits(batch)
+    torch.testing.assert_close(z[2], expected)
+    r1 = batch.student_features["layer1"].mean(0)
+    torch.testing.assert_close(z[1], t.head(t.layer3(t.layer2(method.mappings[0](r1)))))
+    _, terms = objective(student, x, y)
+    assert method.hybrid_weight(1) == 0.25 and method.hybrid_weight(2) == 0.5  # K = 2
+    terms["brd2"].backward()
+    assert student.layer2[0].conv1.weight.grad.abs().sum() > 0  # the branch's own block
+    assert student.layer1[1].conv1.weight.grad.abs().sum() > 0  # and the blocks before it
+    assert student.layer2[1].conv1.weight.grad is None  # the block after the branch: not
+    assert all(p.grad is None for p in t.parameters())
+    student.zero_grad(set_to_none=True)
+    _, terms = objective(RateBackprop(student), x, y)  # under Rate-BP, through the rate graph
+    terms["brd2"].backward()
+    assert student.layer1[0].conv1.weight.grad.abs().sum() > 0
+
+
+def old_stage_boundary_terms(method, batch):
+    """BRD's terms as computed before ``branches`` (a hybrid per stage boundary)."""
+    stages, teacher, terms = method.stages, batch.teacher, {}
+    for k in range(1, len(stages)):
+        h = method.mappings[k - 1](batch.student_features[stages[k - 1]].mean(0))
+        for name in stages[k:]:
+            h = getattr(teacher, name)(h)
+        z = teacher.head(h)
+        loss = method.kd_weight * kd_loss(z, batch.teacher_logits, method.tau)
+        loss = loss + F.cross_entropy(z, batch.y)
+        terms[f"brd{k}"] = method.weight * 2.0 ** -(len(stages) - k) * loss
+    return terms
+
+
+def test_default_branches_are_the_stage_boundaries_as_before():
+    student, _, method, objective, x, y = branch_setup()
+    _, _, explicit, *_ = branch_setup(branches=["layer2", "layer1"])
+    assert [b.path for b in method.branches] == ["layer1", "layer2"]
+    batch = objective.distill_batch(student, x, y)
+    old = old_stage_boundary_terms(method, batch)
+    new = method(batch)
+    assert set(new) == set(old) == {"brd1", "brd2"}
+    for k in old:
+        assert torch.equal(new[k], old[k])
+        assert torch.equal(explicit(batch)[k], new[k])  # same seed: same mappings
+
+
+def test_branches_inside_a_vgg_stage_end_at_its_activations():
+    from spikedistill.models.vgg import VGG
+
+    torch.manual_seed(0)
+    student = VGG([[8, 8], [16, 16]], spiking=True, T=2)
+    teacher = VGG([[8, 8], [16, 16]])
+    teacher.eval()
+    with pytest.raises(ConfigError) as err:
+        BRD(student, teacher, branches=["layer2.1"])  # a BatchNorm, not a block boundary
+    assert "valid: layer1.2, layer1, layer2.2, layer2.5, layer2" in str(err.value)
+    method = BRD(student, teacher, branches=["layer2.2"])
+    objective = DistillObjective(student, FrozenTeacher(teacher), [method])
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    objective.build(student, x, y)
+    batch = objective.distill_batch(student, x, y)
+    h = method.mappings[0](batch.student_features["layer2.2"].mean(0))
+    for layer in list(teacher.layer2)[3:]:  # conv, BN, ReLU of the stage's second block
+        h = layer(h)
+    torch.testing.assert_close(method.hybrid_logits(batch)[1], teacher.head(h))
+
+
+def test_bad_branch_paths():
+    student, teacher = build_model("resnet8", 10, spiking=True), build_model("resnet8", 10)
+    with pytest.raises(ConfigError, match=r"valid: layer1.0, layer1, layer2.0, layer2, layer3"):
+        BRD(student, teacher, branches=["layer2.1"])
+    with pytest.raises(ConfigError, match="give at least one"):
+        BRD(student, teacher, branches=[])
+    with pytest.raises(ConfigError, match="twice"):
+        BRD(student, teacher, branches=["layer1", "layer1"])
+    deeper = build_model("resnet14", 10, spiking=True)  # 2 blocks a stage, the teacher 1
+    with pytest.raises(ConfigError, match=r"\['layer1.1'\] are not block boundaries of both"):
+        BRD(deeper, teacher, branches=["layer1.1"])

@@ -2,19 +2,22 @@ r"""BRD: ANN-guided distillation by hybrid block-wise replacement (methods.md §
 the paper's code is not public).
 
 Student and teacher share the macro-architecture (the same stages, channels and strides).
-For every block boundary ``k = 1 .. N-1`` a hybrid feeds the student's block-``k`` rate
-``r_k = mean_t s_k`` through a learnable mapping ``Phi_k`` into the frozen teacher's blocks
-``k+1 .. N`` and head:
+For every branch ``k = 1 .. K`` (a block boundary, in network order) a hybrid feeds the
+student's block-``k`` rate ``r_k = mean_t s_k`` through a learnable mapping ``Phi_k`` into
+the frozen teacher's remaining blocks ``A_{>k}`` and head:
 
-    z_k = head_A(A_N(... A_{k+1}(Phi_k(r_k))))
+    z_k = head_A(A_{>k}(Phi_k(r_k)))
     L_brd = sum_k w_k [ CE(z_k, y) + kd_weight * tau^2 KL(softmax(z_A/tau) || softmax(z_k/tau)) ]
 
-with ``w_k = 2^-(N-k)`` (``weights="exp"``) or 1 (``"uniform"``). The pure student (``k = N``)
-is trained by the objective's CE (and ``kd`` in ``brd+kd``). The teacher tail runs in eval mode
-with frozen weights but passes gradient, so shallow student blocks get short supervision from
-the ANN; under Rate-BP (``train.backprop: rate``) ``r_k`` is the rate-graph tensor. Inference
-uses the pure SNN only. Mappings: ``identity``, ``affine`` (per-channel scale and shift,
-identity-initialised) or ``conv1x1_bn`` (1x1 conv initialised to identity, then BN).
+with ``w_k = 2^-(K+1-k)`` (``weights="exp"``) or 1 (``"uniform"``). ``branches`` (module paths,
+``brd_branches``) defaults to every stage boundary (``K = N-1`` for ``N`` stages); a path inside
+a stage (``"layer2.0"``: a residual block; in a VGG-like stage, the activation ending a conv
+block) makes ``A_{>k}`` the rest of that stage, then the later stages. The pure student
+(``k = K+1``) is trained by the objective's CE (and ``kd`` in ``brd+kd``). The teacher tail
+runs in eval mode with frozen weights but passes gradient, so shallow student blocks get short
+supervision from the ANN; under Rate-BP (``train.backprop: rate``) ``r_k`` is the rate-graph
+tensor. Inference uses the pure SNN only. Mappings: ``identity``, ``affine`` (per-channel scale
+and shift, identity-initialised) or ``conv1x1_bn`` (1x1 conv initialised to identity, then BN).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models import ZooModel
 from .base import DistillBatch, DistillMethod, register_method
+from .brd_branches import resolve_branches, teacher_rest
 from .kd import kd_loss
 
 MAPPINGS = ("identity", "affine", "conv1x1_bn")
@@ -52,6 +56,21 @@ def make_mapping(kind: str, channels: int) -> nn.Module:
     conv = nn.Conv2d(channels, channels, 1, bias=False)
     nn.init.dirac_(conv.weight)
     return nn.Sequential(conv, nn.BatchNorm2d(channels))
+
+
+def hybrid_loss(
+    z: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    y: torch.Tensor,
+    kd_weight: float,
+    tau: float,
+    ce: bool = True,
+) -> torch.Tensor:
+    """``[CE(z, y) +] kd_weight * tau^2 KL(softmax(z_A/tau) || softmax(z/tau))``, unweighted."""
+    loss = kd_weight * kd_loss(z, teacher_logits, tau)
+    if ce:
+        loss = loss + F.cross_entropy(z, y)
+    return loss
 
 
 def _check_zoo_pair(student: nn.Module, teacher: nn.Module) -> None:
@@ -84,10 +103,13 @@ class BRD(DistillMethod):
         weight: float = 1.0,
         curriculum_epochs: int = 0,
         init_from_teacher: bool = False,
+        branches: list[str] | None = None,
     ) -> None:
         """``curriculum_epochs`` > 0 drops the hybrids from the shallowest on, evenly over that
         many epochs (none left after it); ``init_from_teacher`` copies the teacher's weights
-        into the student (same architecture and options needed)."""
+        into the student (same architecture and options needed); ``branches``: the block
+        boundaries to branch at (module paths, sorted into network order; default: every
+        stage boundary), term ``brd{k}`` for the ``k``-th."""
         super().__init__()
         if mapping not in MAPPINGS:
             raise ConfigError(f"brd mapping must be one of {MAPPINGS}, got {mapping!r}")
@@ -111,6 +133,7 @@ class BRD(DistillMethod):
                 )
             student.load_state_dict(theirs)
         self.stages = stages
+        self.branches = resolve_branches(student, teacher, branches)
         self.mapping_kind, self.weights_kind = mapping, weights
         self.kd_weight, self.tau, self.ce, self.weight = kd_weight, tau, ce, weight
         self.curriculum_epochs = curriculum_epochs
@@ -118,13 +141,13 @@ class BRD(DistillMethod):
         self.mappings = nn.ModuleList()
 
     def student_taps(self) -> list[str]:
-        return self.stages[:-1]
+        return [b.path for b in self.branches]
 
     def teacher_taps(self) -> list[str]:  # only to check the shapes at the boundaries
-        return self.stages[:-1]
+        return [b.path for b in self.branches]
 
     def build(self, batch: DistillBatch) -> None:
-        for name in self.stages[:-1]:
+        for name in self.student_taps():
             s, t = batch.student_features[name], batch.teacher_features[name]
             if s.shape[2:] != t.shape[1:]:
                 raise ConfigError(
@@ -135,28 +158,27 @@ class BRD(DistillMethod):
 
     def set_epoch(self, epoch: int) -> None:
         if self.curriculum_epochs:
-            n = len(self.stages) - 1
+            n = len(self.branches)
             self.first_hybrid = 1 + (n * epoch) // self.curriculum_epochs
 
     def hybrid_weight(self, k: int) -> float:
-        return 2.0 ** -(len(self.stages) - k) if self.weights_kind == "exp" else 1.0
+        return 2.0 ** -(len(self.branches) + 1 - k) if self.weights_kind == "exp" else 1.0
 
     def hybrid_logits(self, batch: DistillBatch) -> dict[int, torch.Tensor]:
-        """``{k: z_k}`` for the active block boundaries ``k``."""
+        """``{k: z_k}`` for the active branches ``k``."""
         teacher = batch.teacher
         out = {}
-        for k in range(self.first_hybrid, len(self.stages)):
-            h = self.mappings[k - 1](batch.student_features[self.stages[k - 1]].mean(0))
-            for name in self.stages[k:]:
-                h = getattr(teacher, name)(h)
+        for k in range(self.first_hybrid, len(self.branches) + 1):
+            branch = self.branches[k - 1]
+            h = self.mappings[k - 1](batch.student_features[branch.path].mean(0))
+            for module in teacher_rest(teacher, branch):
+                h = module(h)
             out[k] = teacher.head(h)
         return out
 
     def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         terms = {}
         for k, z in self.hybrid_logits(batch).items():
-            loss = self.kd_weight * kd_loss(z, batch.teacher_logits, self.tau)
-            if self.ce:
-                loss = loss + F.cross_entropy(z, batch.y)
+            loss = hybrid_loss(z, batch.teacher_logits, batch.y, self.kd_weight, self.tau, self.ce)
             terms[f"brd{k}"] = self.weight * self.hybrid_weight(k) * loss
         return terms
