@@ -2,6 +2,7 @@
 real headless browser."""
 
 import json
+import math
 import shutil
 import subprocess
 
@@ -106,7 +107,7 @@ def test_report_files_and_table(report_dir):
     ]
     assert len(rows) == 2 and all("n/a" not in r for r in rows)  # every column measured
     history = json.loads((report_dir / "samd" / "metrics.json").read_text())["history"]
-    assert all(r["stm"] >= 0 for r in history)  # the STM per epoch
+    assert all(math.isfinite(r["stm"]) for r in history)  # the STM per epoch (a log: any sign)
 
 
 def test_report_page_in_headless_chromium(report_dir):

@@ -8,6 +8,8 @@ import json
 from ..errors import ConfigError
 from .argtypes import require_positive
 
+STM_VARIANT_NAMES = ("paper", "normalized")  # metrics.stm.STM_VARIANTS (no torch import here)
+
 
 def _check(args: argparse.Namespace) -> None:
     require_positive(args, "--T", "--batch-size", "--stm-batch")
@@ -34,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, loader, device)
     if args.stm:
         result["stm"] = _stm(args, ckpt, cfg, model, test_set, info, device)
+        result["stm_variant"] = args.stm_variant
     result.update(checkpoint=str(args.checkpoint), dataset=name, model=cfg.model.name)
     if cfg.model.spiking:
         result["T"] = cfg.model.T
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        stm = f", STM {result['stm']:.4f}" if "stm" in result else ""
+        stm = f", STM {result['stm']:.4f} ({args.stm_variant})" if "stm" in result else ""
         print(
             f"{cfg.model.name} on {name}: top-1 {result['top1']:.2f}% "
             f"({int(result['samples'])} samples), loss {result['loss']:.4f}{stm}"
@@ -69,6 +72,7 @@ def _stm(args, ckpt, cfg, model, test_set, info, device) -> float:
         info.in_channels,
         teacher_name=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint,
+        variant=args.stm_variant,
     )
 
 
@@ -87,4 +91,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--teacher", help="STM against this zoo teacher instead")
     ev.add_argument("--teacher-checkpoint", help="weights of --teacher")
     ev.add_argument("--stm-batch", type=int, help="test images for STM (default: train batch)")
+    ev.add_argument(
+        "--stm-variant",
+        choices=STM_VARIANT_NAMES,
+        default="paper",
+        help="STM definition (docs/stm.md): paper (SASTC: ln of the mean MSE of raw Gram "
+        "matrices, the default) or normalized (the former: row-normalised Grams, summed over "
+        "the layer pairs, linear)",
+    )
     ev.set_defaults(func=run)

@@ -145,9 +145,16 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _stm_last10(summary: dict[str, Any]) -> str:
+    """The run's mean STM over its last 10 recorded epochs, with its definition."""
+    value = summary.get("stm_last10")
+    return "n/a" if value is None else f"{value:.4f} ({summary.get('stm_variant', 'paper')})"
+
+
 def summary_rows(runs: list[RunDiagnostics]) -> list[list[str]]:
     head = ["run", "best top-1 (%)", "last top-1 (%)", "firing rate", "SOPs / sample",
-            "MACs / sample", "energy (mJ)", "teacher energy (mJ)", "STM"]  # fmt: skip
+            "MACs / sample", "energy (mJ)", "teacher energy (mJ)", "STM (paper, ln)",
+            "STM last 10"]  # fmt: skip
     rows = [head]
     for r in runs:
         s = r.ops.summary() if r.ops else {}
@@ -163,6 +170,7 @@ def summary_rows(runs: list[RunDiagnostics]) -> list[list[str]]:
             _fmt(s.get("energy_mj"), ".4f"),
             _fmt(t.get("energy_mj"), ".4f"),
             _fmt(r.stm, ".4f"),
+            _stm_last10(r.summary),
         ])  # fmt: skip
     return rows
 
@@ -211,7 +219,9 @@ def write_report(
         intro = (
             f"{made}Firing rate: mean over layers and steps; SOPs, MACs and energy per sample "
             "(methods in `spikedistill.diagnostics.energy`); STM against the run's teacher on "
-            "one test batch."
+            "one test batch, as the SASTC paper defines it (natural log of the mean squared "
+            "difference of raw Gram matrices, docs/stm.md); STM last 10: the mean of the last "
+            "10 per-epoch STMs of training (train.stm_every), its definition in brackets."
         )
         md = ["# spikedistill report", "", intro, "", _md_table(rows), ""]
         md += [f"- {n}" for n in notes] + ([""] if notes else [])

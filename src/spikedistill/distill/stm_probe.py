@@ -1,7 +1,8 @@
-"""STM of a trained student against its teacher on one fixed batch (methods.md §2.7).
+"""STM of a trained student against its teacher on one fixed batch (docs/stm.md).
 
 Pairing: layer-wise (stage ``i`` of the student with the teacher stage at the same relative
-depth) or, for a SASTC run, its attention averaged over the batch.
+depth) or, for a SASTC run, its attention averaged over the batch. Definition: ``variant``
+(``"paper"``, the default, or the former ``"normalized"``; ``metrics.stm.STM_VARIANTS``).
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ def stm_probe(
     teacher: nn.Module,
     x: torch.Tensor,
     sastc: nn.Module | None = None,
-    similarity_kind: str = "normalized",
+    similarity_kind: str | None = None,
     distance: str = "squared",
+    *,
+    variant: str = "paper",
 ) -> float:
-    """STM on batch ``x``; with a SASTC method, its taps and attention define the pairing."""
+    """STM on batch ``x``; with a SASTC method, its taps and attention define the pairing.
+    ``variant`` picks the definition (``stm_score``; ``similarity_kind`` overrides its Gram)."""
     s_paths = sastc.student_taps() if sastc is not None else list(student.stage_names)
     t_paths = sastc.teacher_taps() if sastc is not None else list(teacher.stage_names)
     batch = probe_batch(student, teacher, x, s_paths, t_paths)
@@ -72,4 +76,5 @@ def stm_probe(
         weights,
         similarity_kind=similarity_kind,
         distance=distance,
+        variant=variant,
     )

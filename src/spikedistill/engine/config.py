@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..metrics.stm import STM_VARIANTS
 from ..spiking.kernels import LIF_BACKENDS
 from .options import check_free_form
 from .schema import apply_overrides, from_dict, load_yaml, to_dict
@@ -111,6 +112,7 @@ class TrainConfig:
     rate_stored_steps: int = 4  # Rate-BP spike pass: steps' worth of float a layer may hold
     threads: int | None = None  # torch CPU threads
     stm_every: int = 0  # with a teacher: STM on a fixed test batch every N evaluated epochs
+    stm_variant: str = "paper"  # paper (SASTC: ln, raw Grams, mean) | normalized (the former)
     skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
     neuron_backend: str = "auto"  # auto | torch | compile | cpp (spiking.kernels; same results)
 
@@ -146,6 +148,10 @@ class TrainConfig:
         )
         _check(self.skip_nonfinite >= 0, "train.skip_nonfinite must be >= 0")
         _check(self.stm_every >= 0, "train.stm_every must be >= 0")
+        _check(
+            self.stm_variant in STM_VARIANTS,
+            f"train.stm_variant must be one of {', '.join(STM_VARIANTS)}, got {self.stm_variant!r}",
+        )
         backends = ["auto", *LIF_BACKENDS.names()]
         _check(
             self.neuron_backend in backends,

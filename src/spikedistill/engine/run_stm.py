@@ -14,6 +14,7 @@ from ..distill.objective import DistillObjective
 from ..distill.stm_probe import stm_probe
 from ..distill.teacher import load_teacher
 from ..errors import ConfigError
+from ..metrics.stm import stm_variant
 from .config import ExperimentConfig
 from .objective import build_objective
 
@@ -49,12 +50,15 @@ def stm_of_run(
     in_channels: int,
     teacher_name: str | None = None,
     teacher_checkpoint: str | None = None,
+    variant: str = "paper",
 ) -> float:
     """STM of a trained run: against its own teacher (and its SASTC attention, if any), or
-    against ``teacher_name`` / ``teacher_checkpoint`` when given."""
+    against ``teacher_name`` / ``teacher_checkpoint`` when given; ``variant``: its definition
+    (``metrics.stm.STM_VARIANTS``)."""
+    stm_variant(variant)  # an unknown name fails before any teacher is loaded
     if teacher_name:
         teacher = load_teacher(teacher_name, teacher_checkpoint, num_classes, in_channels).model
-        return stm_probe(student, teacher.to(x.device), x)
+        return stm_probe(student, teacher.to(x.device), x, variant=variant)
     if not cfg.teacher.name:
         raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
     objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
@@ -62,15 +66,15 @@ def stm_of_run(
         teacher = load_teacher(
             cfg.teacher.name, cfg.teacher.checkpoint, num_classes, in_channels, cfg.teacher.options
         )
-        return stm_probe(student, teacher.model.to(x.device), x)
+        return stm_probe(student, teacher.model.to(x.device), x, variant=variant)
     sastc = dict(objective.methods).get("sastc")
-    return stm_probe(student, objective.teacher.model, x, sastc=sastc)
+    return stm_probe(student, objective.teacher.model, x, sastc=sastc, variant=variant)
 
 
 def periodic_stm(trainer: Trainer, epoch: int) -> float | None:
-    """STM (methods.md §2.7) of a distilling trainer's student against its teacher on the first
-    test batch of ``data.batch_size`` samples (SASTC runs: paired by their attention), in the
-    epochs ``train.stm_every`` asks for; else ``None``."""
+    """STM (docs/stm.md; ``train.stm_variant``) of a distilling trainer's student against its
+    teacher on the first test batch of ``data.batch_size`` samples (SASTC runs: paired by their
+    attention), in the epochs ``train.stm_every`` asks for; else ``None``."""
     every, objective = trainer.cfg.train.stm_every, trainer.objective
     if not every or epoch % every or not isinstance(objective, DistillObjective):
         return None
@@ -78,4 +82,10 @@ def periodic_stm(trainer: Trainer, epoch: int) -> float | None:
     loader = make_loader(trainer.test_set, batch_size, train=False, info=trainer.info)
     x, _ = next(iter(loader))
     sastc = dict(objective.methods).get("sastc")
-    return stm_probe(trainer.model, objective.teacher.model, x.to(trainer.device), sastc=sastc)
+    return stm_probe(
+        trainer.model,
+        objective.teacher.model,
+        x.to(trainer.device),
+        sastc=sastc,
+        variant=trainer.cfg.train.stm_variant,
+    )

@@ -1,11 +1,15 @@
 """STM: the spatio-temporal mismatch between student and teacher batch similarities.
 
-For a pairing ``w [T, S, N]`` of student layers ``i`` with teacher layers ``j`` (per time step)::
+For a pairing ``w [T, S, N]`` of student layers ``i`` with teacher layers ``j`` (per time step)
+and ``D[t, i, j] = (1/B^2) || G_s^{t,i} - G_t^j ||_F^2`` (the mean squared difference of two
+``B x B`` batch-similarity matrices of flattened per-sample features; the student's per step)::
 
-    STM = (1/T) sum_t sum_{i,j} w[t, i, j] * (1/B^2) * || G_s^{t,i} - G_t^j ||_F^2
+    paper (default):  STM = ln( sum_{t,i,j} w[t, i, j] D[t, i, j] / sum_{t,i,j} w[t, i, j] )
+    normalized:       STM = (1/T) sum_t sum_{i,j} w[t, i, j] D[t, i, j]
 
-with ``G`` the ``B x B`` batch-similarity matrix of a layer's flattened features (methods.md
-§2.7; the paper's own definition was not available, so this is a reconstruction). Pairings:
+``"paper"`` is SASTC's Eq. (1) as docs/stm.md reads it: raw Grams ``G = v v^T``, the mean over
+the paired layers and time steps, natural log. ``"normalized"`` is spikedistill's former
+default (row-normalised Grams, summed over the pairs, linear; methods.md §2.7). Pairings:
 ``layerwise_pairs`` (layer-wise KD: student layer ``i`` with the teacher layer at the same
 relative depth) and ``sastc_pairs`` (SASTC's attention, batch-averaged or its argmax). A
 diagnostic only: computed without gradient, ideally on a fixed evaluation batch.
@@ -13,7 +17,9 @@ diagnostic only: computed without gradient, ideally on a fixed evaluation batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +28,37 @@ from ..errors import ConfigError
 
 SIMILARITY_KINDS = ("normalized", "cosine", "raw")
 DISTANCES = ("squared", "frobenius")
+REDUCTIONS = ("mean", "sum")
+SCALES = ("log", "linear")
+
+
+class StmVariant(NamedTuple):
+    """The three choices that make an STM definition (``stm_score``'s ``variant``)."""
+
+    similarity: str  # a SIMILARITY_KINDS entry
+    reduce: str  # "mean": weighted mean over (t, i, j); "sum": sum over pairs, mean over t
+    scale: str  # "log": natural log of the reduced value; "linear": as is
+
+
+STM_VARIANTS = {
+    "paper": StmVariant("raw", "mean", "log"),  # SASTC Eq. (1), docs/stm.md
+    "normalized": StmVariant("normalized", "sum", "linear"),  # the former default
+}
+STM_LABELS = {
+    "paper": "ln of the mean raw-Gram MSE (SASTC paper)",
+    "normalized": "sum of row-normalised-Gram MSEs (linear)",
+}
+
+
+def _choice(value: str, valid: Sequence[str], what: str) -> str:
+    if value not in valid:
+        raise ConfigError(f"unknown {what} {value!r} (valid: {', '.join(valid)})")
+    return value
+
+
+def stm_variant(name: str) -> StmVariant:
+    """The ``StmVariant`` called ``name`` (``"paper"`` or ``"normalized"``)."""
+    return STM_VARIANTS[_choice(name, tuple(STM_VARIANTS), "STM variant")]
 
 
 def _similarity(v: torch.Tensor, kind: str) -> torch.Tensor:
@@ -86,27 +123,12 @@ def sastc_pairs(attention: torch.Tensor, mode: str = "mean") -> torch.Tensor:
     raise ConfigError(f"unknown sastc_pairs mode {mode!r} (valid: mean, argmax)")
 
 
-@torch.no_grad()
-def stm_score(
+def _checked_weights(
     student_features: Sequence[torch.Tensor],
     teacher_features: Sequence[torch.Tensor],
     weights: torch.Tensor,
-    similarity_kind: str = "normalized",
-    distance: str = "squared",
-) -> float:
-    """STM of student features ``[T, B, ...]`` (one per student layer, time-first; an ANN
-    student has ``T = 1``) against teacher features ``[B, ...]`` under the pairing ``weights``
-    ``[T, S, N]`` or ``[S, N]`` (the same for every step).
-
-    ``distance="squared"`` uses ``||.||_F^2`` as in the definition, ``"frobenius"`` the plain
-    Frobenius norm (same ``1/B^2`` factor). Computed in float64 without gradient.
-    """
-    if distance not in DISTANCES:
-        raise ConfigError(f"unknown distance {distance!r} (valid: {', '.join(DISTANCES)})")
-    if similarity_kind not in SIMILARITY_KINDS:
-        raise ConfigError(
-            f"unknown similarity kind {similarity_kind!r} (valid: {', '.join(SIMILARITY_KINDS)})"
-        )
+) -> torch.Tensor:
+    """``weights`` as float64 ``[T, S, N]``, after checking every shape."""
     s_num, t_num = len(student_features), len(teacher_features)
     if s_num == 0 or t_num == 0:
         raise ConfigError("stm_score needs at least one student and one teacher feature")
@@ -128,6 +150,18 @@ def stm_score(
             f"weights must be [T, S, N] = [{steps}, {s_num}, {t_num}] or [S, N]; "
             f"got {tuple(weights.shape)}"
         )
+    return w
+
+
+def _pair_distances(
+    student_features: Sequence[torch.Tensor],
+    teacher_features: Sequence[torch.Tensor],
+    similarity_kind: str,
+    distance: str,
+) -> torch.Tensor:
+    """``||G_s^{t,i} - G_t^j||_F^2`` (or its root) for every ``(t, i, j)``: ``[T, S, N]``,
+    float64, not yet divided by ``B^2``."""
+    steps, batch = student_features[0].shape[:2]
     g_s = torch.stack(
         [
             _similarity(x.detach().to(torch.float64).reshape(steps, batch, -1), similarity_kind)
@@ -143,7 +177,53 @@ def stm_score(
     )  # [N, B, B]
     g_t = g_t.to(g_s.device)
     sq = torch.stack(
-        [(g_s - g_t[j]).pow(2).sum(dim=(-1, -2)) for j in range(t_num)], dim=-1
+        [(g_s - g_t[j]).pow(2).sum(dim=(-1, -2)) for j in range(len(teacher_features))], dim=-1
     )  # [T, S, N]
-    dist = sq if distance == "squared" else sq.sqrt()
-    return float((w.to(dist.device) * dist).sum() / (batch * batch * steps))
+    return sq if distance == "squared" else sq.sqrt()
+
+
+@torch.no_grad()
+def stm_score(
+    student_features: Sequence[torch.Tensor],
+    teacher_features: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    similarity_kind: str | None = None,
+    distance: str = "squared",
+    *,
+    variant: str = "paper",
+    reduce: str | None = None,
+    scale: str | None = None,
+) -> float:
+    """STM of student features ``[T, B, ...]`` (one per student layer, time-first; an ANN
+    student has ``T = 1``) against teacher features ``[B, ...]`` under the pairing ``weights``
+    ``[T, S, N]`` or ``[S, N]`` (the same for every step).
+
+    ``variant`` (``STM_VARIANTS``) sets ``similarity_kind``, ``reduce`` and ``scale``; any of
+    them given explicitly overrides it. ``"paper"``: raw Grams, the ``w``-weighted mean over
+    ``(t, i, j)`` (with 0/1 weights: the plain mean over time steps and paired layers), natural
+    log (``-inf`` for a perfect match). ``"normalized"``: row-normalised Grams, summed over the
+    pairs and averaged over ``t``, linear (the former default, bit-identical).
+    ``distance="squared"`` uses ``||.||_F^2`` (the MSE with the ``1/B^2``), ``"frobenius"`` the
+    plain Frobenius norm (same ``1/B^2`` factor). Computed in float64 without gradient.
+    """
+    preset = stm_variant(variant)
+    similarity_kind = _choice(
+        similarity_kind or preset.similarity, SIMILARITY_KINDS, "similarity kind"
+    )
+    reduce = _choice(reduce or preset.reduce, REDUCTIONS, "STM reduction")
+    scale = _choice(scale or preset.scale, SCALES, "STM scale")
+    _choice(distance, DISTANCES, "distance")
+    w = _checked_weights(student_features, teacher_features, weights)
+    steps, batch = student_features[0].shape[:2]
+    dist = _pair_distances(student_features, teacher_features, similarity_kind, distance)
+    w = w.to(dist.device)
+    if reduce == "sum":
+        value = float((w * dist).sum() / (batch * batch * steps))
+    else:
+        total = w.sum()
+        if not total > 0:
+            raise ConfigError("the STM's pairing weights sum to 0: no layer pair to average")
+        value = float((w * dist).sum() / (batch * batch * total))
+    if scale == "linear":
+        return value
+    return math.log(value) if value > 0 else float("-inf")
