@@ -7,6 +7,7 @@ from spikedistill.checkpoint import load_checkpoint
 from spikedistill.cli import main
 from spikedistill.engine.config import load_config
 from spikedistill.engine.trainer import Trainer
+from spikedistill.errors import ConfigError
 
 BASE = """
 name: tiny
@@ -162,3 +163,18 @@ def test_compiled_student_trains_like_the_eager_one(tmp_path):
     )
     for k in eager:
         torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
+    """Options added since a checkpoint was written count at their defaults, not as changes."""
+    cfg = load_config(None, ["data.name=synthetic", "data.options.n_train=32", "train.epochs=1",
+                             "data.batch_size=16", "train.device=cpu"])  # fmt: skip
+    Trainer(cfg, tmp_path / "run").fit()
+    ckpt = load_checkpoint(tmp_path / "run/last.pt")
+    del ckpt["config"]["model"]["init_from"]  # as written before model.init_from existed
+    torch.save(ckpt, tmp_path / "run/last.pt")
+    Trainer(cfg, tmp_path / "run").resume()
+    ckpt["config"]["model"]["T"] = 3
+    torch.save(ckpt, tmp_path / "run/last.pt")
+    with pytest.raises(ConfigError, match=r"differs from the run's in model\.T"):
+        Trainer(cfg, tmp_path / "run").resume()

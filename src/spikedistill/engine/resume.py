@@ -10,6 +10,7 @@ import torch
 
 from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
 from ..errors import CheckpointError, ConfigError, first_line
+from .config import config_from_dict
 from .train_state import TrainState, config_diff, set_rng_state
 
 if TYPE_CHECKING:
@@ -52,10 +53,19 @@ def read_run_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[s
     return ckpt
 
 
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the keys added since it was written at their defaults (so that a
+    new option is no change), or as saved if it no longer loads."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except ConfigError:
+        return saved
+
+
 def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
     """Load ``ckpt`` into ``trainer``; a checkpoint written under another config is refused
     (naming the keys) unless ``force``, and then must still fit the model."""
-    changed = config_diff(ckpt["config"], trainer.cfg.to_dict())
+    changed = config_diff(with_defaults(ckpt["config"]), trainer.cfg.to_dict())
     saved_world = ckpt.get("world_size", 1)
     if saved_world != trainer.dist.world_size:  # another sharding: another data order
         changed.append(f"world size ({saved_world} -> {trainer.dist.world_size} processes)")
