@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..spiking.fusion import FusedSequential
 from ..spiking.layers import AdaptiveAvgPool2d
 from ..spiking.norm_lif import conv_norm_act
 
 ActFactory = Callable[[], nn.Module]
+HeadAct = Literal["neuron", "none"]
+BlockAct = Literal["neuron", "relu"]
+HEAD_ACTS, BLOCK_ACTS = get_args(HeadAct), get_args(BlockAct)
+
+
+def relu() -> nn.Module:
+    """A fresh ``ReLU``, whether the model is an ANN or an SNN."""
+    return nn.ReLU(inplace=True)
+
+
+def pick_act(act: ActFactory, choice: str, valid: Sequence[str]) -> ActFactory | None:
+    """The activation factory an option names (one of ``valid``): ``neuron`` = the model's own
+    ``act`` (a LIF in an SNN, a ReLU in an ANN), ``relu`` = a ReLU in both, ``none`` = none."""
+    if choice not in valid:
+        raise ConfigError(f"unknown activation {choice!r} (valid: {', '.join(valid)})")
+    return {"neuron": act, "relu": relu, "none": None}[choice]
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -43,8 +61,15 @@ class BasicBlock(nn.Module):
     fuses_units = True
 
     def __init__(
-        self, cin: int, cout: int, stride: int, act: ActFactory, shortcut_kind: str = "conv"
+        self,
+        cin: int,
+        cout: int,
+        stride: int,
+        act: ActFactory,
+        shortcut_kind: str = "conv",
+        out_act: ActFactory | None = None,
     ) -> None:
+        """``out_act``: the factory of ``act2`` (after the sum), ``act`` when not given."""
         super().__init__()
         self.conv1 = conv3x3(cin, cout, stride)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -52,7 +77,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(cout, cout)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = shortcut(cin, cout, stride, shortcut_kind)
-        self.act2 = act()
+        self.act2 = (out_act or act)()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = conv_norm_act(self.conv1, self.bn1, self.act1, x)
@@ -62,16 +87,21 @@ class BasicBlock(nn.Module):
 def classifier_head(
     cin: int,
     num_classes: int,
-    act: ActFactory,
-    hidden: int | None = None,
+    act: ActFactory | None,
+    hidden: int | Sequence[int] | None = None,
     pre: list[tuple[str, nn.Module]] | None = None,
     pool: nn.Module | None = None,
 ) -> nn.Sequential:
-    """``[pre ->] pool -> flatten [-> fc1 -> act] -> fc``. The final linear layer is ``fc``."""
+    """``[pre ->] pool -> flatten [-> fc1 -> act -> fc2 -> act2 ...] -> fc``: one hidden linear
+    layer per ``hidden`` width, each followed by an activation unless ``act`` is None (a purely
+    linear classifier). The final linear layer is ``fc``."""
     layers: list[tuple[str, nn.Module]] = list(pre or [])
     layers += [("pool", pool or AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten())]
-    if hidden:
-        layers += [("fc1", nn.Linear(cin, hidden)), ("act", act())]
-        cin = hidden
+    widths = ([hidden] if hidden else []) if isinstance(hidden, int) else list(hidden or [])
+    for i, width in enumerate(widths, start=1):
+        layers.append((f"fc{i}", nn.Linear(cin, width)))
+        if act is not None:
+            layers.append(("act" if i == 1 else f"act{i}", act()))
+        cin = width
     layers.append(("fc", nn.Linear(cin, num_classes)))
     return FusedSequential(OrderedDict(layers))

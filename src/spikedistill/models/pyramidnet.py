@@ -11,6 +11,7 @@ from torch import nn
 from ..spiking.norm_lif import conv_norm_act
 from .base import ZooModel
 from .blocks import ActFactory, classifier_head, conv3x3
+from .inits import apply_init
 from .registry import register_variant
 
 
@@ -46,8 +47,10 @@ class PyramidNet(ZooModel):
         alpha: float = 200.0,
         num_classes: int = 10,
         in_channels: int = 3,
+        init: str = "default",
         **zoo: Any,
     ) -> None:
+        """``init``: a weight initialisation of ``models.inits.INITS``."""
         super().__init__(**zoo)
         n = (depth - 2) // 6
         self.stem = nn.Sequential(conv3x3(in_channels, 16), nn.BatchNorm2d(16))
@@ -65,6 +68,7 @@ class PyramidNet(ZooModel):
             self.stage_names.append(f"layer{i + 1}")
         pre = [("bn", nn.BatchNorm2d(cin)), ("act", self.act())]
         self.head = classifier_head(cin, num_classes, self.act, pre=pre)
+        apply_init(self, init)
 
 
 register_variant("pyramidnet20", PyramidNet, depth=20, alpha=200.0)

@@ -2,6 +2,11 @@
 
 Stage ``i`` has ``depths[i]`` blocks of width ``widths[i]``; stage 1 keeps the resolution,
 the others halve it.
+
+CKDSNN's student (``SinoLeu/CKDSNN``, ``snn_models/resnet_models.py``: ``resnet19``) is
+``resnet19`` with ``shortcut="avgpool_conv", last_block_act="relu", head_act="none"``: its last
+block ends with a ReLU (a real-valued final map, also in the SNN) and its head is fc 512-256 ->
+fc 256-K with no neuron between the two linear layers.
 """
 
 from __future__ import annotations
@@ -12,7 +17,17 @@ from typing import Any
 from torch import nn
 
 from .base import ZooModel
-from .blocks import BasicBlock, classifier_head, conv3x3
+from .blocks import (
+    BLOCK_ACTS,
+    HEAD_ACTS,
+    BasicBlock,
+    BlockAct,
+    HeadAct,
+    classifier_head,
+    conv3x3,
+    pick_act,
+)
+from .inits import apply_init
 from .registry import register_variant
 
 
@@ -27,8 +42,16 @@ class ResNet(ZooModel):
         head_hidden: int | None = None,
         shortcut: str = "conv",
         in_channels: int = 3,
+        head_act: HeadAct = "neuron",
+        last_block_act: BlockAct = "neuron",
+        init: str = "default",
         **zoo: Any,
     ) -> None:
+        """``head_act``: the activation between the head's linear layers (``head_hidden``):
+        ``neuron`` = the model's (LIF / ReLU), ``none`` = a purely linear head.
+        ``last_block_act``: the activation that ends the last block (after its residual sum):
+        ``neuron`` = the model's, ``relu`` = a ReLU in the SNN too (a real-valued final map).
+        ``init``: a weight initialisation of ``models.inits.INITS``."""
         super().__init__(**zoo)
         if imagenet_stem:  # 7x7/2 conv; the 3x3/2 max-pool opens layer1 (after the activation)
             conv = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
@@ -41,11 +64,15 @@ class ResNet(ZooModel):
             blocks: list[nn.Module] = [nn.MaxPool2d(3, 2, 1)] if imagenet_stem and i == 0 else []
             for j in range(depth):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(BasicBlock(cin, width, stride, self.act, shortcut))
+                last = i + 1 == len(widths) and j + 1 == depth
+                out_act = pick_act(self.act, last_block_act, BLOCK_ACTS) if last else None
+                blocks.append(BasicBlock(cin, width, stride, self.act, shortcut, out_act))
                 cin = width
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             self.stage_names.append(f"layer{i + 1}")
-        self.head = classifier_head(cin, num_classes, self.act, hidden=head_hidden)
+        head_act_factory = pick_act(self.act, head_act, HEAD_ACTS)
+        self.head = classifier_head(cin, num_classes, head_act_factory, hidden=head_hidden)
+        apply_init(self, init)
 
 
 def _cifar(depth: int, filters: Sequence[int]) -> dict[str, Any]:

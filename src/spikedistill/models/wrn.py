@@ -13,6 +13,7 @@ from torch import nn
 from ..spiking.norm_lif import conv_norm_act, norm_act
 from .base import ZooModel
 from .blocks import ActFactory, classifier_head, conv3x3
+from .inits import apply_init
 from .registry import register_variant
 
 
@@ -40,8 +41,15 @@ class PreActBlock(nn.Module):
 
 class WideResNet(ZooModel):
     def __init__(
-        self, depth: int, widen: int, num_classes: int = 10, in_channels: int = 3, **zoo: Any
+        self,
+        depth: int,
+        widen: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        init: str = "default",
+        **zoo: Any,
     ) -> None:
+        """``init``: a weight initialisation of ``models.inits.INITS``."""
         super().__init__(**zoo)
         if (depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
@@ -58,6 +66,7 @@ class WideResNet(ZooModel):
             self.stage_names.append(f"layer{i + 1}")
         pre = [("bn", nn.BatchNorm2d(cin)), ("act", self.act())]
         self.head = classifier_head(cin, num_classes, self.act, pre=pre)
+        apply_init(self, init)
 
 
 for _depth, _widen in ((16, 1), (16, 2), (16, 4), (28, 4), (28, 10), (40, 1), (40, 2), (40, 4)):
