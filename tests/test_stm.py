@@ -1,5 +1,6 @@
-"""STM score (docs/stm.md): similarity kinds, hand-computed values of the paper's definition
-(the default) and the former one (``variant="normalized"``), options, pairing helpers."""
+"""STM score (docs/methods.md §2.7): similarity kinds, hand-computed values of the paper's
+definition (the default) and the former one (``variant="normalized"``), options, pairing
+helpers."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--stm-variant",
         choices=STM_VARIANT_NAMES,
         default="paper",
-        help="STM definition (docs/stm.md): paper (SASTC: ln of the mean MSE of raw Gram "
+        help="STM definition (docs/methods.md §2.7): paper (SASTC: ln of the mean MSE of raw Gram "
         "matrices, the default) or normalized (the former: row-normalised Grams, summed over "
         "the layer pairs, linear)",
     )

@@ -1,4 +1,4 @@
-r"""BRD: ANN-guided distillation by hybrid block-wise replacement (methods.md §5.3, our design;
+r"""BRD: ANN-guided distillation by hybrid block-wise replacement (docs/methods.md §5.3, our design;
 the paper's code is not public).
 
 Student and teacher share the macro-architecture (the same stages, channels and strides).

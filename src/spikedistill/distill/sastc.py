@@ -1,4 +1,4 @@
-"""SASTC: self-attentive spatio-temporal calibration (methods.md §2).
+"""SASTC: self-attentive spatio-temporal calibration (docs/methods.md §2).
 
 For every time step ``t`` and sample ``b``, each student layer ``i`` spreads its feature loss
 over all teacher layers ``j`` with attention weights ``alpha[t, b, i, j]``. The weights come from
@@ -18,7 +18,7 @@ teacher's size; otherwise the teacher map is adaptive-average-pooled to the stud
 ``[B, C_i, h, w]`` slice so that its BN sees ``B`` samples. The attention is not detached: the
 MLPs learn from this loss (as in SemCKD).
 
-Differences from the reference code (methods.md §2.8), on purpose: the MLP input size is the
+Differences from the reference code (docs/methods.md §2.8), on purpose: the MLP input size is the
 per-device batch size (the reference hard-wires 128 and then only runs at a per-process batch
 of 128); student Grams are computed on the features' device.
 
@@ -75,7 +75,7 @@ def batch_gram(x: torch.Tensor, lead: int) -> torch.Tensor:
 
 @register_method("sastc")
 class SASTC(DistillMethod):
-    """SASTC loss ``{"sastc": weight * L_sastc}`` (methods.md §2.3).
+    """SASTC loss ``{"sastc": weight * L_sastc}`` (docs/methods.md §2.3).
 
     Options:
 

@@ -1,4 +1,4 @@
-"""STM of a trained student against its teacher on one fixed batch (docs/stm.md).
+"""STM of a trained student against its teacher on one fixed batch (docs/methods.md §2.7).
 
 Pairing: layer-wise (stage ``i`` of the student with the teacher stage at the same relative
 depth) or, for a SASTC run, its attention averaged over the batch. Definition: ``variant``

@@ -17,7 +17,7 @@ class FrozenTeacher(nn.Module):
     """Wraps a teacher so that ``train()`` never puts it in train mode.
 
     ``train_bn=True`` reproduces the CKDSNN reference, whose teacher BN ran in train mode
-    (batch statistics, running stats updated; methods.md §3.7) — off by default.
+    (batch statistics, running stats updated; docs/methods.md §3.7) — off by default.
     """
 
     def __init__(self, model: nn.Module, train_bn: bool = False) -> None:

@@ -72,9 +72,9 @@ def stm_of_run(
 
 
 def periodic_stm(trainer: Trainer, epoch: int) -> float | None:
-    """STM (docs/stm.md; ``train.stm_variant``) of a distilling trainer's student against its
-    teacher on the first test batch of ``data.batch_size`` samples (SASTC runs: paired by their
-    attention), in the epochs ``train.stm_every`` asks for; else ``None``."""
+    """STM (docs/methods.md §2.7; ``train.stm_variant``) of a distilling trainer's student
+    against its teacher on the first test batch of ``data.batch_size`` samples (SASTC runs:
+    paired by their attention), in the epochs ``train.stm_every`` asks for; else ``None``."""
     every, objective = trainer.cfg.train.stm_every, trainer.objective
     if not every or epoch % every or not isinstance(objective, DistillObjective):
         return None

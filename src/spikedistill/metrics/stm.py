@@ -7,9 +7,9 @@ and ``D[t, i, j] = (1/B^2) || G_s^{t,i} - G_t^j ||_F^2`` (the mean squared diffe
     paper (default):  STM = ln( sum_{t,i,j} w[t, i, j] D[t, i, j] / sum_{t,i,j} w[t, i, j] )
     normalized:       STM = (1/T) sum_t sum_{i,j} w[t, i, j] D[t, i, j]
 
-``"paper"`` is SASTC's Eq. (1) as docs/stm.md reads it: raw Grams ``G = v v^T``, the mean over
-the paired layers and time steps, natural log. ``"normalized"`` is spikedistill's former
-default (row-normalised Grams, summed over the pairs, linear; methods.md §2.7). Pairings:
+``"paper"`` is SASTC's Eq. (1) as docs/methods.md §2.7 reads it: raw Grams ``G = v v^T``, the
+mean over the paired layers and time steps, natural log. ``"normalized"`` is spikedistill's former
+default (row-normalised Grams, summed over the pairs, linear; docs/methods.md §2.7). Pairings:
 ``layerwise_pairs`` (layer-wise KD: student layer ``i`` with the teacher layer at the same
 relative depth) and ``sastc_pairs`` (SASTC's attention, batch-averaged or its argmax). A
 diagnostic only: computed without gradient, ideally on a fixed evaluation batch.
@@ -41,7 +41,7 @@ class StmVariant(NamedTuple):
 
 
 STM_VARIANTS = {
-    "paper": StmVariant("raw", "mean", "log"),  # SASTC Eq. (1), docs/stm.md
+    "paper": StmVariant("raw", "mean", "log"),  # SASTC Eq. (1), docs/methods.md §2.7
     "normalized": StmVariant("normalized", "sum", "linear"),  # the former default
 }
 STM_LABELS = {

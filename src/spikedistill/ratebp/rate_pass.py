@@ -1,4 +1,4 @@
-r"""The rate pass of rate-based backprop (methods.md §4.2): the model run once, at ``T = 1``,
+r"""The rate pass of rate-based backprop (docs/methods.md §4.2): the model run once, at ``T = 1``,
 on the time-averaged input, in a derived network (``derive``) whose neurons and BatchNorms are
 the autograd functions below (each keeps for backward only what its gradient needs), fed by the
 spike pass's records; its tiling max-pools run as ``max_pool.TilingMaxPool``."""

@@ -1,4 +1,4 @@
-r"""Rate-based backpropagation (Rate-BP, methods.md §4): train a spiking model through a
+r"""Rate-based backpropagation (Rate-BP, docs/methods.md §4): train a spiking model through a
 T-free "rate graph" instead of unrolling time.
 
 ``RateBackprop(model)(x)`` runs two passes over the modules of a zoo SNN, each in a derived

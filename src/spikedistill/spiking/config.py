@@ -1,4 +1,4 @@
-"""Neuron constants (``NeuronConfig``) and the named presets of methods.md §1 and §6."""
+"""Neuron constants (``NeuronConfig``) and the named presets of docs/methods.md §1 and §6."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ class NeuronConfig:
 
 
 NEURON_PRESETS: Registry[NeuronConfig] = Registry("neuron preset")
-NEURON_PRESETS.register("tdbn")(NeuronConfig())  # SASTC, CKDSNN (methods.md §1.1)
-NEURON_PRESETS.register("ratebp")(  # Rate-BP, BRD (methods.md §1.2)
+NEURON_PRESETS.register("tdbn")(NeuronConfig())  # SASTC, CKDSNN (docs/methods.md §1.1)
+NEURON_PRESETS.register("ratebp")(  # Rate-BP, BRD (docs/methods.md §1.2)
     NeuronConfig(decay=0.2, reset="soft", detach_reset=True, surrogate="sigmoid", alpha=4.0)
 )
 NEURON_PRESETS.register("if")(NeuronConfig(decay=1.0, reset="soft", detach_reset=True))

@@ -1,4 +1,4 @@
-r"""Spike-pass statistics of rate-based backpropagation (Rate-BP, methods.md §4.2).
+r"""Spike-pass statistics of rate-based backpropagation (Rate-BP, docs/methods.md §4.2).
 
 For an input ``x [T, ...]`` the neuron's spike count ``n = sum_t s_t`` (the firing rate is
 ``r = n / T``; a count takes one byte) and its eligibility
