@@ -189,7 +189,7 @@ FLAGS = [
     ("eval-device-bogus", [*EVAL, "--device", "bogus"], "--device='bogus' is not a device"),
     ("eval-unknown-dataset", [*EVAL, "--data", "mnsit"], "Did you mean 'mnist'"),
     ("eval-other-dataset", [*EVAL, "--data", "synthetic"], "does not fit the architecture"),
-    ("eval-checkpoint-a-folder", ["eval", "--checkpoint", "{run}"], "is a folder; pass its best"),
+    ("eval-folder-not-a-run", ["eval", "--checkpoint", "{tmp}"], "no best.pt or last.pt"),
     (
         "eval-teacher-checkpoint-alone",
         [*EVAL, "--stm", "--teacher-checkpoint", "{run}/best.pt"],

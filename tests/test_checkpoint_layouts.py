@@ -221,3 +221,16 @@ def test_a_student_starts_from_init_from_in_any_layout(tmp_path):
     load_pretrained(expected, tmp_path / "ckpt_epoch_240.pth", arch="resnet8")
     for key, value in expected.state_dict().items():
         torch.testing.assert_close(student.state_dict()[key], value, msg=key)
+
+
+def test_a_run_directory_is_a_checkpoint_source(tmp_path):
+    """``teacher.checkpoint`` / ``model.init_from`` may name a spikedistill run folder: its
+    ``best.pt`` (else ``last.pt``), whose weights sit under ``model``."""
+    source = trained_like(build_model("resnet8", 10))
+    (tmp_path / "run").mkdir()
+    torch.save({"model": source.state_dict(), "config": {}}, tmp_path / "run/last.pt")
+    model = build_model("resnet8", 10)
+    load_pretrained(model, tmp_path / "run")
+    assert_same_outputs(source, model, CIFAR)
+    with pytest.raises(CheckpointError, match="no best.pt or last.pt"):
+        load_pretrained(model, tmp_path)

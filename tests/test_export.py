@@ -263,6 +263,7 @@ def test_cli_exports_a_run(runs, tmp_path, capsys):
     nir = pytest.importorskip("nir")
     onnx = pytest.importorskip("onnx")
     out = tmp_path / "sub" / "model.nir"
+    out.parent.mkdir()
     assert main(["export", runs["resnet"], "--format", "nir", "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     graph = nir.read(out)
@@ -290,6 +291,7 @@ BAD = [
     ("unsupported", ["--format", "nir", "RUN=convnet"], "layer1.0 (MaxPool2d)"),
     ("no-run", ["--format", "nir", "RUN=missing"], "does not exist"),
     ("out-is-folder", ["--format", "nir", "OUT=."], "is a folder"),
+    ("no-out-folder", ["--format", "onnx", "OUT=missing/m.onnx"], "missing does not exist"),
 ]
 
 

@@ -101,3 +101,15 @@ def test_atomic_saves_get_the_mode_of_a_new_file(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "best.pt").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temporary left
+
+
+def test_unreadable_checkpoints_say_why_in_one_line(tmp_path):
+    from pathlib import PurePosixPath
+
+    (tmp_path / "config.yaml").write_text("model: {name: resnet8}\n")
+    with pytest.raises(CheckpointError, match=r"is unreadable or corrupt: not a PyTorch checkpoint\?"):
+        load_checkpoint(tmp_path / "config.yaml")
+    torch.save({"path": PurePosixPath("a")}, tmp_path / "objects.pt")  # not a plain container
+    with pytest.raises(CheckpointError, match="weights_only=True refuses") as err:
+        load_checkpoint(tmp_path / "objects.pt")
+    assert "\n" not in str(err.value) and "weights_only=False" not in str(err.value)

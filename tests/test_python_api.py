@@ -15,10 +15,10 @@ from spikedistill.errors import CheckpointError, ConfigError
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_snippet() -> str:
-    """The Python block of the README's "From Python" part."""
-    part = README.read_text().split("### From Python", 1)[1]
-    return re.search(r"```python\n(.*?)```", part, re.S).group(1)
+def readme_snippet(part: str = "### From Python") -> str:
+    """The first Python block of a part of the README."""
+    text = README.read_text().split(part, 1)[1]
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
 def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
@@ -27,6 +27,16 @@ def test_the_readme_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     best, shape = capsys.readouterr().out.split("\n")[-2].split(" ", 1)
     assert 0 <= float(best) <= 100 and shape == "torch.Size([4, 10])"
     assert (tmp_path / "runs/python-kd/best.pt").is_file()
+
+
+def test_the_readme_spikingjelly_snippet_continues_the_first(tmp_path, monkeypatch):
+    pytest.importorskip("spikingjelly")
+    monkeypatch.chdir(tmp_path)
+    code = readme_snippet() + readme_snippet("### Bring your own SNN")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    x = scope["x"][:3]
+    torch.testing.assert_close(scope["trained"](x), scope["student"].eval()(x))
 
 
 def loaders(n=96, classes=4, shape=(1, 12, 12), seed=0):
@@ -86,6 +96,31 @@ def test_resume_continues_a_python_run(tmp_path):
     summary = sd.train(OwnAnn(), train, test, method="none", out=tmp_path / "run",
                        settings=settings, resume=True, force=True)  # fmt: skip
     assert [row["epoch"] for row in summary["history"]] == [1, 2]
+
+
+def test_without_a_teacher_the_method_is_none_and_own_classes_warn_when_not_rebuildable(
+    tmp_path,
+):
+    class Local(OwnAnn):  # defined here: its class path cannot be imported back
+        pass
+
+    train, test, x = loaders()
+    student = Local()
+    with pytest.warns(UserWarning, match=r"load_model\(run, model="):
+        summary = sd.train(student, train, test, out=tmp_path / "run",
+                           settings={"train.epochs": 1})  # fmt: skip
+    assert set(summary["history"][0]) >= {"train_ce"} and "train_kd" not in summary["history"][0]
+    with pytest.raises(ConfigError, match=r"pass a new instance of it: load_model\(run, model="):
+        sd.load_model(tmp_path / "run")
+    model = sd.load_model(tmp_path / "run", model=Local())
+    torch.testing.assert_close(model(x[:2]), student.eval()(x[:2]))
+
+
+def test_run_folder_messages_name_the_python_arguments(tmp_path):
+    train, test, _ = loaders()
+    sd.train(OwnAnn(), train, test, out=tmp_path / "run", settings={"train.epochs": 1})
+    with pytest.raises(sd.SpikeDistillError, match=r"pass resume=True to continue it"):
+        sd.train(OwnAnn(), train, test, out=tmp_path / "run", settings={"train.epochs": 1})
 
 
 @pytest.mark.parametrize(

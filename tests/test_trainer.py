@@ -50,6 +50,8 @@ def test_train_cli_writes_the_run_directory(config_file, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["top1"] == pytest.approx(metrics["best_top1"])
     assert result["samples"] == 355
+    assert main(["eval", "--checkpoint", str(out), "--json"]) == 0  # the run folder: its best
+    assert json.loads(capsys.readouterr().out)["top1"] == result["top1"]
 
 
 def run_interrupted(config_file, out, crash_at_save: int, overrides=()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,22 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+#: the checkpoints of a run directory, by preference (a run is measured at its best)
+CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def run_checkpoint(run: str | os.PathLike) -> Path:
+    """``best.pt`` (else ``last.pt``) of the run directory ``run``."""
+    run = Path(run)
+    if not run.is_dir():
+        what = "is not a folder" if run.exists() else "does not exist"
+        raise CheckpointError(f"run directory {str(run)!r} {what}")
+    for name in CHECKPOINTS:
+        if (run / name).is_file():
+            return run / name
+    raise CheckpointError(f"{run}: no best.pt or last.pt (is it a spikedistill run directory?)")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with one clear error for missing or corrupt files."""
     path = Path(path)
@@ -41,9 +58,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, wrong format, disallowed globals ...
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is unreadable or corrupt ({first_line(err)})"
-        ) from None
+        raise CheckpointError(f"checkpoint {str(path)!r} {_why_unreadable(err)}") from None
+
+
+def _why_unreadable(err: Exception) -> str:
+    """``torch.load``'s error in a line, without its advice to load untrusted files with
+    ``weights_only=False``."""
+    detail = re.search(
+        r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", str(err), re.S
+    )
+    if detail is None:
+        return f"is unreadable or corrupt ({first_line(err)})"
+    reason = " ".join(detail[1].split()).split(". ")[0]  # not torch's advice that follows
+    if reason.startswith("Unsupported global"):
+        return (
+            f"holds objects other than tensors and plain containers ({reason}), which "
+            "weights_only=True refuses to load"
+        )
+    return f"is unreadable or corrupt: not a PyTorch checkpoint? ({reason})"
 
 
 def is_state_dict(value: Any) -> bool:

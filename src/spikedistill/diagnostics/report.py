@@ -50,8 +50,9 @@ def analyze_run(
 ) -> RunDiagnostics:
     """Everything the report shows about one run directory (``name``: its label, else the
     folder name)."""
+    from ..checkpoint import run_checkpoint
     from ..data import build_datasets, make_loader
-    from ..engine.load import load_student, read_checkpoint, run_checkpoint
+    from ..engine.load import load_student, read_checkpoint
 
     run = Path(run)
     out = RunDiagnostics(name or run.name, read_metrics(run))
@@ -220,8 +221,8 @@ def write_report(
             f"{made}Firing rate: mean over layers and steps; SOPs, MACs and energy per sample "
             "(methods in `spikedistill.diagnostics.energy`); STM against the run's teacher on "
             "one test batch, as the SASTC paper defines it (natural log of the mean squared "
-            "difference of raw Gram matrices, docs/stm.md); STM last 10: the mean of the last "
-            "10 per-epoch STMs of training (train.stm_every), its definition in brackets."
+            "difference of raw Gram matrices, docs/methods.md §2.7); STM last 10: the mean of "
+            "the last 10 per-epoch STMs of training (train.stm_every), its definition in brackets."
         )
         md = ["# spikedistill report", "", intro, "", _md_table(rows), ""]
         md += [f"- {n}" for n in notes] + ([""] if notes else [])

@@ -46,7 +46,7 @@ def _check_summary(summary: Any, path: Path) -> None:
 def read_metrics(run: str | os.PathLike) -> dict[str, Any]:
     """The summary in ``run/metrics.json``, checked."""
     path = Path(run) / "metrics.json"
-    from ..engine.load import run_checkpoint
+    from ..checkpoint import run_checkpoint
 
     run_checkpoint(run)  # a run directory at all
     if not path.is_file():

@@ -10,31 +10,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import is_state_dict, load_checkpoint, load_weights
+from ..checkpoint import is_state_dict, load_checkpoint, load_weights, run_checkpoint
 from ..data.info import DatasetInfo
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, SpikeDistillError
 from .config import ExperimentConfig, config_from_dict
 from .setup import build_student
 
-CHECKPOINTS = ("best.pt", "last.pt")  # the checkpoint a run is measured at, by preference
-
-
-def run_checkpoint(run: str | os.PathLike) -> Path:
-    """``best.pt`` (else ``last.pt``) of the run directory ``run``."""
-    run = Path(run)
-    if not run.is_dir():
-        what = "is not a folder" if run.exists() else "does not exist"
-        raise ConfigError(f"run directory {str(run)!r} {what}")
-    for name in CHECKPOINTS:
-        if (run / name).is_file():
-            return run / name
-    raise ConfigError(f"{run}: no best.pt or last.pt (is it a spikedistill run directory?)")
-
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], ExperimentConfig]:
-    """A training checkpoint (``last.pt`` / ``best.pt``) and its config, field by field."""
+    """A training checkpoint (``last.pt`` / ``best.pt``, or a run directory's) and its config,
+    field by field."""
     if Path(path).is_dir():
-        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; pass its best.pt or last.pt")
+        path = run_checkpoint(path)
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a spikedistill training checkpoint (no config/model)")
@@ -81,16 +68,19 @@ def stored_data_info(ckpt: dict[str, Any]) -> DatasetInfo | None:
 def load_model(
     source: str | os.PathLike,
     *,
+    model: nn.Module | None = None,
     device: str | torch.device = "cpu",
     data_dir: str | None = None,
 ) -> nn.Module:
     """The trained student of a run directory (its ``best.pt``, else ``last.pt``) or of a
     training checkpoint file, in eval mode on ``device``.
 
-    Its class count and input channels come from the checkpoint; a checkpoint written before
-    they were stored reads them off its dataset (``data_dir``, else the config's
-    ``data.root``). The model's ``data_info`` attribute is that ``DatasetInfo`` (the
-    normalisation its inputs need)."""
+    The student is rebuilt from the run's config (its class count and input channels come
+    from the checkpoint; one written before they were stored reads them off its dataset:
+    ``data_dir``, else the config's ``data.root``), or is ``model`` when given: a fresh
+    instance of the student you trained (needed for one the config cannot rebuild, such as a
+    ``SpikingStudent``), which gets the weights. Its ``data_info`` attribute is that
+    ``DatasetInfo`` (the normalisation its inputs need)."""
     path = run_checkpoint(source) if Path(source).is_dir() else Path(source)
     ckpt, cfg = read_checkpoint(path)
     info = stored_data_info(ckpt)
@@ -98,6 +88,15 @@ def load_model(
         from ..data import build_datasets
 
         _, _, info = build_datasets(cfg.data.name, data_dir or cfg.data.root, **cfg.data.options)
-    model = load_student(ckpt, cfg, path, info)
+    if model is None:
+        try:
+            model = load_student(ckpt, cfg, path, info)
+        except SpikeDistillError as err:
+            raise type(err)(
+                f"{err}; if the student is your own module, pass a new instance of it: "
+                "load_model(run, model=...)"
+            ) from None
+    else:
+        load_weights(model, ckpt["model"], str(path))
     model.data_info = info
     return model.to(device).eval()

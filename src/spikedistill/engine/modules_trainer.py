@@ -4,14 +4,17 @@ The trainer of ``spikedistill train`` (distillation methods, Rate-BP, checkpoint
 exact resume) on your own student, teacher and ``torch.utils.data.DataLoader``s. The run
 directory's ``config.yaml`` records them as ``model.name: package.module:Class`` and
 ``data.name: python``; ``load_model`` rebuilds such a student by calling that class with the
-arguments it takes of ``num_classes``, ``in_channels``, ``T`` (else build it yourself and load
-``best.pt``'s ``model`` weights).
+arguments it takes of ``num_classes``, ``in_channels``, ``T``; a student it cannot rebuild so
+(other constructor arguments, a wrapper such as ``SpikingStudent``, a class of ``__main__``)
+is built by you and handed to ``load_model(run, model=student)``.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,10 @@ from torch import nn
 
 from ..data.info import DatasetInfo
 from ..errors import ConfigError
+from ..models.external import find_callable
 from .config import ExperimentConfig, config_from_dict
 from .objective import build_objective
-from .run_dir import claim_run_dir
+from .run_dir import PYTHON_NAMES, claim_run_dir
 from .trainer import Trainer
 
 #: sections that the given modules and loaders decide, not ``settings``
@@ -152,7 +156,41 @@ def model_section(student: nn.Module) -> dict[str, Any]:
         neuron = {k: spec.pop(k) for k in ("neuron", "neuron_kwargs") if k in spec}
         return {"name": name, **section, **neuron, "options": spec}
     klass = type(student)
-    return {"name": f"{klass.__module__}:{klass.__qualname__}", **section}
+    name = f"{klass.__module__}:{klass.__qualname__}"
+    if not _rebuildable(klass, name):
+        warnings.warn(
+            f"{klass.__qualname__} cannot be rebuilt from the run's config alone (a class of "
+            "a script or a function, or one that takes other arguments than num_classes, "
+            "in_channels, T): load the trained run with "
+            "spikedistill.load_model(run, model=a_new_instance)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return {"name": name, **section}
+
+
+def _rebuildable(klass: type, name: str) -> bool:
+    """Whether another process finds ``klass`` by ``name`` and can call it with what a
+    config gives."""
+    if klass.__module__ == "__main__":
+        return False
+    try:
+        found = find_callable(name)
+    except ConfigError:
+        return False
+    return found is klass and not _needs_more(klass)
+
+
+def _needs_more(klass: type) -> bool:
+    """Whether ``klass(...)`` needs an argument that a config cannot give it."""
+    given = {"self", "num_classes", "in_channels", "T", "neuron", "neuron_kwargs", "spiking"}
+    parameters = inspect.signature(klass.__init__).parameters.values()
+    return any(
+        p.default is p.empty
+        and p.name not in given
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        for p in parameters
+    )
 
 
 def module_config(
@@ -195,7 +233,7 @@ def train(
     *,
     out: str | os.PathLike,
     teacher: nn.Module | None = None,
-    method: str = "kd",
+    method: str | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     settings: dict[str, Any] | None = None,
     resume: bool = False,
@@ -203,16 +241,17 @@ def train(
 ) -> dict[str, Any]:
     """Train ``student`` (in place) on ``train_loader``'s ``(x, y)`` batches, distilling from
     ``teacher`` with ``method`` (``"kd"``, ``"kd+fitnet"``, ...; ``"none"``: cross-entropy
-    only), testing on ``test_loader`` after every epoch; ``options`` per method
-    (``{"kd": {"tau": 4}}``), ``settings`` any other config key (``{"train.epochs": 5,
-    "optim.lr": 0.05}``). Writes the run into ``out`` (a new or empty folder, or the same run
-    with ``resume=True``; ``force``: also after changed settings, such as more epochs) and
-    returns its summary (``metrics.json``'s)."""
+    only; default ``"kd"`` with a teacher, else ``"none"``), testing on ``test_loader`` after
+    every epoch; ``options`` per method (``{"kd": {"tau": 4}}``), ``settings`` any other
+    config key (``{"train.epochs": 5, "optim.lr": 0.05}``). Writes the run into ``out`` (a new
+    or empty folder, or the same run with ``resume=True``; ``force``: also after changed
+    settings, such as more epochs) and returns its summary (``metrics.json``'s)."""
+    method = method or ("kd" if teacher is not None else "none")
     cfg = module_config(student, (train_loader, test_loader), method, options, settings)
     if method != "none" and teacher is None:
         raise ConfigError(f"method {method!r} needs a teacher (teacher=...)")
     run_dir = Path(out)
-    with claim_run_dir(run_dir, resume=resume):  # never over another run, nor one in use
+    with claim_run_dir(run_dir, resume=resume, names=PYTHON_NAMES):  # never over another run
         trainer = ModuleTrainer(cfg, run_dir, student, train_loader, test_loader, teacher)
         try:
             if resume and (run_dir / "last.pt").exists():

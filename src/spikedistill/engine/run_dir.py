@@ -29,6 +29,12 @@ class RunDirError(SpikeDistillError):
     """A run directory that is in use or would be overwritten."""
 
 
+#: how the messages name the run folder and the resume switch: the CLI's flags by default,
+#: ``PYTHON_NAMES`` for ``spikedistill.train``
+CLI_NAMES = {"out": "--out", "resume": "--resume"}
+PYTHON_NAMES = {"out": "out=", "resume": "resume=True"}
+
+
 def default_run_dir(stem: str, root: str | os.PathLike = "runs") -> Path:
     """``root/STEM-YYYYmmdd-HHMMSS``, with ``-2``, ``-3``, ... when that name is taken
     (created here, so two runs started in the same second get two folders)."""
@@ -48,13 +54,16 @@ def _found(run_dir: Path, names: tuple[str, ...]) -> list[str]:
     return [str((f / n).relative_to(run_dir)) for f in folders for n in names if (f / n).exists()]
 
 
-def check_run_dir(run_dir: Path, resume: bool, config: str | None = None) -> None:
+def check_run_dir(
+    run_dir: Path, resume: bool, config: str | None = None, names: dict[str, str] = CLI_NAMES
+) -> None:
     """Refuse a folder that a new run (or a resume) would overwrite."""
+    out = names["out"]
     starts_over = not resume or not (run_dir / "last.pt").exists()
     written = {(run_dir / name).resolve() for name in RUN_FILES}
     if config and starts_over and Path(config).resolve() in written:
         raise RunDirError(
-            f"the run would write over its own config {config}: choose another --out, or "
+            f"the run would write over its own config {config}: choose another {out}, or "
             "copy the config elsewhere"
         )
     held = _found(run_dir, RUN_FILES + RESULTS)
@@ -62,18 +71,18 @@ def check_run_dir(run_dir: Path, resume: bool, config: str | None = None) -> Non
         source = Path(config).resolve() if config else None
         if source is not None and source.parent == run_dir.resolve():
             raise RunDirError(
-                f"--out {run_dir} is the folder of the config {config}; the run would write over "
-                "its files: choose another --out"
+                f"{out} {run_dir} is the folder of the config {config}; the run would write "
+                f"over its files: choose another {out}"
             )
         raise RunDirError(
-            f"{run_dir} already holds a run ({', '.join(held[:4])}); pass --resume to "
-            "continue it, or choose another --out"
+            f"{run_dir} already holds a run ({', '.join(held[:4])}); pass {names['resume']} "
+            f"to continue it, or choose another {out}"
         )
     lost = [name for name in _found(run_dir, RESULTS) if not (run_dir / "last.pt").exists()]
     if resume and lost:
         raise RunDirError(
             f"cannot resume {run_dir}: it has no last.pt but holds {', '.join(lost[:4])}, which "
-            "a new run would overwrite; choose another --out"
+            f"a new run would overwrite; choose another {out}"
         )
 
 
@@ -85,7 +94,7 @@ def _owner(lock: Path) -> str:
         return "another process"  # still writing its pid
 
 
-def _take_lock(run_dir: Path) -> int:
+def _take_lock(run_dir: Path, names: dict[str, str]) -> int:
     """An exclusive ``flock`` on ``run_dir/.lock`` (its pid and host written in it); the
     kernel drops it when the process ends, however it ends, so a lock left by a killed run
     is free. Returns the open descriptor that holds it."""
@@ -98,7 +107,7 @@ def _take_lock(run_dir: Path) -> int:
             os.close(fd)
             raise RunDirError(
                 f"{run_dir} is in use by {_owner(lock)} (lock file {lock}); wait for that run "
-                "to end, or choose another --out"
+                f"to end, or choose another {names['out']}"
             ) from None
         try:
             current = os.stat(lock).st_ino
@@ -125,19 +134,20 @@ def claim_run_dir(
     config: str | None = None,
     lock: bool = True,
     created: bool = False,
+    names: dict[str, str] = CLI_NAMES,
 ) -> Iterator[Path]:
     """Lock ``run_dir`` while the block runs (``lock=False``: only check it, e.g. on the
     ranks > 0 under torchrun) and check what it holds; then unlock. A folder created here (or
     by the caller: ``created``) that is still empty, the run having failed before writing,
-    is removed."""
+    is removed. ``names``: how messages name the folder and resuming (``CLI_NAMES``)."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} is a file, not a folder")
+        raise RunDirError(f"{names['out']} {run_dir} is a file, not a folder")
     created = created or not run_dir.exists()
     if lock:  # first: a folder in use is "in use", whatever it holds
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = _take_lock(run_dir)
+        fd = _take_lock(run_dir, names)
     try:
-        check_run_dir(run_dir, resume, config)
+        check_run_dir(run_dir, resume, config, names)
         yield run_dir
     finally:
         if lock:

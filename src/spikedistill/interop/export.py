@@ -46,7 +46,10 @@ def sample_shape_of(model: nn.Module) -> tuple[int, ...]:
     ``(C, H, W)``, or ``(T, C, H, W)`` for event frames."""
     info = getattr(model, "data_info", None)
     if info is None:
-        raise ConfigError("the model has no data_info: give the input shape (--input-shape C,H,W)")
+        raise ConfigError(
+            "the model has no data_info: give one sample's shape (--input-shape C,H,W, or "
+            "sample_shape=(C, H, W) in Python)"
+        )
     image = (info.in_channels, *info.image_size)
     return (info.time_steps, *image) if info.time_steps else image
 
@@ -79,6 +82,8 @@ def export_model(
     """Write ``model`` (put in eval mode) as ``fmt`` to ``out``; returns a one-line summary.
     ``sample_shape``: one sample's shape (default: from ``model.data_info``)."""
     exporter = check_options(fmt, options)
+    if not Path(out).parent.is_dir():
+        raise ConfigError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
     shape = check_sample_shape(sample_shape or sample_shape_of(model))
     exported = exporter.build(model.eval(), shape, **options)
     with replaced_atomically(out) as tmp:

@@ -27,6 +27,7 @@ from ..checkpoint import (
     load_checkpoint,
     load_weights,
     mismatches,
+    run_checkpoint,
     strip_prefix,
     unwrap_state_dict,
 )
@@ -76,14 +77,17 @@ def _submodel(state: State) -> tuple[str, State, dict[str, int]] | None:
 def _source_state(source: str | os.PathLike | dict) -> State:
     if isinstance(source, dict):
         return unwrap_state_dict(source)
+    if os.path.isdir(source):  # a spikedistill run: its best.pt, else last.pt
+        source = run_checkpoint(source)
     return unwrap_state_dict(load_checkpoint(source))
 
 
 def load_pretrained(
     model: nn.Module, source: str | os.PathLike | dict, arch: str | None = None, what: str = "model"
 ) -> None:
-    """Load the weights of checkpoint ``source`` (a path, read with ``weights_only=True``, or
-    the loaded object) into ``model``, zoo model ``arch`` (None: no key renaming), strictly.
+    """Load the weights of checkpoint ``source`` (a path, read with ``weights_only=True``, a
+    spikedistill run directory, or the loaded object) into ``model``, zoo model ``arch``
+    (None: no key renaming), strictly.
 
     Raises ``CheckpointError`` naming the missing / unexpected keys or mismatching shapes of
     the closest reading, and the readings tried, when none fits."""
