@@ -232,5 +232,5 @@ def test_a_run_directory_is_a_checkpoint_source(tmp_path):
     model = build_model("resnet8", 10)
     load_pretrained(model, tmp_path / "run")
     assert_same_outputs(source, model, CIFAR)
-    with pytest.raises(CheckpointError, match="no best.pt or last.pt"):
+    with pytest.raises(CheckpointError, match=r"no best\.pt or last\.pt"):
         load_pretrained(model, tmp_path)
