@@ -13,6 +13,7 @@ from spikedistill.data import (
     random_hflip,
 )
 from spikedistill.data import autoaugment as aa
+from spikedistill.data.transforms import random_erasing
 from spikedistill.errors import ConfigError
 
 CIFAR_INFO = DatasetInfo(10, 3, (32, 32), (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
@@ -186,3 +187,38 @@ def test_enhance_ops_match_pil_within_rounding(images, op, m):
         reference = lambda i: enhancer(i).enhance(1.0 + m)  # noqa: E731
     diff = (_ours(images, op, m) - _pil_reference(images, reference)).abs()
     assert diff.max() <= 1.0
+
+
+def test_random_erasing_matches_torchvisions_distribution():
+    """``erase`` against torchvision's ``RandomErasing`` (p 0.5, area 2-20 %, aspect 0.3-3.3),
+    sample by sample on 2000 images: the share erased, the area and the aspect of the
+    rectangles agree within sampling noise; every erased region is one rectangle of ``fill``."""
+    from third_party import import_torchvision
+
+    torchvision = import_torchvision()
+    n = 2000
+    x = torch.ones(n, 3, 32, 32)
+    ours = random_erasing(x, gen(), fill=(0.5, 0.25, 0.125)) != 1  # [N, C, H, W]
+    torch.manual_seed(0)
+    theirs = (
+        torch.stack(
+            [torchvision.transforms.RandomErasing(scale=(0.02, 0.2), value=0)(img) for img in x]
+        )
+        != 1
+    )
+
+    def stats(erased):
+        mask = erased.all(1)  # [N, H, W]
+        area = mask.flatten(1).sum(1).float()
+        hit = area > 0
+        rows, cols = mask.any(2).sum(1).float(), mask.any(1).sum(1).float()
+        assert torch.equal(area[hit], (rows * cols)[hit])  # one rectangle each
+        return hit.float().mean(), (area[hit] / 1024).mean(), (rows[hit] / cols[hit]).log().mean()
+
+    (p1, a1, r1), (p2, a2, r2) = stats(ours), stats(theirs)
+    assert abs(p1 - 0.5) < 0.04 and abs(p1 - p2) < 0.05
+    assert 0.02 <= a1 <= 0.2 and abs(a1 - a2) < 0.01  # the mean area, ~0.11
+    assert abs(r1) < 0.1 and abs(r1 - r2) < 0.1  # log aspect symmetric around 0
+    erased = ours.all(1)[:, None].expand_as(ours)
+    kept = random_erasing(x, gen(), fill=(0.5, 0.25, 0.125))[erased].unique()
+    assert set(kept.tolist()) == {0.5, 0.25, 0.125}

@@ -183,7 +183,7 @@ SASTC_ROWS = {
 
 # CKDSNN (SinoLeu/CKDSNN: plt_train_kd_ckd_snn.py, config/*/plt_train_kd_ckd_snn.yml,
 # pl_train_ann.py, config/*/resnet19.yml). Its paper's tables were not available.
-CKDSNN_AUGMENT = ["crop", "flip", "autoaugment", "cutout"]  # cutout for RandomErasing (none)
+CKDSNN_AUGMENT = ["crop", "flip", "autoaugment", "erase"]  # RandomErasing(p 0.5, 0.02-0.2)
 CKDSNN_STUDENT = {
     **SGD,
     **COSINE,

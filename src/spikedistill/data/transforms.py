@@ -7,6 +7,7 @@ from its generator's seed alone (the loader seeds one per (seed, epoch, rank, ba
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -18,7 +19,7 @@ from .info import DatasetInfo
 
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
 # also the order they are applied in
-TRANSFORM_NAMES = ("crop", "flip", "roll", "autoaugment", "cutout")
+TRANSFORM_NAMES = ("crop", "flip", "roll", "autoaugment", "cutout", "erase")
 
 __all__ = [
     "TRANSFORM_NAMES",
@@ -29,6 +30,7 @@ __all__ = [
     "cutout",
     "normalize",
     "random_crop",
+    "random_erasing",
     "random_hflip",
     "random_roll",
 ]
@@ -99,6 +101,39 @@ def cutout(
     return torch.where(mask[:, None], value.expand(c, h, w), x)
 
 
+def random_erasing(
+    x: Tensor,
+    generator: torch.Generator,
+    p: float = 0.5,
+    scale: tuple[float, float] = (0.02, 0.2),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    fill: float | Sequence[float] = 0.0,
+) -> Tensor:
+    """Random erasing (Zhong et al., 2020), as torchvision's ``RandomErasing``: with probability
+    ``p`` a sample gets one rectangle set to ``fill``, of area ``U(scale)`` of the image and
+    aspect ratio ``exp(U(log ratio))`` (height / width), at a uniform position; a rectangle that
+    does not fit is drawn again, up to 10 times, then the sample is left as it is."""
+    b, c, h, w = x.shape
+    value = torch.as_tensor(fill, dtype=x.dtype).reshape(-1, 1, 1)
+    if value.numel() not in (1, c):
+        raise ConfigError(f"erase fill needs 1 or {c} values, got {value.numel()}")
+    out = x.clone()
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for i in range(b):
+        if torch.rand((), generator=generator) >= p:
+            continue
+        for _ in range(10):
+            area = h * w * float(torch.empty(()).uniform_(*scale, generator=generator))
+            aspect = math.exp(float(torch.empty(()).uniform_(*log_ratio, generator=generator)))
+            eh, ew = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < eh < h and 0 < ew < w:
+                top = int(torch.randint(0, h - eh + 1, (), generator=generator))
+                left = int(torch.randint(0, w - ew + 1, (), generator=generator))
+                out[i, :, top : top + eh, left : left + ew] = value
+                break
+    return out
+
+
 def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """``(x - mean[c]) / std[c]`` per channel of ``x [B, C, H, W]``; returns a new tensor."""
     m = torch.as_tensor(mean, dtype=x.dtype).reshape(1, -1, 1, 1)
@@ -133,8 +168,10 @@ def build_batch_transform(names: Sequence[str] | str, info: DatasetInfo) -> Comp
     images smaller than 32 px); ``flip``: horizontal flip with probability 1/2; ``roll``: a
     random roll of up to 5 px in x and y (for 48 px, scaled with the size); ``autoaugment``:
     the CIFAR-10 AutoAugment policy; ``cutout``: one hole of 16 px for 32 px images (scaled with
-    the image size), filled with the dataset mean. They are applied in the order of
-    ``TRANSFORM_NAMES`` whatever the order given (crop, flip, autoaugment, cutout).
+    the image size), filled with the dataset mean; ``erase``: random erasing (probability 1/2,
+    2-20 % of the area, aspect 0.3-3.3), filled with the dataset mean (0 after normalisation, as
+    torchvision's on a normalised tensor). They are applied in the order of ``TRANSFORM_NAMES``
+    whatever the order given (crop, flip, autoaugment, cutout, erase).
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
@@ -155,6 +192,7 @@ def build_batch_transform(names: Sequence[str] | str, info: DatasetInfo) -> Comp
         "roll": lambda x, g: random_roll(x, roll, g),
         "autoaugment": autoaugment_cifar10,
         "cutout": lambda x, g: cutout(x, length, g, fill=fill),
+        "erase": lambda x, g: random_erasing(x, g, fill=fill),
     }
     chosen = [n for n in TRANSFORM_NAMES if n in names]
     return ComposedTransform(chosen, [makers[n] for n in chosen])

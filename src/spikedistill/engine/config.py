@@ -25,7 +25,7 @@ class DataConfig:
     download: bool = False
     batch_size: int = 128
     eval_batch_size: int = 1000
-    augment: list[str] = field(default_factory=list)  # crop, flip, cutout, autoaugment
+    augment: list[str] = field(default_factory=list)  # crop, flip, roll, autoaugment, cutout, erase
     train_subset: int | None = None  # class-balanced subset of the training set
     label_noise: float = 0.0  # symmetric label noise on the training labels
     num_workers: int = 0
