@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "src" / "spikedistill" / "recipes"  # configs/ links here (package data)
 README = ROOT / "README.md"
 SECTION = "### Paper recipes"
 OWN = ("mnist",)  # config folders of the library's own recipes (no paper header)

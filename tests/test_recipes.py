@@ -11,7 +11,7 @@ import pytest
 from spikedistill.engine.config import load_config
 from spikedistill.engine.trainer import Trainer
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "spikedistill" / "recipes"  # = configs/
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if "recipe" not in p.name)
 CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10, "imagenet": 1000}
 CLASSES |= {"cifar10dvs": 10, "dvsgesture": 11}

@@ -1,5 +1,6 @@
 """The ``spikedistill`` command line: ``train``, ``eval``, ``demo``, ``report``, ``bench``,
-``export``.
+``export``, ``config`` (a resolved config, every key) and ``configs`` (the shipped recipes); also
+``python -m spikedistill``.
 
 Every failure prints one line on stderr, once (rank 0 under torchrun; during training every
 rank that fails, naming itself, as its data shard is its own): a mistake (bad config,
@@ -17,14 +18,30 @@ from collections.abc import Callable
 from types import ModuleType
 
 from ..errors import RankError, SpikeDistillError, first_line, is_out_of_memory
-from . import bench, demo, evaluate, export, report, train
+from . import bench, demo, evaluate, export, recipes, report, show_config, train
 
 COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench, export)
+COMMANDS += (show_config, recipes)
 
 OOM_HINT = (
     "Lower data.batch_size or model.T, train with train.backprop=rate (memory does not grow "
     "with T), set model.options.checkpoint_blocks=true, or use train.amp=bf16"
 )
+
+
+class VersionAction(argparse.Action):
+    """``--version``: this package's version and torch's (imported only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        import torch
+
+        from .. import __version__
+
+        print(f"spikedistill {__version__} (torch {torch.__version__})")
+        parser.exit()
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spikedistill", description="Train spiking networks by distillation from ANNs."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action=VersionAction, help="show the versions and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for command in COMMANDS:
         command.add_parser(sub)

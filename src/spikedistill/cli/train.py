@@ -12,18 +12,20 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
     from ..engine.distributed import DistContext
     from ..engine.run_dir import claim_run_dir, default_run_dir
+    from ..engine.schema import config_path
     from ..engine.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
+    config = config_path(args.config)  # the file of recipe:NAME
     launch = DistContext.describe_env()
     rank = launch.rank
     if not args.out and launch.enabled:
         raise ConfigError("under torchrun pass --out RUN_DIR (every process must use the same)")
     if args.out is not None and not args.out.strip():
         raise ConfigError("--out is empty; name a run folder")
-    run_dir = Path(args.out) if args.out else default_run_dir(Path(args.config).stem)
+    run_dir = Path(args.out) if args.out else default_run_dir(Path(config).stem)
     claim = claim_run_dir(
-        run_dir, resume=args.resume, config=args.config, lock=rank == 0, created=not args.out
+        run_dir, resume=args.resume, config=config, lock=rank == 0, created=not args.out
     )
     with claim:
         trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
@@ -58,7 +60,9 @@ def _fit(trainer, rank: int) -> dict:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a teacher or a student from a YAML config")
-    train.add_argument("config", help="experiment YAML file (see configs/)")
+    train.add_argument(
+        "config", help="experiment YAML file, or recipe:NAME (see 'spikedistill configs list')"
+    )
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5")
     train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")

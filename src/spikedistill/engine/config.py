@@ -20,15 +20,15 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"
-    root: str | None = None  # else --data-dir, $SPIKEDISTILL_DATA, ~/.cache/spikedistill/data
-    download: bool = False
-    batch_size: int = 128
-    eval_batch_size: int = 1000
-    augment: list[str] = field(default_factory=list)  # crop, flip, roll, autoaugment, cutout, erase
+    name: str = "mnist"  # the dataset
+    root: str | None = None  # data root; else --data-dir, $SPIKEDISTILL_DATA, ~/.cache/...
+    download: bool = False  # download the dataset if it is missing (where it can be)
+    batch_size: int = 128  # training batch (per process under torchrun)
+    eval_batch_size: int = 1000  # test-set evaluation batch
+    augment: list[str] = field(default_factory=list)  # training augmentations
     train_subset: int | None = None  # class-balanced subset of the training set
     label_noise: float = 0.0  # symmetric label noise on the training labels
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     check_finite: bool = True  # refuse NaN/inf inputs on the first pass over the data
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific options
 
@@ -44,11 +44,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "convnet3"
-    spiking: bool = False
-    T: int = 4
-    neuron: str = "tdbn"
-    neuron_kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = "convnet3"  # the network trained (the student, or a teacher trained here)
+    spiking: bool = False  # a spiking network (SNN); false: an ANN
+    T: int = 4  # time steps of a spiking network
+    neuron: str = "tdbn"  # the spiking neuron preset
+    neuron_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides of the preset
     options: dict[str, Any] = field(default_factory=dict)  # architecture options (width, ...)
     init_from: str | None = None  # start from these weights (any layout teacher.checkpoint reads)
 
@@ -58,11 +58,11 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"  # sgd | adamw
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
+    name: str = "sgd"  # the optimizer
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (adamw: unused)
+    nesterov: bool = False  # SGD with Nesterov momentum
+    weight_decay: float = 5e-4  # weight decay (adamw: decoupled)
     no_decay_bn_bias: bool = False  # weight decay on conv/linear weights only
 
     def validate(self) -> None:
@@ -74,10 +74,10 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = "cosine"  # none | step | multistep | cosine
+    name: str = "cosine"  # the learning-rate schedule, per step
     step_size: int = 30  # step: decay every step_size epochs
     milestones: list[int] = field(default_factory=list)  # multistep: epochs
-    gamma: float = 0.1
+    gamma: float = 0.1  # step, multistep: the factor at each decay
     warmup_epochs: float = 0.0  # linear warmup from 0, per step
     min_lr: float = 0.0  # cosine floor
 
@@ -96,25 +96,25 @@ class SchedConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    seed: int = 0
-    deterministic: bool = False
-    amp: str = "none"  # none | bf16 (autocast) | fp16 (autocast + gradient scaler, GPUs)
+    epochs: int = 10  # training epochs
+    seed: int = 0  # seed of weights, data order and augmentation
+    deterministic: bool = False  # deterministic torch kernels (slower)
+    amp: str = "none"  # mixed precision: bf16 (autocast) or fp16 (+ gradient scaler, GPUs)
     compile: bool = False  # torch.compile the student's training forward (BPTT)
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun (GPUs)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    grad_clip: float | None = None
+    device: str = "auto"  # where to train (auto: a GPU if there is one)
+    grad_clip: float | None = None  # clip the gradient norm to this (null: no clipping)
     log_every: int = 20  # steps between log lines
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
     eval_every: int = 1  # evaluate on the test set every N epochs (and after the last one)
-    backprop: str = "bptt"  # bptt (through time) | rate (rate-based backprop, Rate-BP)
+    backprop: str = "bptt"  # training rule: bptt (through time), rate (rate-based, Rate-BP)
     rate_grad_scale: bool = False  # Rate-BP: scale the loss gradient by 1/T (the reference)
     rate_stored_steps: int = 4  # Rate-BP spike pass: steps' worth of float a layer may hold
     threads: int | None = None  # torch CPU threads
     stm_every: int = 0  # with a teacher: STM on a fixed test batch every N evaluated epochs
     stm_variant: str = "paper"  # paper (SASTC: ln, raw Grams, mean) | normalized (the former)
     skip_nonfinite: int = 0  # NaN/inf-loss steps skipped (no update) before the run stops
-    neuron_backend: str = "auto"  # auto | torch | compile | cpp (spiking.kernels; same results)
+    neuron_backend: str = "auto"  # LIF kernel implementation (spiking.kernels; same results)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
@@ -162,7 +162,7 @@ class TrainConfig:
 
 @dataclass
 class TeacherConfig:
-    name: str | None = None  # zoo name, torchvision:NAME, timm:NAME or package.module:callable
+    name: str | None = None  # the ANN teacher (null: no teacher)
     checkpoint: str | None = None  # its weights: state dict, RepDistiller, torchvision, DDP ...
     options: dict[str, Any] = field(default_factory=dict)  # architecture options
     train_bn: bool = False  # reproduce CKDSNN's train-mode teacher BN (off: eval mode)
@@ -171,7 +171,7 @@ class TeacherConfig:
 
 @dataclass
 class DistillConfig:
-    method: str = "none"  # none, kd, fitnet, sastc, samd, nld, brd, or a + combination
+    method: str = "none"  # distillation method(s), e.g. kd or samd+nld (none: CE only)
     ce_weight: float = 1.0  # weight of the cross-entropy on the student's logits
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: {kd: {tau: 4}}
 
@@ -181,7 +181,7 @@ class DistillConfig:
 
 @dataclass
 class ExperimentConfig:
-    name: str = "run"
+    name: str = "run"  # the experiment's name (logs, checkpoints)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -5,9 +5,11 @@ loader without aliases (no "billion laughs"), reading ``1e-3`` as a float."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,9 +17,33 @@ import yaml
 from ..errors import ConfigError
 from ..typed import from_dict
 
-__all__ = ["ConfigLoader", "apply_overrides", "deep_merge", "from_dict", "load_yaml", "to_dict"]
+__all__ = ["ConfigLoader", "apply_overrides", "config_path", "deep_merge", "from_dict"]
+__all__ += ["load_yaml", "recipe_names", "to_dict"]
 
 MAX_BASE_DEPTH = 16  # `base:` files a config may chain through
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # the shipped configs (package data)
+RECIPE = "recipe:"  # `recipe:cifar10/NAME` names RECIPES/cifar10/NAME.yaml
+
+
+def recipe_names() -> list[str]:
+    """The shipped recipes as ``folder/name`` (``recipe:folder/name`` loads one)."""
+    return sorted(
+        p.relative_to(RECIPES).with_suffix("").as_posix() for p in RECIPES.rglob("*.yaml")
+    )
+
+
+def config_path(path: str) -> str:
+    """``path``, or the file of a shipped recipe ``recipe:folder/name`` (``ConfigError`` with the
+    closest name if there is none)."""
+    if not path.startswith(RECIPE):
+        return path
+    name = path[len(RECIPE) :].removesuffix(".yaml")
+    names = recipe_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"; did you mean 'recipe:{close[0]}'?" if close else ""
+        raise ConfigError(f"no shipped recipe {name!r}{hint} (see 'spikedistill configs list')")
+    return str(RECIPES / f"{name}.yaml")
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -107,16 +133,18 @@ def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 def load_yaml(path: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; errors name the file and line.
 
-    A top-level ``base: other.yaml`` (relative to this file) is loaded first and this file's
-    keys are deep-merged over it: recipes shared by several experiments live in one file.
+    A top-level ``base: other.yaml`` (relative to this file, or ``recipe:folder/name``) is loaded
+    first and this file's keys are deep-merged over it: recipes shared by several experiments
+    live in one file. ``path`` may name a shipped recipe, ``recipe:folder/name``.
     """
+    path = config_path(path)
     data = _read_yaml(path)
     base = data.pop("base", None)
     if base is None:
         return data
     if not isinstance(base, str):
         raise ConfigError(f"{path}: 'base' must be a file name, got {base!r}")
-    base_path = os.path.normpath(os.path.join(os.path.dirname(path), base))
+    base_path = os.path.normpath(os.path.join(os.path.dirname(path), config_path(base)))
     if base_path in _chain or base_path == os.path.normpath(path):
         raise ConfigError(f"{path}: circular 'base' chain through {base_path}")
     if len(_chain) >= MAX_BASE_DEPTH:

@@ -1,0 +1,113 @@
+"""Every key of the experiment config with its type, default, allowed values and meaning
+(``spikedistill config schema``). A key's meaning is its field's inline comment in
+``engine/config.py`` (read from the source, so the file stays the one place to write it)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import io
+import json
+import textwrap
+import tokenize
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.config import ExperimentConfig
+
+EXTERNAL = ["torchvision:NAME", "timm:NAME", "package.module:callable"]  # models outside the zoo
+
+
+@dataclass(frozen=True)
+class Key:
+    key: str  # dotted, e.g. "optim.lr"
+    type: str  # the annotation as written, e.g. "float | None"
+    default: Any
+    allowed: list[str] | None  # the values it takes, where they are a known set
+    meaning: str
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field of dataclass ``cls`` -> the comment ending its line ("" if none)."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    comments = {
+        t.start[0]: t.string.lstrip("#").strip() for t in tokens if t.type == tokenize.COMMENT
+    }
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    return {
+        node.target.id: comments.get(node.end_lineno or node.lineno, "")
+        for node in body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+
+
+def allowed_values() -> dict[str, list[str]]:
+    """The keys whose values are a known set, with that set."""
+    from .. import data, distill, models  # noqa: F401  (fill the registries)
+    from ..data.registry import DATASETS
+    from ..data.transforms import TRANSFORM_NAMES
+    from ..distill.base import METHODS
+    from ..metrics.stm import STM_VARIANTS
+    from ..models.registry import MODELS
+    from ..spiking.config import NEURON_PRESETS
+    from ..spiking.kernels import LIF_BACKENDS
+
+    return {
+        "data.name": DATASETS.names(),
+        "data.augment": list(TRANSFORM_NAMES),
+        "model.name": [*MODELS.names(), *EXTERNAL],
+        "model.neuron": NEURON_PRESETS.names(),
+        "optim.name": ["sgd", "adamw"],
+        "sched.name": ["none", "step", "multistep", "cosine"],
+        "train.amp": ["none", "bf16", "fp16"],
+        "train.device": ["auto", "cpu", "cuda", "cuda:N"],
+        "train.backprop": ["bptt", "rate"],
+        "train.stm_variant": list(STM_VARIANTS),
+        "train.neuron_backend": ["auto", *LIF_BACKENDS.names()],
+        "teacher.name": [*MODELS.names(), *EXTERNAL],
+        "distill.method": ["none", *METHODS.names(), "METHOD+METHOD"],
+    }
+
+
+def config_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[Key]:
+    """Every leaf key of ``cls`` (sections recurse), in the order of the dataclasses."""
+    allowed = allowed_values() if not prefix else {}
+    return _keys(cls, prefix, allowed)
+
+
+def _keys(cls: type, prefix: str, allowed: dict[str, list[str]]) -> list[Key]:
+    comments, hints, keys = field_comments(cls), typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _keys(hints[f.name], f"{key}.", allowed)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        keys.append(Key(key, str(f.type), default, allowed.get(key), comments[f.name]))
+    return keys
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def as_json(keys: list[Key]) -> str:
+    return json.dumps([dataclasses.asdict(k) for k in keys], indent=2)
+
+
+def as_table(keys: list[Key]) -> str:
+    """Columns KEY, TYPE, DEFAULT, MEANING; allowed values on an indented line below."""
+    rows = [("KEY", "TYPE", "DEFAULT", "MEANING")]
+    rows += [(k.key, k.type, _show(k.default), k.meaning) for k in keys]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        )
+        if i and keys[i - 1].allowed:
+            lines.append(" " * (widths[0] + 2) + "allowed: " + " | ".join(keys[i - 1].allowed))
+    return "\n".join(line.rstrip() for line in lines)
