@@ -1,8 +1,10 @@
 """Firing rates, operation counts and energy against hand-computed values; the report page in a
 real headless browser."""
 
+import html
 import json
 import math
+import re
 import shutil
 import subprocess
 
@@ -99,8 +101,8 @@ def report_dir(tmp_path_factory):
 def test_report_files_and_table(report_dir):
     out = report_dir / "out"
     md = (out / "report.md").read_text()
-    for name in ("accuracy.png", "loss_terms.png", "firing_sastc.png", "firing_samd.png",
-                 "sastc_attention_sastc.png", "samd_maps_samd.png"):  # fmt: skip
+    for name in ("accuracy.png", "energy.png", "loss_terms.png", "firing_sastc.png",
+                 "firing_samd.png", "sastc_attention_sastc.png", "samd_maps_samd.png"):  # fmt: skip
         assert (out / name).stat().st_size > 1000 and name in md
     rows = [
         line for line in md.splitlines() if line.startswith("| sastc") or line.startswith("| samd")
@@ -110,17 +112,49 @@ def test_report_files_and_table(report_dir):
     assert all(math.isfinite(r["stm"]) for r in history)  # the STM per epoch (a log: any sign)
 
 
+def _table(dom: str, table_id: str) -> list[list[str]]:
+    """The cells of the table ``table_id`` of a dumped DOM, row by row."""
+    table = re.search(rf'<table id="{table_id}">(.*?)</table>', dom, re.S).group(1)
+    return [
+        [html.unescape(c) for c in re.findall(r"<t[hd]>(.*?)</t[hd]>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    ]
+
+
 def test_report_page_in_headless_chromium(report_dir):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("chromium is not installed (Debian package: chromium)")
     page = report_dir / "out" / "report.html"
+    shot = report_dir / "screenshot.png"
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        [*flags, "--dump-dom", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     ).stdout
-    assert dom.count("<table") == 1 and dom.count("<tr>") == 3
-    assert dom.count("<img") == 6 and "data:image/png;base64," in dom
+    assert dom.count("<table") == 2 and dom.count("<img") == 7
+    assert "data:image/png;base64," in dom
+    rows = _table(dom, "summary")
+    head, body = rows[0], rows[1:]
+    assert len(body) == 2
+    for column in ("method", "T", "backprop", "neuron", "seed", "energy / sample"):
+        assert column in head
+    cells = [dict(zip(head, row, strict=True)) for row in body]
+    assert {c["method"] for c in cells} == {"kd+sastc", "samd+nld"}
+    assert all((c["T"], c["backprop"], c["neuron"], c["seed"]) == ("2", "bptt", "tdbn", "0")
+               for c in cells)  # fmt: skip
+    for c in cells:  # energy in an automatic unit, never rounded to zero
+        for key in ("energy / sample", "teacher energy / sample"):
+            assert re.fullmatch(r"[1-9][\d.]* [pnµm]?J", c[key]), c[key]
+    diff = _table(dom, "config-diff")
+    assert ["distill.method", "kd+sastc", "samd+nld"] in diff
+    subprocess.run(  # what a reader sees, for a look by hand (kept beside the report)
+        [*flags, f"--screenshot={shot}", "--window-size=1280,3000", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

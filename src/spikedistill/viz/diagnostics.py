@@ -18,23 +18,54 @@ def _pyplot():
     return plt
 
 
-def plot_firing(rates: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str) -> None:
-    """Heatmap of firing rates, layers x time steps, and the mean rate per layer."""
+def plot_firing(
+    rates: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    title: str,
+    vmax: float | None = None,
+) -> None:
+    """Heatmap of firing rates, layers x time steps (colour scale 0 .. ``vmax``: the same for
+    every run of a report), and the mean rate per layer, both with the layer names."""
     plt = _pyplot()
     names = list(rates)
     grid = np.array([list(rates[n]) for n in names])
     fig, (heat, bars) = plt.subplots(
         1, 2, figsize=(10, 0.35 * len(names) + 1.8), width_ratios=[3, 2], sharey=True
     )
-    image = heat.imshow(grid, aspect="auto", cmap="viridis", vmin=0)
+    image = heat.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=vmax)
     heat.set(yticks=range(len(names)), yticklabels=names, xlabel="time step", title=title)
     heat.set_xticks(range(grid.shape[1]), [str(t + 1) for t in range(grid.shape[1])])
     fig.colorbar(image, ax=heat, label="firing rate")
     bars.barh(range(len(names)), grid.mean(1), color="C0")  # shares the heatmap's y axis
-    bars.set(xlabel="mean firing rate", title="per layer")
+    bars.set(xlabel="mean firing rate", title="per layer", xlim=(0, vmax))
+    bars.tick_params(labelleft=True)  # sharey hides them; every axis names its layers
+    bars.set_yticks(range(len(names)), names)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_energy(energies: Mapping[str, float], path: str | os.PathLike) -> bool:
+    """Bars of the energy per sample (joules) of each run, from zero, in one unit chosen for the
+    largest; returns False (and writes nothing) without any."""
+    if not energies:
+        return False
+    plt = _pyplot()
+    top = max(energies.values())
+    scale, unit = next(
+        ((s, u) for s, u in ((1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ")) if top >= s), (1e-12, "pJ")
+    )
+    values = [v / scale for v in energies.values()]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(values) + 2), 3.5))
+    drawn = ax.bar(list(energies), values, color=[f"C{i}" for i in range(len(values))])
+    ax.bar_label(drawn, fmt="%.3g")
+    ax.set(ylabel=f"energy / sample ({unit})", ylim=(0, max(values) * 1.15 or 1))
+    ax.set_title("energy per sample")
+    ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def plot_attention(
@@ -58,9 +89,15 @@ def plot_attention(
 
 
 def plot_maps(
-    images: np.ndarray, student: np.ndarray, teacher: np.ndarray, path: str | os.PathLike
+    images: np.ndarray,
+    student: np.ndarray,
+    teacher: np.ndarray,
+    path: str | os.PathLike,
+    vmax: tuple[float | None, float | None] = (None, None),
 ) -> None:
-    """Rows of (input image, student spike activation map, teacher class activation map)."""
+    """Rows of (input image, student spike activation map, teacher class activation map); the
+    maps on the colour scales ``0 .. vmax`` (student's, teacher's: shared by a report's runs;
+    ``None``: each image its own)."""
     plt = _pyplot()
     n = len(images)
     fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
@@ -73,7 +110,11 @@ def plot_maps(
             ("input", "student SAM", "teacher CAM"),
             strict=True,
         ):
-            ax.imshow(data, cmap="gray" if data.ndim == 2 and title == "input" else "jet")
+            if title == "input":
+                ax.imshow(data, cmap="gray" if data.ndim == 2 else None)
+            else:
+                top = vmax[0] if title == "student SAM" else vmax[1]
+                ax.imshow(data, cmap="jet", vmin=0 if top else None, vmax=top)
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(title, fontsize=9)
