@@ -264,8 +264,9 @@ def locate_dvsgesture(root: Path) -> Path:
     raise DataError(
         f"DVS128 Gesture not found: looked in {looked} for trials_to_train.txt and for "
         f"{DVSGESTURE_ARCHIVE[0]}. It cannot be downloaded automatically: get "
-        f"{DVSGESTURE_ARCHIVE[0]} from {DVSGESTURE_URL} (IBM's license) and place it in the "
-        "data root."
+        f"{DVSGESTURE_ARCHIVE[0]} from {DVSGESTURE_URL} (IBM's license) and place it (or the "
+        f"DvsGesture/ folder it holds) in {root}. "
+        + how_to_get_data("DVS128 Gesture", downloadable=False)
     )
 
 

@@ -25,8 +25,8 @@ def locate_imagenet(root: Path) -> Path:
     raise DataError(
         f"ImageNet not found: looked for train/ and val/ class folders in {looked}. It cannot "
         "be downloaded automatically (its license requires registration at image-net.org); "
-        "put the images in <root>/imagenet/{train,val}/<class>/ (the validation images sorted "
-        f"into class folders too). {how_to_get_data('ImageNet', downloadable=False)}"
+        f"put the images in {root / 'imagenet'}/{{train,val}}/<class>/ (the validation images "
+        f"sorted into class folders too). {how_to_get_data('ImageNet', downloadable=False)}"
     )
 
 

@@ -14,12 +14,14 @@ from ..checkpoint import is_state_dict, load_checkpoint, load_weights, run_check
 from ..data.info import DatasetInfo
 from ..errors import CheckpointError, ConfigError, SpikeDistillError
 from .config import ExperimentConfig, config_from_dict
+from .run_paths import resolved_config
 from .setup import build_student
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], ExperimentConfig]:
     """A training checkpoint (``last.pt`` / ``best.pt``, or a run directory's) and its config,
-    field by field."""
+    field by field; the files the config names are resolved against the run directory
+    (``run_paths``), so the run reads back from any working directory."""
     if Path(path).is_dir():
         path = run_checkpoint(path)
     ckpt = load_checkpoint(path)
@@ -32,7 +34,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Experiment
         if field in ckpt and not is_state_dict(ckpt[field]):
             raise CheckpointError(f"{path}: its {field!r} is not a state dict of tensors")
     try:
-        cfg = config_from_dict(ckpt["config"])
+        cfg = config_from_dict(resolved_config(ckpt["config"], Path(path).parent))
     except ConfigError as err:
         raise ConfigError(f"{path}: its config is not valid: {err}") from None
     return ckpt, cfg

@@ -11,6 +11,7 @@ import torch
 from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
 from ..errors import CheckpointError, ConfigError, first_line
 from .config import config_from_dict
+from .run_paths import absolute_config, resolved_config
 from .train_state import TrainState, config_diff, set_rng_state
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
 def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
     """Load ``ckpt`` into ``trainer``; a checkpoint written under another config is refused
     (naming the keys) unless ``force``, and then must still fit the model."""
-    changed = config_diff(with_defaults(ckpt["config"]), trainer.cfg.to_dict())
+    saved = resolved_config(with_defaults(ckpt["config"]), trainer.run_dir)
+    changed = config_diff(saved, absolute_config(trainer.cfg.to_dict()))  # paths resolved
     saved_world = ckpt.get("world_size", 1)
     if saved_world != trainer.dist.world_size:  # another sharding: another data order
         changed.append(f"world size ({saved_world} -> {trainer.dist.world_size} processes)")

@@ -28,6 +28,7 @@ from .objective import build_objective
 from .optim import build_optimizer, build_scheduler
 from .resume import read_run_checkpoint, restore
 from .run_logger import RunLogger
+from .run_paths import stored_config
 from .run_stm import periodic_stm
 from .setup import (
     AMP_DTYPES,
@@ -174,7 +175,7 @@ class Trainer:
             "schema_version": SCHEMA_VERSION,
             "model_name": self.cfg.model.name,
             "data_info": dataclasses.asdict(self.info),  # load_model builds without the data
-            "config": self.cfg.to_dict(),
+            "config": stored_config(self.cfg, self.run_dir),  # paths: run_paths
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -323,7 +324,7 @@ class Trainer:
         """Train to ``train.epochs`` (from the resumed state)."""
         cfg, s = self.cfg, self.state
         if s.epoch == 0 and s.step_in_epoch == 0:
-            self.logger.save_config(cfg.to_dict())
+            self.logger.save_config(stored_config(cfg, self.run_dir))
             kind = f"SNN T={cfg.model.T}, {self.backend} neurons" if cfg.model.spiking else "ANN"
             self.logger.log(
                 f"start: {cfg.model.name} ({kind})"

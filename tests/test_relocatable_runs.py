@@ -1,0 +1,100 @@
+"""Run directories name their teacher relative to themselves (inside the runs tree) or
+absolutely, so ``eval --stm`` finds it from any working directory and after a move."""
+
+import json
+import math
+import os
+import shutil
+
+import pytest
+import yaml
+
+from spikedistill.cli import main
+from spikedistill.diagnostics.report import analyze_run
+from spikedistill.engine.load import read_checkpoint
+from spikedistill.engine.run_paths import resolved_path, stored_path
+
+CONFIG = """
+data: {name: synthetic, batch_size: 16, eval_batch_size: 64,
+       options: {shape: [1, 8, 8], num_classes: 4, n_train: 32, n_test: 32}}
+model: {name: convnet3, spiking: true, T: 2, options: {width: 4}}
+optim: {name: sgd, lr: 0.05}
+train: {epochs: 1, seed: 1, device: cpu}
+"""
+KD = ["teacher.name=convnet3", "teacher.options={width: 4}", "distill.method=kd"]
+
+
+def _train(cwd, config, out, *overrides):
+    os.chdir(cwd)
+    assert main(["train", str(config), *overrides, "--out", str(out)]) == 0
+
+
+def _stm(run, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--stm", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["stm"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with a teacher run and a KD student run, trained from inside it
+    with relative paths (``runs/teacher/best.pt``)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "exp.yaml").write_text(CONFIG)
+    monkeypatch.chdir(root)
+    _train(root, "exp.yaml", "runs/teacher", "model.spiking=false")
+    _train(root, "exp.yaml", "runs/student", *KD, "teacher.checkpoint=runs/teacher/best.pt")
+    return root
+
+
+def test_eval_stm_finds_the_teacher_from_elsewhere_and_after_a_move(
+    project, tmp_path, capsys, monkeypatch
+):
+    stored = yaml.safe_load((project / "runs/student/config.yaml").read_text())
+    assert stored["teacher"]["checkpoint"] == os.path.join("..", "teacher", "best.pt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert math.isfinite(_stm(project / "runs/student", capsys))
+    assert math.isfinite(_stm(project / "runs/student/last.pt", capsys))
+    moved = tmp_path / "moved-runs"
+    shutil.move(str(project / "runs"), str(moved))
+    assert math.isfinite(_stm(moved / "student", capsys))
+    _, cfg = read_checkpoint(moved / "student")
+    assert cfg.teacher.checkpoint == str(moved / "teacher" / "best.pt")
+    report = analyze_run(moved / "student", batches=1)
+    assert report.notes == [] and math.isfinite(report.stm)
+
+
+def test_a_teacher_outside_the_runs_tree_is_stored_absolute(project, tmp_path, capsys):
+    outside = tmp_path / "weights"
+    shutil.copytree(project / "runs/teacher", outside)
+    _train(
+        project, "exp.yaml", "runs/far", f"teacher.checkpoint={os.path.relpath(outside)}/best.pt",
+        *KD, f"model.init_from={os.path.relpath(project / 'runs/student')}",
+    )  # fmt: skip
+    stored = yaml.safe_load((project / "runs/far/config.yaml").read_text())
+    assert stored["teacher"]["checkpoint"] == str(outside / "best.pt")
+    assert stored["model"]["init_from"] == os.path.join("..", "student")
+    os.chdir(tmp_path)
+    assert math.isfinite(_stm(project / "runs/far", capsys))
+
+
+def test_resume_compares_resolved_paths(project, capsys):
+    same = [*KD, "teacher.checkpoint=runs/teacher/best.pt"]
+    _train(project, "exp.yaml", "runs/student", *same, "--resume")  # the same teacher
+    capsys.readouterr()
+    other = [*KD, "teacher.checkpoint=runs/teacher/last.pt"]
+    assert main(["train", "exp.yaml", *other, "--out", "runs/student", "--resume"]) == 2
+    assert "teacher.checkpoint" in capsys.readouterr().err
+
+
+def test_paths_of_older_runs_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "w.pt").write_text("")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "r"
+    assert resolved_path("w.pt", run) == str(tmp_path / "w.pt")  # written before: cwd
+    assert resolved_path("../x.pt", run) == str(tmp_path / "runs" / "x.pt")
+    assert stored_path("runs/t/best.pt", "runs/r") == os.path.join("..", "t", "best.pt")
+    assert stored_path("w.pt", "runs/r") == str(tmp_path / "w.pt")
