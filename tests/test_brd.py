@@ -230,10 +230,12 @@ def test_bad_branch_paths():
     student, teacher = build_model("resnet8", 10, spiking=True), build_model("resnet8", 10)
     with pytest.raises(ConfigError, match=r"valid: layer1.0, layer1, layer2.0, layer2, layer3"):
         BRD(student, teacher, branches=["layer2.1"])
-    with pytest.raises(ConfigError, match="give at least one"):
+    with pytest.raises(ConfigError, match="name at least one"):
         BRD(student, teacher, branches=[])
     with pytest.raises(ConfigError, match="twice"):
         BRD(student, teacher, branches=["layer1", "layer1"])
+    with pytest.raises(ConfigError, match="one boundary twice"):  # its only block ends layer1
+        BRD(student, teacher, branches=["layer1.0", "layer1"])
     deeper = build_model("resnet14", 10, spiking=True)  # 2 blocks a stage, the teacher 1
     with pytest.raises(ConfigError, match=r"\['layer1.1'\] are not block boundaries of both"):
         BRD(deeper, teacher, branches=["layer1.1"])

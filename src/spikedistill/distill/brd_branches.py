@@ -56,13 +56,24 @@ def resolve_branches(
     if bad or not paths:
         raise ConfigError(
             f"brd branches {list(paths)}: "
-            + (f"{bad} are not" if bad else "give at least one")
-            + " block boundaries of both the student and the teacher; valid: "
+            + (f"{bad} are not block boundaries" if bad else "name at least one block boundary")
+            + " of both the student and the teacher; valid: "
             + ", ".join(b.path for b in valid)
         )
-    if len(set(paths)) != len(paths):
-        raise ConfigError(f"brd branches {list(paths)} name a path twice")
+    places = [_place(by_path[p], student) for p in paths]
+    if len(set(places)) != len(places):
+        raise ConfigError(
+            f"brd branches {list(paths)} name one boundary twice (a stage's last block ends "
+            "where the stage does)"
+        )
     return [b for b in valid if b.path in set(paths)]
+
+
+def _place(branch: Branch, model: ZooModel) -> tuple[int, int]:
+    """Where ``branch`` cuts the network: (stage, children of it before the cut)."""
+    stage = model.stages()[branch.stage][1]
+    done = len(list(stage.children())) if branch.child is None else branch.child + 1
+    return branch.stage, done
 
 
 def teacher_rest(teacher: ZooModel, branch: Branch) -> list[nn.Module]:
