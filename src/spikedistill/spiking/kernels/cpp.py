@@ -41,15 +41,18 @@ DTYPES = (torch.float32, torch.float64)
 @functools.cache
 def missing_tools() -> str | None:
     """What the build lacks, asked once per process (it runs ``ninja --version``). The PyPI
-    ``ninja`` (a dependency) is put on ``PATH`` when no other is there: outside an activated
-    virtual environment its binary is not."""
+    ``ninja`` (a dependency) goes first on ``PATH``: outside an activated virtual environment
+    its binary is not there, and a system ninja of another version would find the cached
+    build's log in a format it rewrites, so the kernels would rebuild (about 20 s) whenever
+    the two alternate."""
     if not (shutil.which("c++") or shutil.which("g++")):
         return "no C++ compiler on PATH"
-    if shutil.which("ninja") is None:
-        with contextlib.suppress(ImportError, AttributeError):
-            import ninja
+    with contextlib.suppress(ImportError, AttributeError):
+        import ninja
 
-            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+        path = os.environ.get("PATH", "")
+        if not path.startswith(ninja.BIN_DIR + os.pathsep):
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, path])
     from torch.utils.cpp_extension import is_ninja_available
 
     return None if is_ninja_available() else "ninja is not installed (pip install ninja)"
