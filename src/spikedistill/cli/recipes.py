@@ -7,21 +7,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HEADER = ("paper", "row", "target")  # the header lines of a paper recipe (scripts/recipe_table)
-
 
 def header(path: Path) -> dict[str, str]:
-    """``paper``, ``row``, ``target`` from the file's ``# key: value`` header lines ("-" where
-    missing; a base recipe has no row; the library's own recipes: their first comment line)."""
-    lines = path.read_text(encoding="utf-8").splitlines()[:3]
-    found = {}
-    for line in lines:
-        key, sep, value = line.removeprefix("# ").partition(": ")
-        if line.startswith("# ") and sep and key in HEADER:
-            found[key] = value.strip()
-    if not found and lines and lines[0].startswith("#"):
-        found["paper"] = "own: " + lines[0].lstrip("# ").strip()
-    return {key: found.get(key, "-") for key in HEADER}
+    """``paper``, ``row``, ``target`` of a recipe (``engine.recipe_headers``; "-" where a base
+    recipe has none); the library's own recipes: their first comment line as ``paper``."""
+    from ..engine.recipe_headers import OWN, read_header
+
+    if path.parent.name in OWN:
+        first = path.read_text(encoding="utf-8").splitlines()[:1]
+        paper = (
+            "own: " + first[0].lstrip("# ").strip() if first and first[0].startswith("#") else "-"
+        )
+        return {"paper": paper, "row": "-", "target": "-"}
+    head = read_header(path)
+    target = f"{head.target:.2f} % top-1" if head.target is not None else f"none ({head.why})"
+    return {
+        "paper": f"{head.method}, {head.source}",
+        "row": head.row or "-",
+        "target": "-" if head.is_base else target,
+    }
 
 
 def run_list(args: argparse.Namespace) -> int:
