@@ -226,6 +226,18 @@ ROWS = [
         None,
     ),
     (
+        "sastc-unknown-regressor",
+        [*TEACHER[1:], "distill.method=sastc", "distill.options={sastc: {regressor: conv5x5}}"],
+        "unknown sastc regressor 'conv5x5'",
+        None,
+    ),
+    (
+        "sastc-warmup-text",
+        [*TEACHER[1:], "distill.method=sastc", "distill.options={sastc: {warmup_epochs: soon}}"],
+        "distill.options.sastc.warmup_epochs: expected int",
+        None,
+    ),
+    (
         "sastc-batch-too-small",
         [*TEACHER[1:], "distill.method=sastc", "data.batch_size=2"],
         "batch size too small for SASTC",

@@ -55,7 +55,9 @@ def make_batch(n: int = B, steps: int = T, dtype=torch.float64, seed: int = 0) -
 
 
 def make_method(batch_size: int = B, **options) -> SASTC:
+    """The paper's loss (no warm-up) unless ``options`` say otherwise."""
     torch.manual_seed(0)
+    options = {"warmup_epochs": 0, **options}
     method = SASTC(
         Stub(list(STUDENT_SHAPES)), Stub(list(TEACHER_SHAPES)), batch_size=batch_size, **options
     )
@@ -103,9 +105,9 @@ def mean_window(x: torch.Tensor) -> torch.Tensor:
 
 
 def regress_by_hand(reg: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Conv3x3 -> BN (batch statistics of these ``B`` samples) -> ReLU -> Conv1x1."""
+    """Conv3x3 (or 1x1) -> BN (batch statistics of these ``B`` samples) -> ReLU -> Conv1x1."""
     conv1, bn, _, conv2 = reg
-    z = F.conv2d(x, conv1.weight, padding=1)
+    z = F.conv2d(x, conv1.weight, padding=conv1.padding)
     mean = z.mean(dim=(0, 2, 3), keepdim=True)
     var = ((z - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
     z = (z - mean) / torch.sqrt(var + bn.eps)
@@ -216,6 +218,8 @@ def test_module_sizes_follow_batch_size_and_shapes():
     # the default is the batch size, not the reference code's 128
     default = SASTC(Stub(["s0"]), Stub(["a0"]))
     assert default.batch_size == 64 and default.embed_dim == 16
+    assert default.weight == 100.0 and default.warmup_epochs == 5 and default.kernel == 3
+    assert default.ramp == 0.2  # epoch 0 of the default warm-up, before any set_epoch
     assert SASTC(Stub(["s0"]), Stub(["a0"]), batch_size=64, mlp_dim=16).batch_size == 16
 
 
