@@ -69,6 +69,7 @@ SASTC_LOSS = {
     "distill.options.kd.tau": 4.0,
     "distill.options.kd.weight": 1.0,
     "distill.options.sastc.weight": 800.0,
+    "distill.options.sastc.warmup_epochs": 0,
     "teacher.train_bn": False,
 }
 SASTC_CIFAR = {
