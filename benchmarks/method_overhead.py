@@ -7,6 +7,8 @@ unaugmented data such as the MNIST protocol).
 
     python benchmarks/method_overhead.py --preset mnist
     python benchmarks/method_overhead.py --preset cifar --reps 5
+    python benchmarks/method_overhead.py --preset cifar --teacher cold \
+        --methods kd kd+sastc "kd+sastc[regressor=conv1x1]"
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import re
+import shlex
+import sys
 
 import torch
+import yaml
 
 from spikedistill.bench import emit_table, interleaved_medians
 from spikedistill.distill import FrozenTeacher
@@ -40,6 +46,20 @@ PRESETS = {
     ),
 }
 METHODS = ["kd", "fitnet", "kd+sastc", "samd", "nld", "samd+nld"]
+# a method spec with ``[option=value,...]`` for SASTC, e.g. ``kd+sastc[regressor=conv1x1]``
+SASTC_OPTION = re.compile(r"^(?P<spec>[^\[]+)\[(?P<options>[^\]]*)\]$")
+
+
+def parse_variant(variant: str, batch: int) -> tuple[str, dict]:
+    """``"kd+sastc[regressor=conv1x1]"`` -> ``("kd+sastc", {"batch_size": B, "regressor": ...})``:
+    the method spec and SASTC's options."""
+    match = SASTC_OPTION.match(variant)
+    spec, extra = (match["spec"], match["options"]) if match else (variant, "")
+    options: dict = {"batch_size": batch}
+    for item in filter(None, extra.split(",")):
+        key, value = item.split("=", 1)
+        options[key] = yaml.safe_load(value)
+    return spec, options
 
 
 def step_fn(student, objective, x, y, index):
@@ -60,6 +80,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=list(PRESETS), default="mnist")
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--teacher", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
     parser.add_argument("--out", help="append the Markdown table to this file")
     args = parser.parse_args()
     p = PRESETS[args.preset]
@@ -71,13 +92,12 @@ def main() -> None:
     y = torch.randint(0, 10, (p["batch"],))
     index = torch.arange(p["batch"])
     steps = {"none": step_fn(copy.deepcopy(base), CrossEntropyObjective(), x, y, index)}
-    for spec in args.methods:
-        for cache in ("cold", "warm"):
+    for variant in args.methods:
+        spec, sastc_options = parse_variant(variant, p["batch"])
+        for cache in args.teacher:
             student = copy.deepcopy(base)
             methods = [
-                build_method(
-                    n, student, teacher.model, {"batch_size": p["batch"]} if n == "sastc" else {}
-                )
+                build_method(n, student, teacher.model, sastc_options if n == "sastc" else {})
                 for n in parse_methods(spec)
             ]
             objective = DistillObjective(
@@ -85,13 +105,13 @@ def main() -> None:
             )
             objective.build(student, x, y)
             objective.distill_batch(student, x, y, index)  # fills a warm cache
-            steps[f"{spec} ({cache})"] = step_fn(student, objective, x, y, index)
+            steps[f"{variant} ({cache})"] = step_fn(student, objective, x, y, index)
     medians = interleaved_medians(steps, reps=args.reps, warmup=2)
     none = medians["none"]
     lines = [
         f"### {args.preset}: student {s_name} SNN T={p['T']}, teacher {t_name}, batch "
         f"{p['batch']}, input {p['shape']}",
-        f"`python benchmarks/method_overhead.py --preset {args.preset} --reps {args.reps}`; "
+        f"`python benchmarks/method_overhead.py {shlex.join(sys.argv[1:])}`; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}",
         "",
         "| method | median step (ms) | / none |",
