@@ -146,6 +146,35 @@ def test_schema_json(capsys):
     ]
 
 
+@pytest.mark.parametrize("method", ["kd", "fitnet", "sastc", "samd", "nld", "brd"])
+def test_schema_lists_every_option_a_method_takes(method, capsys):
+    assert main(["config", "schema", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    listed = {
+        r["key"].rsplit(".", 1)[1]
+        for r in rows
+        if r["key"].startswith(f"distill.options.{method}.")
+    }
+    with pytest.raises(ConfigError, match=r"valid here: ([^)]*)") as err:  # what the loader takes
+        load_config(None, [f"distill.method={method}", f"distill.options.{method}.bogus=1"])
+    valid = str(err.value).rsplit("valid here: ", 1)[1].rstrip(")").split(", ")
+    assert listed == set(valid)
+
+
+def test_schema_method_defaults(capsys):
+    assert main(["config", "schema", "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    defaults = {
+        k[len("distill.options.") :]: r["default"] for k, r in rows.items() if ".options." in k
+    }
+    assert defaults["kd.tau"] == 4.0 and defaults["nld.noise_scale"] == "variance"
+    assert defaults["sastc.weight"] == 100.0 and defaults["sastc.warmup_epochs"] == 5
+    assert defaults["sastc.regressor"] == "conv3x3" and defaults["sastc.embed_dim"] is None
+    assert rows["distill.options.sastc.warmup_epochs"]["type"] == "int"
+    assert defaults["sastc.batch_size"] is None  # the trainer sets it
+    assert "leave it unset" in rows["distill.options.sastc.batch_size"]["meaning"]
+
+
 def test_schema_table(capsys):
     assert main(["config", "schema"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -17,9 +17,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from .config_schema import as_json, as_table, config_keys
+    from .config_schema import as_json, as_table, config_keys, method_option_keys
 
-    keys = config_keys()
+    keys = config_keys() + method_option_keys()
     print(as_json(keys) if args.json else as_table(keys))
     return 0
 
