@@ -176,8 +176,10 @@ def write_table(results: dict, path: Path, args) -> None:
         + ". Students: spiking `convnet3` (width 16, head_pool 7), "
         f"{args.subset} class-balanced training images, {args.epochs} epochs, batch "
         f"{args.batch}, SGD 0.05 cosine, `tdbn` neuron (Rate-BP rows: `ratebp`); top-1 on the "
-        "full 10k test set, mean ± std over seeds. STM: layer-wise pairing (SASTC: its "
-        "attention), first batch of the test set. `kd+sastc` is SASTC's total loss; `brd+kd` is "
+        "full 10k test set, mean ± std over seeds. STM (the paper's definition, natural log; "
+        "lower = better matched): layer-wise pairing (SASTC: its "
+        "attention), first batch of the test set. `kd+sastc` runs SASTC's library defaults "
+        "(benchmarks/results/sastc_study.md for its options); `brd+kd` is "
         "BRD's (hybrids plus CE + KD on the pure student). s/run: wall time, measured while "
         "other jobs shared the 2 cores (not a speed comparison).",
         "",
