@@ -16,6 +16,8 @@ per epoch). The grid is the ``GRID`` table below.
 
     python benchmarks/sastc_study.py --data-dir ../shared/data --seeds 0 1 2
     python benchmarks/sastc_study.py --grid main --only warmup --seeds 0
+    python benchmarks/sastc_study.py --grid main --variants kd "kd+sastc w=100 warmup 5" \
+        --out benchmarks/results/sastc_study_part                # exact names, another file
     python benchmarks/sastc_study.py --extra-weights 50          # add kd+sastc w=50 everywhere
     python benchmarks/sastc_study.py --smoke                     # tiny check, writes to /tmp
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -93,6 +96,8 @@ GRID: list[tuple[tuple[str, ...], Variant]] = [
     (EVERY, sastc(100, "warmup 5", warmup_epochs=5)),
     (("main",), sastc(30, "warmup 5", warmup_epochs=5)),
     (("main",), sastc(800, "warmup 5", warmup_epochs=5)),
+    (EVERY, sastc(100, "warmup 5 teacher taps -2,-1", warmup_epochs=5, teacher_taps=[-2, -1])),
+    (("main",), sastc(100, "warmup 5 conv1x1", warmup_epochs=5, regressor="conv1x1")),
     (("main",), sastc(100, "teacher taps -2,-1", teacher_taps=[-2, -1])),
     (("main",), sastc(10, "teacher taps -2,-1", teacher_taps=[-2, -1])),
     (("main",), sastc(100, "conv1x1", regressor="conv1x1")),
@@ -206,6 +211,8 @@ def protocols_of(args: argparse.Namespace) -> list[Protocol]:
 
 
 def selected(v: Variant, args: argparse.Namespace) -> bool:
+    if args.variants:
+        return v.name in args.variants
     if args.only:
         return any(s in v.name for s in args.only)
     return not args.smoke or v.name in SMOKE_VARIANTS
@@ -293,7 +300,14 @@ def table_row(variant: str, runs: list[dict[str, Any]], kd: dict[int, float]) ->
     return "| " + " | ".join(cells) + " |"
 
 
-def write_markdown(results: dict[str, Any], path: Path) -> None:
+DEFAULT_RERUN = (
+    "Re-run: `python benchmarks/sastc_study.py --data-dir ../shared/data --seeds 0 1 2` "
+    "(one part: `--grid main`, `--grid small-batch`, `--grid hard`; a default weight W "
+    "everywhere: `--extra-weights W`)."
+)
+
+
+def write_markdown(results: dict[str, Any], path: Path, rerun: str = DEFAULT_RERUN) -> None:
     lines = [
         "# SASTC options on MNIST (CPU)",
         "",
@@ -308,9 +322,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "per-sample train means of the epoch, mean over seeds (`sastc` is the weighted term, "
         "warm-up factor included). s/run: wall time while other jobs shared the 2 cores.",
         "",
-        "Re-run: `python benchmarks/sastc_study.py --data-dir ../shared/data --seeds 0 1 2` "
-        "(one part: `--grid main`, `--grid small-batch`, `--grid hard`; a default weight W "
-        "everywhere: `--extra-weights W`).",
+        rerun,
     ]
     header = "| variant | seeds | last top-1 (%) | Δ vs kd | STM | STM, SASTC pairs | sastc ep1 → "
     header += "last | ce last | kd last | s/run |"
@@ -331,19 +343,27 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     print("\n".join(lines))
 
 
-def weight_of(r: dict[str, Any], warmup: int) -> float | None:
-    """The SASTC weight of a ``kd+sastc w=W`` row whose only other option is ``warmup``
-    epochs of warm-up (0: none), else None."""
-    options = dict(r["sastc"]) if r["method"] == "kd+sastc" else {"": None}
-    weight = options.pop("weight", None)
-    return weight if options == ({"warmup_epochs": warmup} if warmup else {}) else None
+# the curves of the weight plot: (SASTC options besides the weight, marker, filled, label)
+CURVES = [
+    ({}, "o", False, ""),
+    ({"warmup_epochs": 5}, "s", True, ", warm-up 5"),
+    ({"warmup_epochs": 5, "teacher_taps": [-2, -1]}, "^", True, ", warm-up 5, teacher taps -2,-1"),
+]
 
 
-def weight_curve(variants: dict[str, list[dict[str, Any]]], warmup: int) -> list[tuple]:
+def weight_of(r: dict[str, Any], options: dict[str, Any]) -> float | None:
+    """The SASTC weight of a ``kd+sastc`` row whose other options are exactly ``options``,
+    else None."""
+    own = dict(r["sastc"]) if r["method"] == "kd+sastc" else {"": None}
+    weight = own.pop("weight", None)
+    return weight if own == options else None
+
+
+def weight_curve(variants: dict[str, list[dict[str, Any]]], options: dict[str, Any]) -> list[tuple]:
     """``(weight, [top-1 of each seed that finished], seeds that diverged)``, by weight."""
     points = []
     for rs in variants.values():
-        weight = weight_of(rs[0], warmup)
+        weight = weight_of(rs[0], options)
         done = [r["last_top1"] for r in rs if "last_top1" in r]
         if weight is not None and done:
             points.append((weight, done, len(rs) - len(done)))
@@ -351,20 +371,22 @@ def weight_curve(variants: dict[str, list[dict[str, Any]]], warmup: int) -> list
 
 
 def plot_weights(ax: Any, groups: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
-    """Top-1 vs SASTC weight per protocol, without (open circles) and with a 5-epoch warm-up
-    (filled squares); kd dashed, none dotted, in the protocol's colour."""
+    """Top-1 vs SASTC weight, a colour per protocol and a marker per ``CURVES`` entry (shifted
+    a little right, one from the other, so that they do not hide each other); kd dashed, none
+    dotted, in the protocol's colour."""
     floor = min(statistics.mean(r["last_top1"] for r in v["none"]) for v in groups.values()) - 1
     for i, (protocol, variants) in enumerate(groups.items()):
         colour = f"C{i}"
-        for warmup, marker, fill in ((0, "o", "white"), (5, "s", colour)):
-            points = weight_curve(variants, warmup)
+        ax.plot([], [], color=colour, label=protocol)
+        for k, (options, marker, filled, _) in enumerate(CURVES):
+            points = weight_curve(variants, options)
             if not points:
                 continue
-            label = f"{protocol}: kd+sastc" + (f", warm-up {warmup}" if warmup else "")
+            fill = colour if filled else "white"
             means = [max(statistics.mean(t), floor) for _, t, _ in points]
             stds = [statistics.stdev(t) if len(t) > 1 else 0.0 for _, t, _ in points]
             style = {"color": colour, "marker": marker, "markerfacecolor": fill, "capsize": 3}
-            ax.errorbar([w for w, _, _ in points], means, yerr=stds, label=label, **style)
+            ax.errorbar([w * 1.08**k for w, _, _ in points], means, yerr=stds, **style)
             for (w, t, diverged), mean in zip(points, means, strict=True):
                 if diverged or mean > statistics.mean(t):
                     note = f"{statistics.mean(t):.1f}%" + (
@@ -382,9 +404,12 @@ def plot_weights(ax: Any, groups: dict[str, dict[str, list[dict[str, Any]]]]) ->
     ax.set_ylabel("last top-1 (%)")
     ax.set_title("top-1 vs SASTC weight (kd --, none ··)")
     handles, labels = ax.get_legend_handles_labels()
+    for _, marker, filled, name in CURVES:  # the markers, in black
+        style = {"marker": marker, "markerfacecolor": "black" if filled else "white"}
+        handles.append(ax.plot([], [], color="black", linestyle="", **style)[0])
+        labels.append(f"kd+sastc{name}")
     keep = [(h, lab) for h, lab in zip(handles, labels, strict=True) if lab not in ("kd", "none")]
-    if keep:
-        ax.legend(*zip(*keep, strict=True), fontsize=7, loc="lower left")
+    ax.legend(*zip(*keep, strict=True), fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
 
 
@@ -424,6 +449,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", nargs="+", choices=list(GRIDS), default=list(GRIDS))
     parser.add_argument("--only", nargs="+", help="keep variants whose name contains any")
+    parser.add_argument("--variants", nargs="+", help="keep variants with exactly these names")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra-weights", type=float, nargs="+", default=[])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -451,7 +477,9 @@ def main() -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
     run_grid(args, results, path)
     path.write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, out.with_suffix(".md"))
+    default_out = out == Path("benchmarks/results/sastc_study")
+    rerun = DEFAULT_RERUN if default_out else f"Made by: `{shlex.join(['python', *sys.argv])}`."
+    write_markdown(results, out.with_suffix(".md"), rerun)
     write_plot(results, out.with_suffix(".png"))
 
 
