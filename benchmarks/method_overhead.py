@@ -47,7 +47,7 @@ PRESETS = {
 }
 METHODS = ["kd", "fitnet", "kd+sastc", "samd", "nld", "samd+nld"]
 # a method spec with ``[option=value,...]`` for SASTC, e.g. ``kd+sastc[regressor=conv1x1]``
-SASTC_OPTION = re.compile(r"^(?P<spec>[^\[]+)\[(?P<options>[^\]]*)\]$")
+SASTC_OPTION = re.compile(r"^(?P<spec>[^\[]+)\[(?P<options>.*)\]$")
 
 
 def parse_variant(variant: str, batch: int) -> tuple[str, dict]:
@@ -55,11 +55,8 @@ def parse_variant(variant: str, batch: int) -> tuple[str, dict]:
     the method spec and SASTC's options."""
     match = SASTC_OPTION.match(variant)
     spec, extra = (match["spec"], match["options"]) if match else (variant, "")
-    options: dict = {"batch_size": batch}
-    for item in filter(None, extra.split(",")):
-        key, value = item.split("=", 1)
-        options[key] = yaml.safe_load(value)
-    return spec, options
+    given = yaml.safe_load("{" + extra.replace("=", ": ") + "}")  # "a=1,b=[2,3]": YAML flow
+    return spec, {"batch_size": batch, **given}
 
 
 def step_fn(student, objective, x, y, index):
