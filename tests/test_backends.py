@@ -1,5 +1,6 @@
 """Every neuron backend against the pure-PyTorch reference: identical spikes, equal gradients."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,6 +48,38 @@ def test_backend_matches_reference(backend, cfg):
     assert torch.equal(spikes, ref_spikes)
     assert 0 < spikes.mean() < 1
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
+
+
+def charge_on_the_threshold(cfg, n: int = 4096) -> torch.Tensor:
+    """``x [2, n]``: step 0 below the threshold, step 1 chosen so that the charge
+    ``k x_1 + decay k x_0`` lands within a few ulps of it."""
+    g = torch.Generator().manual_seed(0)
+    k = 1.0 - cfg.decay if cfg.decay_input else 1.0
+    x0 = (torch.rand(n, generator=g) * 0.6 + 0.3) * cfg.threshold / k
+    ulps = torch.randint(-3, 4, (n,), generator=g).double() * torch.finfo(torch.float32).eps
+    x1 = (cfg.threshold - cfg.decay * k * x0.double()) / k * (1 + ulps)
+    return torch.stack([x0, x1.float()])
+
+
+@pytest.mark.parametrize("backend", ["torch", *FAST])
+@pytest.mark.parametrize(
+    "cfg",  # a decay that is not a power of two, so that decay * u rounds
+    [neuron_config("tdbn", decay=0.8), neuron_config("tdbn", decay=0.7, decay_input=True)],
+    ids=["tdbn", "decay_input"],
+)
+def test_charges_within_rounding_of_the_threshold_fire_alike(backend, cfg):
+    """Each product and the sum rounded on its own (numpy, float32): the bits every backend
+    must fire; a fused multiply-add (one rounding) fires others, so the test can tell."""
+    x = charge_on_the_threshold(cfg)
+    f32 = np.float32
+    k = f32(1.0 - cfg.decay) if cfg.decay_input else f32(1.0)
+    y0, y1 = x[0].numpy() * k, x[1].numpy() * k
+    expected = (y1 + f32(cfg.decay) * y0) >= f32(cfg.threshold)
+    fused = (y1.astype(np.float64) + np.float64(f32(cfg.decay)) * y0).astype(f32) >= cfg.threshold
+    assert 0.2 < expected.mean() < 0.8 and (fused != expected).any()
+    spikes = lif_multistep(x, cfg, backend=backend)
+    assert not spikes[0].any()
+    assert np.array_equal(spikes[1].numpy().astype(bool), expected)
 
 
 def test_backend_selection_is_per_model_and_checked():

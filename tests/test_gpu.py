@@ -11,6 +11,7 @@ import torch
 from spikedistill.cli import main
 from spikedistill.models import build_model
 from spikedistill.spiking import LIF_BACKENDS, lif_multistep, neuron_config, set_backend
+from test_backends import charge_on_the_threshold
 
 pytestmark = [
     pytest.mark.gpu,
@@ -75,6 +76,18 @@ def _near_threshold(case: str, cfg) -> tuple[torch.Tensor, torch.Tensor, torch.T
         at_threshold = ((cfg.threshold - shift) / scale).view(1, -1, 1)
         x = at_threshold * (1 + torch.randn(256, C, 64, generator=g) * 1e-6)
     return x.to(CUDA), scale.to(CUDA), shift.to(CUDA), T
+
+
+@pytest.mark.parametrize("backend", ["torch", *GPU_BACKENDS])
+def test_charges_on_the_threshold_fire_the_cpu_bits_on_cuda(backend):
+    """Charges within rounding of the threshold (test_backends checks the CPU's bits against
+    numpy): a backend that contracts ``k x + decay u`` into one FMA on the GPU fires others."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    cfg = neuron_config("tdbn", decay=0.8)
+    x = charge_on_the_threshold(cfg)
+    expected = lif_multistep(x, cfg, backend="torch")
+    assert torch.equal(lif_multistep(x.to(CUDA), cfg, backend=backend).cpu(), expected)
 
 
 @pytest.mark.parametrize("case", ["drive", "charge"])

@@ -9,6 +9,11 @@ Per step ``t``, with post-reset membrane ``u_{t-1}`` (``u_0 = 0``, passed as ``N
 
 Each takes an optional ``out`` buffer: the reference writes into its own tensors, the compiled
 scans let Inductor fuse the ops.
+
+Rounding: every product and sum in the charge is rounded on its own, never a fused multiply-add
+(ATen's ``add(alpha=)`` is one on AVX2 and CUDA, not on other CPUs; Inductor's C++ and the
+``cpp`` kernels never fuse). Spikes within rounding of the threshold are thus the same bits on
+every backend and machine.
 """
 
 from __future__ import annotations
@@ -26,14 +31,17 @@ def input_gain(cfg: NeuronConfig) -> float:
 def charge(
     x_t: torch.Tensor, u: torch.Tensor | None, cfg: NeuronConfig, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``v_t = k x_t + decay u_{t-1}`` (``u`` is ``None`` at the first step)."""
+    """``v_t = k x_t + decay u_{t-1}`` (``u`` is ``None`` at the first step); ``decay u`` is
+    rounded before the add (see the module docstring)."""
     k = input_gain(cfg)
-    if k != 1.0:
-        v = torch.mul(x_t, k, out=out)
-        return v if u is None else v.add_(u, alpha=cfg.decay)
     if u is None:
+        if k != 1.0:
+            return torch.mul(x_t, k, out=out)
         return x_t if out is None else out.copy_(x_t)
-    return torch.add(x_t, u, alpha=cfg.decay, out=out)
+    decayed = torch.mul(u, cfg.decay)  # not add(alpha=decay): that may be one fused op
+    if k != 1.0:
+        return torch.mul(x_t, k, out=out).add_(decayed)
+    return torch.add(x_t, decayed, out=out)
 
 
 def fire(v: torch.Tensor, cfg: NeuronConfig, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,14 +13,13 @@ A step holds ``N`` neurons, contiguous (``[T, N]``); a BatchNorm-driven neuron (
 with ``du/dv`` of ``reference`` (``_reset_slope``). The unit's backward recomputes the
 membrane into its output buffer, then runs the reverse scan over it in place.
 
-Rounding. The spikes must be the reference's bits, so every op rounds as ATen's do: the drive is
-a multiply, then adds, each rounded (``reference.norm_drive``: separate ops); the charge's
-``decay u`` term is ATen's ``add(alpha=decay)``, which is one fused multiply-add (``vec::fmadd``
-on a CPU, ``a + alpha * b`` contracted by nvcc on CUDA), so it is an explicit ``tl.fma``. On CUDA
+Rounding. The spikes must be the reference's bits, so every op rounds on its own, as in
+``recurrence`` (no fused multiply-add): the drive is a multiply, then adds
+(``reference.norm_drive``), and the charge ``k y`` and ``decay u``, then their sum. On CUDA,
 Triton 3.9 lets LLVM and ptxas contract any ``a * b + c`` into an FMA by default, which would
-round the drive once and flip spikes that sit within rounding of the threshold; every kernel
-is therefore launched with ``enable_fp_fusion=False`` (``EXACT``). The interpreter (numpy)
-never contracts and computes ``tl.fma`` exactly, as the GPU does.
+round once and flip spikes that sit within rounding of the threshold; every kernel is
+therefore launched with ``enable_fp_fusion=False`` (``EXACT``). The interpreter (numpy) never
+contracts.
 """
 
 from __future__ import annotations
@@ -79,11 +78,11 @@ def drive(x_ptr, r_ptr, offs, mask, scale, shift, AFFINE: tl.constexpr, RESIDUAL
 
 @triton.jit
 def charge(y, u, gain, decay, GAIN: tl.constexpr):
-    """``v = k y + decay u`` rounded as the reference's ``charge``: ``k y`` (when ``GAIN``),
-    then ATen's ``add(alpha=decay)``, one FMA (``u = 0`` at the first step: ``v = k y``)."""
+    """``v = k y + decay u`` rounded as the reference's ``charge``: ``k y`` (when ``GAIN``) and
+    ``decay u``, each rounded, then their sum (``u = 0`` at the first step: ``v = k y``)."""
     if GAIN:
         y = y * gain
-    return tl.fma(u, decay, y)
+    return y + decay * u
 
 
 @triton.jit
