@@ -50,7 +50,6 @@ from spikedistill.data import build_datasets, make_loader
 from spikedistill.distill import load_teacher
 from spikedistill.distill.stm_probe import stm_probe
 from spikedistill.engine.config import config_from_dict
-from spikedistill.engine.load import load_model
 from spikedistill.engine.trainer import Trainer
 from spikedistill.errors import NonFiniteLossError
 
@@ -132,7 +131,7 @@ def config_of(p: Protocol, v: Variant, seed: int, checkpoint: str) -> dict[str, 
     cfg = student_config(shape, v.method, p.T, seed, "bptt", checkpoint)
     cfg["name"] = f"sastc-study-{p.key}-{slug(v.name)}-s{seed}"
     if "sastc" in v.method:
-        cfg["distill"]["options"] = {"sastc": {**v.sastc, "batch_size": p.batch}}
+        cfg["distill"]["options"] = {"sastc": dict(v.sastc)}  # the trainer sets batch_size
     return cfg
 
 
@@ -185,20 +184,6 @@ def train_one(
     }
 
 
-def backfill_stm(results: dict[str, Any], ctx: dict[str, Any], runs: Path) -> None:
-    """Rows from before every row's ``stm`` was layer-wise: SASTC rows held the STM of its
-    attention's pairing; recompute ``stm`` layer-wise from the run's ``last.pt``."""
-    for key, row in results.items():
-        if key == "teacher" or "diverged" in row or row.get("stm_pairing") == "layerwise":
-            continue
-        if "sastc" in row["method"]:
-            row["stm_attention"] = row["stm"]
-            name = f"sastc-study-{row['protocol']}-{slug(row['variant'])}-s{row['seed']}"
-            model = load_model(runs / "sastc-study" / row["protocol"] / name / "last.pt")
-            row["stm"] = stm_probe(model, ctx["teacher"], ctx["probe"](row["batch"]))
-        row["stm_pairing"] = "layerwise"
-
-
 def protocols_of(args: argparse.Namespace) -> list[Protocol]:
     """The selected protocols, with the smoke/override epochs and subset applied."""
     chosen = []
@@ -232,7 +217,6 @@ def run_grid(args: argparse.Namespace, results: dict[str, Any], path: Path) -> N
         return probes[batch]
 
     ctx = {"checkpoint": checkpoint, "teacher": teacher, "probe": probe, "data_dir": args.data_dir}
-    backfill_stm(results, ctx, runs)
     for p in protocols_of(args):
         for v in [v for v in variants_of(p.key, args.extra_weights) if selected(v, args)]:
             for seed in args.seeds:
