@@ -6,18 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+import test_sastc
 from spikedistill.distill.sastc import SASTC
 from spikedistill.errors import ConfigError
-from test_sastc import STUDENT_SHAPES, TEACHER_SHAPES, B, Stub, loss_by_loops, make_batch
+from test_sastc import B, Stub, loss_by_loops, make_batch
 
 
 def make_method(**options) -> SASTC:
-    torch.manual_seed(0)
-    options = {"warmup_epochs": 0, **options}
-    method = SASTC(Stub(list(STUDENT_SHAPES)), Stub(list(TEACHER_SHAPES)), batch_size=B, **options)
-    with torch.no_grad():
-        method.build(make_batch())
-    method.double()
+    method = test_sastc.make_method(**options)
     for p in method.parameters():  # BN's affine parameters away from 1 / 0
         with torch.no_grad():
             p.add_(0.1 * torch.randn_like(p))
