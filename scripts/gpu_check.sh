@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
-# The device check (issue 23): on one CUDA GPU, in under 8 minutes, with only the repository and
-# the package index. Writes everything under benchmarks/results/gpu/ (OUT=... to change):
+# The device check (issue 23): on one CUDA GPU, in under 8 minutes, with only the repository
+# (and, offline, wheels in .whl/). Writes everything under benchmarks/results/gpu/ (OUT=...):
 #   env.txt       the machine, torch, CUDA, triton
 #   tests.txt     pytest -m gpu (backends on CUDA vs the reference, fused units, Rate-BP, AMP,
 #                 train.compile, torchrun)
-#   bench_*       spikedistill bench, resnet19 B=32 T=1,2,4,8, one file set per neuron backend
+#   bench_*       spikedistill bench, resnet19 B=32 T=8,4,2,1 (the targets' points first; each
+#                 point is written when done): every variant on the triton backend, then the
+#                 ANN limit and BPTT on compile and torch
 #   mnist.txt     the MNIST SNN baseline trained to completion (MNIST_DIR: its IDX files)
-# Without a CUDA device it checks its own set-up and skips the GPU parts (exit 0). SpikingJelly
-# runs its cupy backend where cupy imports, else torch.
+# BUNDLE=FILE.tgz also packs OUT (checkpoints left out) into one file, after every step (a
+# run stopped from outside keeps what it finished). Each step has its own time limit, so one
+# slow step cannot use up the others' time.
+# Without a CUDA device it checks its own set-up and skips the GPU parts (exit 0).
+# --rehearse runs every step on the CPU at toy sizes (Triton left out): the flags, the
+# environment and the outputs, checked before device time is spent; its numbers mean nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu}
 MNIST_DIR=${MNIST_DIR:-data/mnist}
+if [ "${1:-}" = "--rehearse" ]; then
+  DEVICE=cpu
+  BACKENDS=(torch compile)
+  MODEL=convnet3
+  BENCH=(--options '{"width": 4}' --size 12 --in-channels 1 --batch 2 --T 2 1 --reps 1)
+  TRAIN=(train.epochs=1 data.train_subset=200 data.batch_size=50 data.eval_batch_size=500)
+  LIMITS=(120 60 150 120)  # seconds: tests, first bench, each other bench, training
+else
+  DEVICE=cuda
+  BACKENDS=(triton compile torch)
+  MODEL=resnet19
+  BENCH=(--batch 32 --T 8 4 2 1 --reps 20)
+  TRAIN=()
+  LIMITS=(150 150 75 75)
+fi
 mkdir -p "$OUT"
 status=0
-step() { echo "== $*"; }
+pack() {
+  if [ -n "${BUNDLE:-}" ]; then tar -czf "$BUNDLE" --exclude='*.pt' -C "$OUT" .; fi
+}
+step() { pack; echo "== [${SECONDS} s] $*"; }
 
 step "environment"
 # A machine whose python3 has torch (a CUDA image) is used as it is, offline; else a .venv
 # with a CUDA build of torch from the package index (SPIKEDISTILL_CUDA: not the CPU wheels).
-# Wheels of missing packages (e.g. spikingjelly) can wait in .whl/: installed without network.
+# Wheels of missing packages (spikingjelly, loguru) can wait in .whl/: installed offline.
 PY=${PYTHON:-}
 if [ -z "$PY" ] && python3 -c "import torch" 2>/dev/null; then
   PY=python3
@@ -31,44 +55,56 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 CLI=("$PY" -m spikedistill.cli)
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
             'available', torch.cuda.is_available())"
   "$PY" -c "import triton; print('triton', triton.__version__)" 2>/dev/null || echo "no triton"
+  "$PY" -c "import spikingjelly.activation_based" 2>/dev/null && echo "spikingjelly imports" \
+    || echo "no spikingjelly: the bench has no SpikingJelly rows"
 } | tee "$OUT/env.txt"
-if ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"
+then
   echo "no CUDA device: the GPU tests, bench and training are skipped"
   "$PY" -m pytest -m gpu -n 0 -q -p no:cacheprovider tests/test_gpu.py -rs | tail -3
   exit 0
 fi
 
 step "GPU tests"
-"$PY" -m pytest -m gpu -n 0 -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.txt" \
-  || status=1
+timeout "${LIMITS[0]}" "$PY" -m pytest -m gpu -n 0 -v -p no:cacheprovider -rs --durations=0 \
+  tests/test_gpu.py 2>&1 | tee "$OUT/tests.txt" || status=1
 
-step "bench: resnet19, B=32, T=1 2 4 8"
-for backend in triton compile torch; do
-  timeout 300 "${CLI[@]}" bench --model resnet19 --batch 32 --T 1 2 4 8 --reps 5 \
-    --device cuda --backend "$backend" --variants limit bptt rate spikingjelly \
-    --out "$OUT/bench_resnet19_cuda_$backend" || status=1
+step "bench: $MODEL ${BENCH[*]}"
+variants=(limit bptt rate spikingjelly)
+limit=${LIMITS[1]}
+for backend in "${BACKENDS[@]}"; do
+  timeout "$limit" "${CLI[@]}" bench --model "$MODEL" "${BENCH[@]}" --device "$DEVICE" \
+    --backend "$backend" --variants "${variants[@]}" --out "$OUT/bench_${MODEL}_${DEVICE}_$backend" \
+    || status=1
+  variants=(limit bptt)  # the other backends: their BPTT against the same limit
+  limit=${LIMITS[2]}
 done
 
 step "MNIST SNN baseline"
 if [ -e "$MNIST_DIR/train-images-idx3-ubyte" ] || [ -e "$MNIST_DIR/train-images-idx3-ubyte.gz" ]; then
   rm -rf "$OUT/mnist_run"
-  timeout 300 "${CLI[@]}" train configs/mnist/snn_baseline.yaml train.device=cuda \
-    --data-dir "$MNIST_DIR" --out "$OUT/mnist_run" 2>&1 | tee "$OUT/mnist.txt" || status=1
+  timeout "${LIMITS[3]}" "${CLI[@]}" train configs/mnist/snn_baseline.yaml "train.device=$DEVICE" \
+    "${TRAIN[@]}" --data-dir "$MNIST_DIR" --out "$OUT/mnist_run" 2>&1 | tee "$OUT/mnist.txt" \
+    || status=1
   "$PY" - "$OUT/mnist_run" <<'EOF' | tee -a "$OUT/mnist.txt"
-import json, sys
-m = json.load(open(f"{sys.argv[1]}/metrics.json"))
+import json, sys, yaml
+run = sys.argv[1]
+m = json.load(open(f"{run}/metrics.json"))
+images = yaml.safe_load(open(f"{run}/config.yaml"))["data"]["train_subset"] or 60000
 seconds = sum(r["seconds"] for r in m["history"])
-images = 60000 * len(m["history"])
-print(f"best top-1 {m['best_top1']:.2f}%, {images / seconds:.0f} training images/s")
+print(f"best top-1 {m['best_top1']:.2f}% after {len(m['history'])} epochs,"
+      f" {images * len(m['history']) / seconds:.0f} training images/s")
 EOF
 else
   echo "no MNIST under $MNIST_DIR (set MNIST_DIR): training skipped" | tee "$OUT/mnist.txt"
 fi
+
+step "done (status $status)"
 exit $status

@@ -70,3 +70,42 @@ def test_memory_warmup_peak_is_forgotten():
     peak = peak_step_bytes(step, "cpu", warmup=1)
     assert len(calls) == 3
     assert 10 * 2**20 < peak < 150 * 2**20
+
+
+def test_a_stopped_bench_keeps_its_finished_points(tmp_path, monkeypatch):
+    """The outputs are written after every T: a run killed at T=2 keeps T=1."""
+    pytest.importorskip("matplotlib")
+    from spikedistill.bench import suite
+
+    real = suite.run_point
+
+    def stop_at_two(spec, *args):
+        if spec.T == 2:
+            raise KeyboardInterrupt
+        return real(spec, *args)
+
+    monkeypatch.setattr(suite, "run_point", stop_at_two)
+    out = tmp_path / "bench"
+    argv = ["bench", *SMALL, "--options", json.dumps({"width": 4}), "--T", "1", "2"]
+    argv += ["--variants", "limit", "bptt", "--reps", "1", "--no-memory", "--out", str(out)]
+    assert main(argv) == 130  # stopped as by Ctrl-C
+    with open(out.with_suffix(".csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["T"], r["variant"]) for r in rows] == [("1", "limit"), ("1", "bptt")]
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_the_spikingjelly_row_names_the_implementation_spikingjelly_chose(tmp_path):
+    """SpikingJelly picks its neuron implementation itself (on a GPU: ``cuda`` or ``triton``);
+    the table says which one ran, as SpikingJelly reports it."""
+    pytest.importorskip("matplotlib")
+    sj = pytest.importorskip("spikingjelly.activation_based.functional")
+    expected = sj.neuron_implementation("lif", torch.device("cpu"))["implementation"]
+    out = tmp_path / "bench"
+    argv = ["bench", *SMALL, "--options", json.dumps({"width": 4}), "--T", "1"]
+    argv += ["--variants", "bptt", "spikingjelly", "--reps", "1", "--no-memory"]
+    assert main([*argv, "--backend", "torch", "--out", str(out)]) == 0
+    with open(out.with_suffix(".csv")) as fh:
+        neurons = {r["variant"]: r["neurons"] for r in csv.DictReader(fh)}
+    assert neurons == {"bptt": "torch", "spikingjelly": expected}
+    assert f"| 1 | SpikingJelly LIFNode BPTT ({expected}) |" in out.with_suffix(".md").read_text()

@@ -68,7 +68,7 @@ def make_torchvision_importable() -> bool:
     """Declare torchvision's op schemas if its extension cannot load (conftest.py calls this
     first: SpikingJelly imports torchvision too); whether torchvision is installed."""
     spec = importlib.util.find_spec("torchvision")
-    if spec is None:
+    if spec is None or spec.origin is None:  # None: a folder left behind by an uninstall
         return False
     if not _declared and not _extension_loads(spec):
         library = torch.library.Library("torchvision", "DEF")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -53,8 +53,10 @@ def memory_warmup(spec: BenchSpec) -> int:
 
 
 def run_point(spec: BenchSpec, names: Sequence[str], reps: int, memory: bool) -> list[dict]:
-    """Rows ``{T, variant, train_s, infer_s, peak_mb}`` for one ``T`` (ratios added later)."""
+    """Rows ``{T, variant, neurons, train_s, infer_s, peak_mb}`` for one ``T`` (ratios added
+    later)."""
     variants = _build(spec, names)
+    neurons = {n: v.neurons for n, v in variants.items()}
     train = interleaved_medians({n: v.train for n, v in variants.items()}, reps=reps)
     infer = interleaved_medians(
         {n: v.infer for n, v in variants.items() if v.infer is not None}, reps=reps
@@ -65,7 +67,14 @@ def run_point(spec: BenchSpec, names: Sequence[str], reps: int, memory: bool) ->
         peak = fresh_process_peak(spec, name, warmup=memory_warmup(spec)) if memory else None
         peak = None if peak is None else peak / 2**20
         rows.append(
-            dict(T=spec.T, variant=name, train_s=train[name], infer_s=infer.get(name), peak_mb=peak)
+            dict(
+                T=spec.T,
+                variant=name,
+                neurons=neurons[name],
+                train_s=train[name],
+                infer_s=infer.get(name),
+                peak_mb=peak,
+            )
         )
     return rows
 
@@ -83,17 +92,35 @@ def add_ratios(rows: list[dict]) -> list[dict]:
 
 
 def run(
-    spec: BenchSpec, Ts: Sequence[int], names: Sequence[str], reps: int = 5, memory: bool = True
+    spec: BenchSpec,
+    Ts: Sequence[int],
+    names: Sequence[str],
+    reps: int = 5,
+    memory: bool = True,
+    on_point: Callable[[list[dict]], object] | None = None,
 ) -> list[dict]:
+    """Every ``T``'s rows, with ratios, in order of ``T``; ``on_point`` gets the rows so far
+    after each ``T`` (to write them: a run stopped later keeps its finished points, so the
+    points that matter most can be asked for first)."""
     rows: list[dict] = []
     for T in Ts:
         rows += run_point(spec.replace(T=T), names, reps, memory)
+        rows.sort(key=lambda row: row["T"])  # stable: variants keep their order
         print(f"T={T} done", flush=True)
+        if on_point is not None:
+            on_point(add_ratios([dict(r) for r in rows]))
     return add_ratios(rows)
 
 
 def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _label(row: dict, spec: BenchSpec) -> str:
+    """The variant's name, with what runs its neurons where that is not ``spec.backend``."""
+    label = LABELS.get(row["variant"], row["variant"])
+    neurons = row.get("neurons")
+    return f"{label} ({neurons})" if neurons and neurons != spec.backend else label
 
 
 def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
@@ -116,7 +143,7 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['T']} | {LABELS.get(r['variant'], r['variant'])} | {_fmt(r['train_s'], 3)} | "
+            f"| {r['T']} | {_label(r, spec)} | {_fmt(r['train_s'], 3)} | "
             f"{_fmt(r['train_vs_limit'], 3)} | {_fmt(r['train_vs_sj'], 3)} | "
             f"{_fmt(r['infer_s'], 3)} | {_fmt(r['peak_mb'], 0)} | "
             f"{_fmt(r['mem_vs_limit'], 2)} | {_fmt(r['mem_vs_sj'], 2)} |"
@@ -156,7 +183,8 @@ def plot(rows: list[dict], spec: BenchSpec, path: Path) -> None:
         for name in dict.fromkeys(r["variant"] for r in rows):
             pts = [(r["T"], r[key]) for r in rows if r["variant"] == name and r[key] is not None]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=LABELS.get(name, name))
+                row = next(r for r in rows if r["variant"] == name)
+                ax.plot(*zip(*pts, strict=True), marker="o", label=_label(row, spec))
         Ts = sorted({r["T"] for r in rows})
         ax.set(xscale="log", xlabel="T", ylabel=label, title=f"{spec.model}, batch {spec.batch}")
         ax.set_xticks(Ts, [str(t) for t in Ts])

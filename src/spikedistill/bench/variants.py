@@ -5,7 +5,8 @@
 - ``bptt``: our SNN trained by backprop through time, neurons on ``spec.backend``;
 - ``bptt_checkpoint``: the same with per-block activation checkpointing;
 - ``rate``: our SNN trained by rate-based backprop (inference is the ``bptt`` model's);
-- ``spikingjelly``: the SNN with SpikingJelly's ``LIFNode`` (multi-step, best backend).
+- ``spikingjelly``: the SNN with SpikingJelly's ``LIFNode`` (multi-step, on the implementation
+  SpikingJelly selects: its fastest available, recorded as the variant's ``neurons``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def check_spec(spec: BenchSpec) -> None:
 class Variant:
     train: Step
     infer: Step | None  # None: the same forward as another variant
+    neurons: str = ""  # what runs its neurons: our backend, SpikingJelly's implementation
 
 
 def _inference(model: nn.Module, x: torch.Tensor, after: Step | None = None) -> Step:
@@ -111,13 +113,13 @@ def _limit(spec: BenchSpec) -> Variant:
 def _bptt(spec: BenchSpec) -> Variant:
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
-    return Variant(train_step(model, x, y), _inference(model, x))
+    return Variant(train_step(model, x, y), _inference(model, x), spec.backend)
 
 
 @VARIANTS.register("bptt_checkpoint")
 def _bptt_checkpoint(spec: BenchSpec) -> Variant:
     train = _bptt(spec.replace(options={**spec.options, "checkpoint_blocks": True})).train
-    return Variant(train, None)  # inference is the bptt model's
+    return Variant(train, None, spec.backend)  # inference is the bptt model's
 
 
 @VARIANTS.register("rate")
@@ -127,12 +129,12 @@ def _rate(spec: BenchSpec) -> Variant:
     model = spec.build(spiking=True)
     x, y = spec.inputs(spec.batch)
     forward = RateBackprop(model, spec.stored_steps)
-    return Variant(train_step(model, x, y, forward=forward), None)
+    return Variant(train_step(model, x, y, forward=forward), None, spec.backend)
 
 
 @VARIANTS.register("spikingjelly")
 def _spikingjelly(spec: BenchSpec) -> Variant:
-    from ..interop.spikingjelly import reset, use_spikingjelly_neurons
+    from ..interop.spikingjelly import implementation, reset, use_spikingjelly_neurons
 
     model = use_spikingjelly_neurons(spec.build(spiking=True))
     x, y = spec.inputs(spec.batch)
@@ -140,4 +142,5 @@ def _spikingjelly(spec: BenchSpec) -> Variant:
     def after() -> None:
         reset(model)
 
-    return Variant(train_step(model, x, y, after=after), _inference(model, x, after))
+    train = train_step(model, x, y, after=after)
+    return Variant(train, _inference(model, x, after), implementation(model, spec.device))

@@ -46,9 +46,18 @@ def run(args: argparse.Namespace) -> int:
 
     out = output_stem(args.out, "--out")
     spec = _spec(args)
-    rows = run_suite(spec, args.T, args.variants, reps=args.reps, memory=not args.no_memory)
     command = "spikedistill " + shlex.join(args.argv)
-    text = write_outputs(rows, spec, out, command)
+
+    tables: list[str] = []
+
+    def write(rows: list[dict]) -> None:
+        tables.append(write_outputs(rows, spec, out, command))
+
+    # written after every T: a run stopped later (a timeout, Ctrl-C) keeps its finished points
+    run_suite(
+        spec, args.T, args.variants, reps=args.reps, memory=not args.no_memory, on_point=write
+    )
+    text = tables[-1]
     print(text)
     print(f"wrote {out.with_suffix('.md')}, .csv and .png")
     return 0

@@ -60,6 +60,27 @@ def use_spikingjelly_neurons(model: nn.Module) -> nn.Module:
     return model
 
 
+#: SpikingJelly's name of each neuron class that ``spikingjelly_lif`` builds
+NEURON_TYPES = {"LIFNode": "lif", "IFNode": "if"}
+
+
+def implementation(model: nn.Module, device: str) -> str:
+    """The implementation SpikingJelly runs the model's neurons on, as it reports it
+    (``functional.neuron_implementation``: e.g. ``triton`` or ``cuda`` on a GPU,
+    ``torch-reference`` on CPUs); ``unknown`` for a SpikingJelly without that query."""
+    functional, _, _ = _import()
+    query = getattr(functional, "neuron_implementation", None)
+    kinds = {
+        NEURON_TYPES[type(m).__name__] for m in model.modules() if type(m).__name__ in NEURON_TYPES
+    }
+    if query is None or not kinds:
+        return "unknown"
+    import torch
+
+    names = {query(kind, torch.device(device))["implementation"] for kind in sorted(kinds)}
+    return "+".join(sorted(names))
+
+
 def reset(model: nn.Module) -> None:
     """Reset SpikingJelly neuron states (our own neurons need no reset)."""
     functional, _, _ = _import()
