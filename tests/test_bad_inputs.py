@@ -228,7 +228,7 @@ ROWS = [
     (
         "sastc-unknown-regressor",
         [*TEACHER[1:], "distill.method=sastc", "distill.options={sastc: {regressor: conv5x5}}"],
-        "unknown sastc regressor 'conv5x5'",
+        "distill.options.sastc.regressor: expected one of 'conv3x3', 'conv1x1', got 'conv5x5'",
         None,
     ),
     (

@@ -262,3 +262,28 @@ def test_train_help_names_the_recipe_listing(capsys):
 )
 def test_usage_mistakes_are_one_line(argv, message, capsys):
     expect_one_line_error(argv, message, capsys)
+
+
+def test_method_options_with_choices_are_checked_when_the_config_loads():
+    """Options with a fixed set of values (``Literal``): the schema lists them, each loads,
+    anything else fails at load (so ``config show`` catches it, not only ``train``)."""
+    from spikedistill.cli.config_schema import method_option_keys
+
+    keys = [k for k in method_option_keys() if k.allowed]
+    names = {k.key.removeprefix("distill.options.") for k in keys}
+    assert names == {
+        "brd.mapping",
+        "brd.weights",
+        "fitnet.time_reduce",
+        "nld.noise_scale",
+        "samd.scaling",
+        "sastc.regressor",
+    }
+    for k in keys:
+        method = k.key.split(".")[2]
+        assert k.default in k.allowed and k.type == "str"
+        for value in k.allowed:
+            cfg = load_config(None, [f"distill.method={method}", f"{k.key}={value}"])
+            assert cfg.distill.options[method][k.key.rsplit(".", 1)[1]] == value
+        with pytest.raises(ConfigError, match=rf"{k.key}: expected one of .*, got 'bogus'"):
+            load_config(None, [f"distill.method={method}", f"{k.key}=bogus"])

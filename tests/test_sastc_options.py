@@ -30,7 +30,7 @@ def test_conv1x1_regressor_matches_the_loops():
 
 
 def test_unknown_regressor_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="conv1x1, conv3x3"):
+    with pytest.raises(ConfigError, match="expected one of 'conv3x3', 'conv1x1', got 'conv5x5'"):
         SASTC(Stub(["s0"]), Stub(["a0"]), batch_size=8, regressor="conv5x5")
 
 

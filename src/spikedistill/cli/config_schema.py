@@ -78,32 +78,31 @@ def config_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[Key]:
     return _keys(cls, prefix, allowed)
 
 
-SET_BY_TRAINER = {"batch_size": "data.batch_size per device, set by the trainer: leave it unset"}
-
-
 def method_option_keys() -> list[Key]:
     """``distill.options.METHOD.OPTION`` for every method: the type and default of its
     constructor's keyword (what ``distill.options`` is checked against when a config loads)."""
     from .. import distill  # noqa: F401  (fill the registry)
     from ..distill.base import METHODS
+    from ..engine.objective import SET_BY_TRAINER
     from ..typed import parameter_types
 
     keys = []
     for name in METHODS.names():
         cls = METHODS.get(name)
         params = inspect.signature(cls.__init__).parameters
-        for option in parameter_types(cls, skip=("student", "teacher")):
+        for option, hint in parameter_types(cls, skip=("student", "teacher")).items():
             param = params[option]
             default = None if param.default is inspect.Parameter.empty else param.default
             meaning = f"an option of distill method {name!r} (README: Distillation)"
             if option in SET_BY_TRAINER:
                 default, meaning = None, SET_BY_TRAINER[option]
+            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
             keys.append(
                 Key(
                     f"distill.options.{name}.{option}",
-                    str(param.annotation),
+                    "str" if choices else str(param.annotation),
                     default,
-                    None,
+                    list(choices) if choices else None,
                     meaning,
                 )
             )

@@ -22,17 +22,21 @@ and shift, identity-initialised) or ``conv1x1_bn`` (1x1 conv initialised to iden
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from ..models import ZooModel
+from ..typed import coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .brd_branches import resolve_branches, teacher_rest
 from .kd import kd_loss
 
-MAPPINGS = ("identity", "affine", "conv1x1_bn")
+MappingKind = Literal["identity", "affine", "conv1x1_bn"]
+BranchWeights = Literal["exp", "uniform"]  # w_k = 2^-(K+1-k), or 1
 
 
 class Affine(nn.Module):
@@ -48,7 +52,7 @@ class Affine(nn.Module):
         return x * self.scale.view(shape) + self.shift.view(shape)
 
 
-def make_mapping(kind: str, channels: int) -> nn.Module:
+def make_mapping(kind: MappingKind, channels: int) -> nn.Module:
     if kind == "identity":
         return nn.Identity()
     if kind == "affine":
@@ -95,8 +99,8 @@ class BRD(DistillMethod):
         self,
         student: nn.Module,
         teacher: nn.Module,
-        mapping: str = "affine",
-        weights: str = "exp",
+        mapping: MappingKind = "affine",
+        weights: BranchWeights = "exp",
         kd_weight: float = 1.0,
         tau: float = 4.0,
         ce: bool = True,
@@ -111,10 +115,8 @@ class BRD(DistillMethod):
         boundaries to branch at (module paths, sorted into network order; default: every
         stage boundary), term ``brd{k}`` for the ``k``-th."""
         super().__init__()
-        if mapping not in MAPPINGS:
-            raise ConfigError(f"brd mapping must be one of {MAPPINGS}, got {mapping!r}")
-        if weights not in ("exp", "uniform"):
-            raise ConfigError(f"brd weights must be exp or uniform, got {weights!r}")
+        coerce(mapping, MappingKind, "brd mapping")
+        coerce(weights, BranchWeights, "brd weights")
         if tau <= 0 or curriculum_epochs < 0:
             raise ConfigError("brd needs tau > 0 and curriculum_epochs >= 0")
         _check_zoo_pair(student, teacher)

@@ -8,13 +8,18 @@ the two maps adaptive-average-pooled to the smaller spatial size.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..typed import coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, resolve_tap
+
+TimeReduce = Literal["mean", "per_step"]  # regress the rate, or every step (averaged)
 
 
 def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,11 +46,10 @@ class FitNet(DistillMethod):
         student_tap: TapSpec = -1,
         teacher_tap: TapSpec = -1,
         weight: float = 1.0,
-        time_reduce: str = "mean",
+        time_reduce: TimeReduce = "mean",
     ) -> None:
         super().__init__()
-        if time_reduce not in ("mean", "per_step"):
-            raise ConfigError(f"fitnet time_reduce must be mean or per_step, got {time_reduce!r}")
+        coerce(time_reduce, TimeReduce, "fitnet time_reduce")
         self.student_path = resolve_tap(student, student_tap)
         self.teacher_path = resolve_tap(teacher, teacher_tap)
         self.weight, self.time_reduce = weight, time_reduce

@@ -20,32 +20,32 @@ log_softmax(n/tau))``, the same value as the reference's ``log(q)`` but without 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..typed import coerce
 from .base import DistillBatch, DistillMethod, register_method
 
-NOISE_SCALES = ("variance", "std")
+NoiseScale = Literal["variance", "std"]  # the noise scaled by sigma^2 or by sigma
 
 
 def noise_logits(
-    student_logits: torch.Tensor, eps: torch.Tensor, noise_scale: str = "variance"
+    student_logits: torch.Tensor, eps: torch.Tensor, noise_scale: NoiseScale = "variance"
 ) -> torch.Tensor:
     """``mu + eps * sigma^2`` (``"variance"``) or ``mu + eps * sigma`` (``"std"``), with the
     per-sample mean and unbiased standard deviation of ``student_logits`` ``[B, K]``."""
     mu = student_logits.mean(dim=1, keepdim=True)
     var = student_logits.var(dim=1, keepdim=True, unbiased=True)
-    if noise_scale == "variance":
+    if coerce(noise_scale, NoiseScale, "nld noise_scale") == "variance":
         return mu + eps * var
-    if noise_scale == "std":
-        # sqrt with a finite gradient where all logits of a sample are equal (var == 0)
-        positive = var > 0
-        sigma = torch.where(positive, torch.where(positive, var, 1).sqrt(), 0)
-        return mu + eps * sigma
-    raise ConfigError(f"nld noise_scale must be one of {NOISE_SCALES}, got {noise_scale!r}")
+    # sqrt with a finite gradient where all logits of a sample are equal (var == 0)
+    positive = var > 0
+    sigma = torch.where(positive, torch.where(positive, var, 1).sqrt(), 0)
+    return mu + eps * sigma
 
 
 def nld_loss(
@@ -90,15 +90,14 @@ class NLD(DistillMethod):
         tau: float = 2.0,
         noise_weight: float = 0.9,
         weight: float = 1.0,
-        noise_scale: str = "variance",
+        noise_scale: NoiseScale = "variance",
     ) -> None:
         super().__init__()
         if not tau > 0:
             raise ConfigError(f"nld tau must be > 0, got {tau}")
         if not 0.0 <= noise_weight <= 1.0:
             raise ConfigError(f"nld noise_weight must be in [0, 1], got {noise_weight}")
-        if noise_scale not in NOISE_SCALES:
-            raise ConfigError(f"nld noise_scale must be one of {NOISE_SCALES}, got {noise_scale!r}")
+        coerce(noise_scale, NoiseScale, "nld noise_scale")
         self.tau, self.noise_weight = float(tau), float(noise_weight)
         self.weight, self.noise_scale = float(weight), noise_scale
 

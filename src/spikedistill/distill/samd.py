@@ -30,15 +30,18 @@ stage of a non-zoo student).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..typed import coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, feature_map_path, resolve_tap
 
-SCALINGS = ("batch", "sample")
+Scaling = Literal["batch", "sample"]  # min-max over the batch or per sample
 SCALE_EPS = 1e-3  # denominator guard of the saliency scaling
 PROB_EPS = 1e-10  # added to both spatial distributions
 
@@ -111,17 +114,15 @@ def _student_map(student: nn.Module) -> str:
         ) from None
 
 
-def saliency_scale(a: torch.Tensor, scaling: str = "batch") -> torch.Tensor:
+def saliency_scale(a: torch.Tensor, scaling: Scaling = "batch") -> torch.Tensor:
     """``(A - min A) / (max(A - min A) + 1e-3)`` for maps ``[B, H, W]``; min/max over the whole
     tensor (``"batch"``) or over each sample's map (``"sample"``)."""
-    if scaling == "batch":
+    if coerce(scaling, Scaling, "samd scaling") == "batch":
         shifted = a - a.min()
         return shifted / (shifted.max() + SCALE_EPS)
-    if scaling == "sample":
-        flat = a.flatten(1)
-        shifted = flat - flat.min(dim=1, keepdim=True).values
-        return (shifted / (shifted.max(dim=1, keepdim=True).values + SCALE_EPS)).view_as(a)
-    raise ConfigError(f"samd scaling must be one of {SCALINGS}, got {scaling!r}")
+    flat = a.flatten(1)
+    shifted = flat - flat.min(dim=1, keepdim=True).values
+    return (shifted / (shifted.max(dim=1, keepdim=True).values + SCALE_EPS)).view_as(a)
 
 
 def spatial_log_probs(m: torch.Tensor, tau: float) -> torch.Tensor:
@@ -176,7 +177,7 @@ def samd_loss(
     teacher_logits: torch.Tensor,
     fc_weight: torch.Tensor,
     tau: float = 2.0,
-    scaling: str = "batch",
+    scaling: Scaling = "batch",
 ) -> torch.Tensor:
     """The unweighted SAMD loss ``(1/B) sum_b KL(P_t[b] || P_s[b])``."""
     a_s = student_sam(student_features)
@@ -208,7 +209,7 @@ class SAMD(DistillMethod):
         teacher: nn.Module,
         tau: float = 2.0,
         weight: float = 1.0,
-        scaling: str = "batch",
+        scaling: Scaling = "batch",
         student_tap: TapSpec | None = None,
         teacher_tap: TapSpec | None = None,
         teacher_fc: str | None = None,
@@ -216,8 +217,7 @@ class SAMD(DistillMethod):
         super().__init__()
         if tau <= 0:
             raise ConfigError(f"samd tau must be > 0, got {tau}")
-        if scaling not in SCALINGS:
-            raise ConfigError(f"samd scaling must be one of {SCALINGS}, got {scaling!r}")
+        coerce(scaling, Scaling, "samd scaling")
         self.teacher_tap, self.teacher_fc = _teacher_cam_layers(teacher, teacher_tap, teacher_fc)
         self.tau, self.weight, self.scaling = float(tau), float(weight), scaling
         self.student_tap = resolve_tap(

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import Registry
+from ..typed import coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, resolve_taps
 
@@ -57,9 +58,12 @@ class SimilarityEmbed(nn.Module):
         return F.normalize(self.fc2(F.relu(self.fc1(g))), dim=-1)
 
 
-REGRESSOR_KERNELS: Registry[int] = Registry("sastc regressor")  # name -> first kernel size
-REGRESSOR_KERNELS.register("conv3x3")(3)  # the paper's
-REGRESSOR_KERNELS.register("conv1x1")(1)  # ours: 9x fewer multiply-adds in the first conv
+#: regressor name -> its first convolution's kernel size
+REGRESSOR_KERNELS = {
+    "conv3x3": 3,  # the paper's
+    "conv1x1": 1,  # ours: 9x fewer multiply-adds in the first conv
+}
+RegressorKind = Literal[tuple(REGRESSOR_KERNELS)]  # the option's values: the table's names
 
 
 def regressor(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
@@ -125,7 +129,7 @@ class SASTC(DistillMethod):
         mlp_dim: int | None = None,
         embed_dim: int | None = None,
         warmup_epochs: int = 5,
-        regressor: str = "conv3x3",
+        regressor: RegressorKind = "conv3x3",
     ) -> None:
         super().__init__()
         size = batch_size if mlp_dim is None else mlp_dim
@@ -144,7 +148,7 @@ class SASTC(DistillMethod):
         self.weight = float(weight)
         self.warmup_epochs = warmup_epochs
         self.ramp = 1.0 if warmup_epochs == 0 else 1.0 / warmup_epochs  # epoch 0's factor
-        self.kernel = REGRESSOR_KERNELS.get(regressor)
+        self.kernel = REGRESSOR_KERNELS[coerce(regressor, RegressorKind, "sastc regressor")]
         self.student_paths = resolve_taps(student, student_taps)
         self.teacher_paths = resolve_taps(teacher, teacher_taps)
         if not self.student_paths or not self.teacher_paths:

@@ -19,6 +19,9 @@ from ..errors import ConfigError
 from .config import ExperimentConfig
 from .options import check_distill_section
 
+#: method options the trainer fills in (``build_objective``), with what it puts there
+SET_BY_TRAINER = {"batch_size": "data.batch_size per device, set by the trainer: leave it unset"}
+
 
 class CrossEntropyObjective(nn.Module):
     """Plain supervised training: ``{"ce": CE(student(x), y)}`` (``index``, the batch's
