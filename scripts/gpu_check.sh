@@ -3,7 +3,7 @@
 # (and, offline, wheels in .whl/). Writes everything under benchmarks/results/gpu/ (OUT=...):
 #   env.txt       the machine, torch, CUDA, triton
 #   tests.txt     pytest -m gpu (backends on CUDA vs the reference, fused units, Rate-BP, AMP,
-#                 train.compile, torchrun)
+#                 train.compile, DDP over nccl with and without SyncBatchNorm, torchrun)
 #   bench_*       spikedistill bench, resnet19 B=32 T=8,4,2,1 (the targets' points first; each
 #                 point is written when done): every variant on the triton backend, then the
 #                 ANN limit and BPTT on compile and torch

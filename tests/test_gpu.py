@@ -1,12 +1,15 @@
 """The GPU path (``pytest -m gpu``, run by scripts/gpu_check.sh on a CUDA machine; skipped
 without one): every backend on CUDA against the reference, the fused unit, Rate-BP, AMP,
-``train.compile``, and torchrun on CUDA (nccl DDP where there are two GPUs)."""
+``train.compile``, DDP over nccl (with SyncBatchNorm too) and torchrun on CUDA."""
 
+import copy
 import subprocess
 import sys
 
 import pytest
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from spikedistill.cli import main
 from spikedistill.models import build_model
@@ -139,6 +142,35 @@ def test_a_tiny_run_trains_on_cuda(overrides, tmp_path):
     config = tmp_path / "gpu.yaml"
     config.write_text(BASE)
     assert main(["train", str(config), *overrides, "--out", str(tmp_path / "run")]) == 0
+
+
+def ddp_gradients(sync_bn: bool, store: str, group: str = "nccl", device=CUDA) -> None:
+    """A zoo SNN on its ``auto`` backend, and its copy under DDP (``SyncBatchNorm`` too with
+    ``sync_bn``) in a process group of one over ``group``: one step each, equal gradients."""
+    dist.init_process_group(group, init_method=f"file://{store}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = build_model("resnet19", 10, spiking=True, T=2).to(device)
+        twin = copy.deepcopy(model)
+        twin = nn.SyncBatchNorm.convert_sync_batchnorm(twin) if sync_bn else twin
+        ids = [device.index or 0] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(twin, device_ids=ids)
+        set_backend(model, "auto", device)
+        set_backend(ddp.module, "auto", device)
+        x, y = torch.randn(8, 3, 32, 32, device=device), torch.randint(0, 10, (8,), device=device)
+        for net in (model, ddp):
+            nn.functional.cross_entropy(net(x), y).backward()
+        for (name, a), b in zip(model.named_parameters(), ddp.module.parameters(), strict=True):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("sync_bn", [False, True], ids=["ddp", "ddp-syncbn"])
+def test_ddp_over_nccl_on_one_gpu_gives_the_plain_gradients(sync_bn, tmp_path):
+    """nccl and DDP on one GPU: torchrun with one process trains without a process group
+    (below), so this joins a group of one itself; DDP still all-reduces every gradient."""
+    ddp_gradients(sync_bn, str(tmp_path / "store"))
 
 
 @pytest.mark.parametrize("processes", [1, 2])
