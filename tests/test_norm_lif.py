@@ -263,3 +263,35 @@ def test_every_spike_pass_rounds_the_drive_alike(static):
     assert {"torch", "compile", "cpp", "rate_bp"} <= set(fired)
     for name, bits in fired.items():
         assert torch.equal(bits, fired["torch"]), name
+
+
+def test_compiled_training_graphs_hold_no_dtype_view_of_a_bool():
+    """torch 2.11's Inductor cannot lower a dtype view of a ``bool`` tensor ("torch.bool is not
+    supported by torch.iinfo"): ``train.compile`` failed there on the unit's backward, which
+    viewed its bool spikes as bytes. The traced forward and backward graphs of a zoo SNN hold
+    no such view (on the cpp backend, where the old code put one), checked on the graphs
+    themselves, whatever torch runs here."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs = []
+
+    def keep(gm, _inputs):
+        graphs.append(gm)
+        return make_boxed_func(gm.forward)
+
+    torch.manual_seed(0)
+    model = build_model("convnet3", 10, spiking=True, T=2, width=4)
+    set_backend(model, choose_backend("cpp", "cpu"), "cpu")
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=aot_autograd(fw_compiler=keep, bw_compiler=keep))
+    compiled(torch.randn(4, 1, 28, 28)).sum().backward()
+    assert len(graphs) >= 2  # a forward and a backward
+    bool_views = [
+        node
+        for gm in graphs
+        for node in gm.graph.nodes
+        if node.target is torch.ops.aten.view.dtype
+        and torch.bool in (node.args[0].meta["val"].dtype, node.args[1])
+    ]
+    assert bool_views == []

@@ -141,7 +141,7 @@ class BatchNormLIF(torch.autograd.Function):
         x, weight, mean, invstd, scale, shift, residual, bits = ctx.saved_tensors
         grad_x, grad_w, grad_b, grad_r = ctx.backend.norm_input_backward(
             grad_spikes.contiguous(),
-            bits.view(torch.uint8),  # 0/1 bytes: read as such, no float copy
+            bits,  # bool, read as 0/1 bytes (a dtype view: torch 2.11's Inductor cannot lower it)
             NormDrive(x, scale, shift, residual, ctx.T, ctx.static),
             BatchStats(weight, mean, invstd),
             ctx.cfg,

@@ -62,7 +62,8 @@ class LIFBackend:
     def norm_backward(
         self, grad_spikes: torch.Tensor, spikes: torch.Tensor, drive: NormDrive, cfg: NeuronConfig
     ) -> torch.Tensor:
-        """``dL/dy`` along the forward's ``spikes`` (0/1 bytes), summed over T if static."""
+        """``dL/dy`` along the forward's ``spikes`` (bool or 0/1 bytes), summed over T if
+        static."""
         return norm_lif_backward(grad_spikes, spikes, drive, cfg)
 
     def norm_record(

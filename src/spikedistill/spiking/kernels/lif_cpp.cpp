@@ -312,7 +312,8 @@ at::Tensor lif_backward(const at::Tensor& grad, const at::Tensor& membrane, int6
 }
 
 // dL/dy [T, M] (static: [M], summed over steps) of a LIF driven by y = x scale + shift (+ r):
-// the membrane is recomputed along the forward's spikes ``fired`` (0/1 bytes, [T, M]).
+// the membrane is recomputed along the forward's spikes ``fired`` ([T, M], bool or 0/1 bytes:
+// read as bytes; callers need no dtype view, which some Inductor versions cannot lower).
 at::Tensor norm_lif_backward(const at::Tensor& grad, const at::Tensor& fired, const at::Tensor& x,
                              const at::Tensor& scale, const at::Tensor& shift,
                              const std::optional<at::Tensor>& residual, int64_t T, int64_t C,
@@ -324,14 +325,14 @@ at::Tensor norm_lif_backward(const at::Tensor& grad, const at::Tensor& fired, co
                   grad.scalar_type() == x.scalar_type(),
               "grad must be a contiguous [T, M] tensor of x's dtype");
   TORCH_CHECK(fired.is_contiguous() && fired.numel() == T * d.M &&
-                  fired.scalar_type() == at::kByte,
-              "fired must be contiguous [T, M] 0/1 bytes");
+                  (fired.scalar_type() == at::kBool || fired.scalar_type() == at::kByte),
+              "fired must be contiguous [T, M] bool or 0/1 bytes");
   const Neuron n{decay, threshold, gain, hard, detach};
   auto out = at::empty({is_static ? d.M : T * d.M}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spikedistill_norm_lif_backward", [&] {
     const auto a = affine_of<scalar_t>(x, scale, shift, residual, d);
     const scalar_t* g = grad.data_ptr<scalar_t>();
-    const uint8_t* f = fired.data_ptr<uint8_t>();
+    const auto* f = static_cast<const uint8_t*>(fired.data_ptr());
     scalar_t* o = out.data_ptr<scalar_t>();
     dispatch_surrogate(surrogate_kind, [&](auto kind) {
       dispatch_bool(is_static, [&](auto sum_steps) {

@@ -117,7 +117,8 @@ def _forward_scan(x_ptr, scale_ptr, shift_ptr, r_ptr, s_ptr, bits_ptr, v_ptr,
                   HARD: tl.constexpr, GAIN: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     """Charge, fire, reset over ``T`` steps of ``N`` neurons driven by ``drive`` (``x [T, N]``,
     or ``[N]`` at every step when ``STATIC``): the spikes to ``s`` (float, ``SPIKES``) and
-    ``bits`` (0/1 bytes, ``BITS``), the pre-reset membrane to ``v`` (``KEEP``)."""
+    ``bits`` (bool, ``BITS``: stored as such, no byte view for torch.compile to lower), the
+    pre-reset membrane to ``v`` (``KEEP``)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     scale, shift = 1.0, 0.0
@@ -129,11 +130,12 @@ def _forward_scan(x_ptr, scale_ptr, shift_ptr, r_ptr, s_ptr, bits_ptr, v_ptr,
         x_t = x_ptr if STATIC else x_ptr + step
         v = charge(drive(x_t, r_ptr + step, offs, mask, scale, shift, AFFINE, RESIDUAL),
                    u, gain, decay, GAIN)  # fmt: skip
-        s = (v >= threshold).to(tl.float32)
+        fired = v >= threshold
+        s = fired.to(tl.float32)
         if SPIKES:
             tl.store(s_ptr + step + offs, s, mask=mask)
         if BITS:
-            tl.store(bits_ptr + step + offs, s.to(tl.uint8), mask=mask)
+            tl.store(bits_ptr + step + offs, fired, mask=mask)
         if KEEP:
             tl.store(v_ptr + step + offs, v, mask=mask)
         u = reset(v, s, threshold, HARD)
@@ -237,7 +239,7 @@ def norm_forward(unit: NormDrive, cfg: NeuronConfig) -> tuple[torch.Tensor, torc
     spikes = x.new_empty(unit.out_shape)
     bits = torch.empty(unit.out_shape, dtype=torch.bool, device=x.device)
     _forward_scan[grid(n)](
-        *unit_inputs(unit), spikes, bits.view(torch.uint8), spikes, unit.T, n, C, L,
+        *unit_inputs(unit), spikes, bits, spikes, unit.T, n, C, L,
         *constants(cfg), AFFINE=True, RESIDUAL=unit.residual is not None, STATIC=unit.static,
         SPIKES=True, BITS=True, KEEP=False, BLOCK=BLOCK, **neuron_meta(cfg), **EXACT,
     )  # fmt: skip
