@@ -31,7 +31,7 @@ else
   MODEL=resnet19
   BENCH=(--batch 32 --T 8 4 2 1 --reps 20)
   TRAIN=()
-  LIMITS=(150 150 75 75)
+  LIMITS=(200 135 60 75)
 fi
 mkdir -p "$OUT"
 status=0
