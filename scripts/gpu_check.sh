@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The device check (issue 23): on one CUDA GPU, in under 8 minutes, with only the repository
-# (and, offline, wheels in .whl/). Writes everything under benchmarks/results/gpu/ (OUT=...):
+# The device check (issue 23): on one CUDA GPU, with only the repository (and, offline, wheels
+# in .whl/). Writes everything under benchmarks/results/gpu/ (OUT=...; relative paths in OUT,
+# MNIST_DIR and BUNDLE are taken from the repository's root):
 #   env.txt       the machine, torch, CUDA, triton
 #   tests.txt     pytest -m gpu (backends on CUDA vs the reference, fused units, Rate-BP, AMP,
 #                 train.compile, DDP over nccl with and without SyncBatchNorm, torchrun)
@@ -9,9 +10,11 @@
 #                 ANN limit and BPTT on compile and torch
 #   mnist.txt     the MNIST SNN baseline trained to completion (MNIST_DIR: its IDX files)
 # BUNDLE=FILE.tgz also packs OUT (checkpoints left out) into one file, after every step (a
-# run stopped from outside keeps what it finished). Each step has its own time limit, so one
-# slow step cannot use up the others' time.
-# Without a CUDA device it checks its own set-up and skips the GPU parts (exit 0).
+# run stopped from outside keeps what it finished). Each step has its own time limit (530 s in
+# all), so one slow step cannot use up the others' time.
+# Python: PYTHON=..., else python3 if it has torch, else a .venv made by scripts/setup.sh (pip,
+# torch from the package index). Without a CUDA device it checks its own set-up and skips the
+# GPU parts (exit 0); a GPU that this torch cannot use (a CPU build) is an error (exit 1).
 # --rehearse runs every step on the CPU at toy sizes (Triton left out): the flags, the
 # environment and the outputs, checked before device time is spent; its numbers mean nothing.
 set -uo pipefail
@@ -52,8 +55,9 @@ elif [ -z "$PY" ]; then
   PY=.venv/bin/python
 fi
 if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  site=$(mktemp -d)
+  "$PY" -m pip install -q --no-index --no-deps --target "$site" .whl/*.whl \
+    && export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 CLI=("$PY" -m spikedistill.cli)
@@ -67,7 +71,13 @@ CLI=("$PY" -m spikedistill.cli)
 } | tee "$OUT/env.txt"
 if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"
 then
-  echo "no CUDA device: the GPU tests, bench and training are skipped"
+  if nvidia-smi -L 2>/dev/null | grep -q GPU; then
+    echo "a GPU is here but $PY's torch cannot use it (a CPU build?): nothing was checked" \
+      | tee -a "$OUT/env.txt"
+    pack
+    exit 1
+  fi
+  echo "no CUDA device: the GPU tests, bench and training are skipped" | tee -a "$OUT/env.txt"
   "$PY" -m pytest -m gpu -n 0 -q -p no:cacheprovider tests/test_gpu.py -rs | tail -3
   exit 0
 fi

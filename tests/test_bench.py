@@ -27,6 +27,7 @@ def test_bench_writes_table_csv_and_plot_with_ratios(tmp_path):
     assert all(float(r["train_vs_limit"]) == 1.0 for r in limit)
     text = out.with_suffix(".md").read_text()
     assert "spikedistill bench --model convnet3" in text and "| 2 | spikedistill BPTT |" in text
+    assert "memory: not measured (--no-memory)" in text
     assert out.with_suffix(".png").stat().st_size > 0
 
 
@@ -34,6 +35,22 @@ def test_bench_rejects_unknown_variants_and_bad_sizes(capsys):
     assert main(["bench", *SMALL, "--variants", "bptt", "fastest", "--no-memory"]) == 2
     assert "fastest" in capsys.readouterr().err
     assert main(["bench", *SMALL, "--T", "0", "--no-memory"]) == 2
+    assert main(["bench", *SMALL, "--T", "2", "1", "2", "--no-memory"]) == 2
+    assert "--T: 2 given more than once" in capsys.readouterr().err
+
+
+def test_bench_help_names_every_variant_and_backend(capsys):
+    from spikedistill.bench.variants import VARIANTS
+    from spikedistill.spiking import LIF_BACKENDS
+
+    assert main(["bench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+
+    def listed(after: str) -> set[str]:
+        return set(text.split(after, 1)[1].split(" --", 1)[0].split(", "))
+
+    assert listed("what to time: ") == set(VARIANTS.names())
+    assert listed("neurons' backend: ") == {"auto", *LIF_BACKENDS.names()}
 
 
 def test_memory_point_in_a_fresh_process_grows_with_the_batch():

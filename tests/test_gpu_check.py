@@ -33,6 +33,19 @@ def test_without_cuda_the_check_skips_the_gpu_parts(tmp_path):
     assert f"torch {torch.__version__}" in (tmp_path / "out" / "env.txt").read_text()
 
 
+@needs_no_cuda
+def test_a_gpu_that_torch_cannot_use_is_an_error(tmp_path):
+    """``nvidia-smi`` sees a GPU but torch has no CUDA (a CPU build): exit 1, not a skip."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+    fake.chmod(0o755)
+    proc = run_script(tmp_path, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    assert proc.returncode == 1
+    assert "a GPU is here but" in proc.stdout and "no CUDA device" not in proc.stdout
+
+
 @pytest.mark.slow
 @needs_no_cuda
 def test_a_rehearsal_runs_every_step_and_bundles_the_outputs(tmp_path):

@@ -106,9 +106,9 @@ def run(
     for T in Ts:
         rows += run_point(spec.replace(T=T), names, reps, memory)
         rows.sort(key=lambda row: row["T"])  # stable: variants keep their order
-        print(f"T={T} done", flush=True)
         if on_point is not None:
             on_point(add_ratios([dict(r) for r in rows]))
+        print(f"T={T} done" + (" and written" if on_point else ""), flush=True)
     return add_ratios(rows)
 
 
@@ -123,6 +123,22 @@ def _label(row: dict, spec: BenchSpec) -> str:
     return f"{label} ({neurons})" if neurons and neurons != spec.backend else label
 
 
+def _memory_protocol(rows: list[dict], spec: BenchSpec) -> str:
+    if all(r["peak_mb"] is None for r in rows):
+        return "memory: not measured (--no-memory)."
+    warmup = memory_warmup(spec)
+    return "memory: peak of a training step above the baseline, a fresh process per point" + (
+        f", after one warm-up step ({FIRST_STEP_WORK[spec.backend]}) whose peak is forgotten."
+        if warmup
+        else "."
+    )
+
+
+def _mb_digits(value: float | None) -> int:
+    """Whole MB, or two decimals below 10 MB (tiny nets: a 0 would hide their ratios)."""
+    return 0 if value is None or value >= 10 else 2
+
+
 def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
     device = torch.cuda.get_device_name() if spec.device.startswith("cuda") else "CPU"
     lines = [
@@ -130,13 +146,8 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
         f" neuron {spec.neuron} on the {spec.backend} backend, {device}",
         "",
         f"`{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.machine()}. Train/inference: median seconds of interleaved repetitions; "
-        "memory: peak of a training step above the baseline, a fresh process per point"
-        + (
-            f", after one warm-up step ({FIRST_STEP_WORK[spec.backend]}) whose peak is forgotten."
-            if memory_warmup(spec)
-            else "."
-        ),
+        f"{platform.machine()}. Train/inference: median seconds of interleaved repetitions "
+        "(inference n/a: the same forward as BPTT's); " + _memory_protocol(rows, spec),
         "",
         "| T | variant | train s | / limit | / SJ | infer s | peak MB | mem / limit | mem / SJ |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -145,7 +156,7 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
         lines.append(
             f"| {r['T']} | {_label(r, spec)} | {_fmt(r['train_s'], 3)} | "
             f"{_fmt(r['train_vs_limit'], 3)} | {_fmt(r['train_vs_sj'], 3)} | "
-            f"{_fmt(r['infer_s'], 3)} | {_fmt(r['peak_mb'], 0)} | "
+            f"{_fmt(r['infer_s'], 3)} | {_fmt(r['peak_mb'], _mb_digits(r['peak_mb']))} | "
             f"{_fmt(r['mem_vs_limit'], 2)} | {_fmt(r['mem_vs_sj'], 2)} |"
         )
     return "\n".join(lines) + "\n"

@@ -15,11 +15,15 @@ def _spec(args: argparse.Namespace) -> BenchSpec:
     """The benchmark's spec from the arguments, checked (one error naming the flag)."""
     from ..bench.variants import VARIANTS, BenchSpec, check_spec
     from ..engine.setup import resolve_device
+    from ..errors import ConfigError
     from ..spiking import choose_backend
 
     for name in args.variants:
         VARIANTS.get(name)  # unknown names fail before anything runs
     require_positive(args, "--T", "--batch", "--size", "--in-channels", "--reps")
+    repeated = sorted({t for t in args.T if args.T.count(t) > 1})
+    if repeated:
+        raise ConfigError(f"--T: {', '.join(map(str, repeated))} given more than once")
     options = json_object(args.options, "--options")
     device = str(resolve_device(args.device, "--device"))
     backend = choose_backend(args.backend, device)  # resolves auto, checks the name
@@ -67,15 +71,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench", help="step time and memory against the ANN limit and SpikingJelly"
     )
-    bench.add_argument("--model", default="resnet19")
-    bench.add_argument("--T", type=int, nargs="+", default=[1, 2, 4, 8])
+    bench.add_argument(
+        "--model", default="resnet19", help="a zoo model (`config schema` lists them)"
+    )
+    bench.add_argument(
+        "--T",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        help="time steps, measured in this order and written after each (first what matters most)",
+    )
     bench.add_argument("--batch", type=int, default=16)
     bench.add_argument("--size", type=int, default=32, help="input height and width")
     bench.add_argument("--in-channels", type=int, default=3)
     bench.add_argument("--neuron", default="tdbn", help="neuron preset")
-    bench.add_argument("--backend", default="auto", help="auto, torch, compile or cpp")
+    bench.add_argument(
+        "--backend", default="auto", help="our neurons' backend: auto, torch, compile, cpp, triton"
+    )
     bench.add_argument("--options", help="model options as JSON, e.g. '{\"width\": 16}'")
-    bench.add_argument("--variants", nargs="+", default=["limit", "bptt", "rate", "spikingjelly"])
+    bench.add_argument(
+        "--variants",
+        nargs="+",
+        default=["limit", "bptt", "rate", "spikingjelly"],
+        help="what to time: limit, bptt, bptt_checkpoint, rate, spikingjelly",
+    )
     bench.add_argument("--reps", type=int, default=5, help="timed repetitions (medians)")
     bench.add_argument("--no-memory", action="store_true", help="skip the memory points")
     bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
