@@ -174,6 +174,12 @@ ROWS = [
     ),
     ("method-not-selected", [*TEACHER, "distill.options={sastc: {}}"], "is not in distill", None),
     (
+        "method-key-misspelt",
+        [*TEACHER, "distill.options={kdd: {tau: 2}}"],
+        "method 'kdd' is not in distill.method='kd'; did you mean distill.options.kd?",
+        None,
+    ),
+    (
         "teacher-options-text",
         [*TEACHER, "teacher.options={width: x}"],
         "teacher.options.width",

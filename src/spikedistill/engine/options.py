@@ -5,6 +5,7 @@ written, a wrong name or type is one ``ConfigError`` naming the dotted key."""
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any
 
 from ..data import DATASETS
@@ -56,9 +57,11 @@ def check_distill_section(cfg: ExperimentConfig) -> None:
     options: Any = cfg.distill.options
     for name, section in options.items():
         if name not in names:
+            close = difflib.get_close_matches(str(name), names, n=1)
+            hint = f"; did you mean distill.options.{close[0]}?" if close else ""
             raise ConfigError(
                 f"distill.options.{name}: method {name!r} is not in "
-                f"distill.method={cfg.distill.method!r}"
+                f"distill.method={cfg.distill.method!r}{hint}"
             )
         types = parameter_types(METHODS.get(name), skip=("student", "teacher"))
         checked = check_options(section, types, f"distill.options.{name}", f"method {name!r}")
