@@ -19,7 +19,8 @@ Rounding. The spikes must be the reference's bits, so every op rounds on its own
 Triton 3.9 lets LLVM and ptxas contract any ``a * b + c`` into an FMA by default, which would
 round once and flip spikes that sit within rounding of the threshold; every kernel is
 therefore launched with ``enable_fp_fusion=False`` (``EXACT``). The interpreter (numpy) never
-contracts.
+contracts; ``scripts/triton_machine_code.py`` compiles every launch for sm_90 without a GPU and
+checks its PTX for anything ptxas could fuse.
 """
 
 from __future__ import annotations
