@@ -133,7 +133,17 @@ def _compiled(fn: Callable, **constants) -> Callable:
     def bound(*tensors):
         return fn(*tensors, **constants)
 
-    return torch.compile(bound, dynamic=True)
+    return torch.compile(bound, dynamic=True, options=_exact_options())
+
+
+def _exact_options() -> dict[str, bool]:
+    """Inductor options that keep every product and sum rounded on its own (``recurrence``):
+    on GPUs Inductor launches its Triton with ``enable_fp_fusion = not
+    emulate_precision_casts``, so fused multiply-adds would flip spikes at the threshold.
+    (Its C++ on CPUs does not contract; an older torch without the option compiles as is.)"""
+    import torch._inductor.config as inductor
+
+    return {"emulate_precision_casts": True} if hasattr(inductor, "emulate_precision_casts") else {}
 
 
 def _per_channel_views(unit: NormDrive) -> tuple:
