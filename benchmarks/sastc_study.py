@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_mnist import TEACHERS, student_config, teacher_config
+from distill_mnist import TEACHERS, mean_std, student_config, teacher_config
 from spikedistill.data import build_datasets, make_loader
 from spikedistill.distill import load_teacher
 from spikedistill.distill.stm_probe import stm_probe
@@ -251,12 +251,6 @@ def groups_of(results: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any
     return groups
 
 
-def mean_pm(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def term(rs: list[dict[str, Any]], name: str, epoch: int) -> str:
     """The mean over seeds of train term ``name`` at ``epoch`` (index), or blank."""
     values = [r["train"][name][epoch] for r in rs if name in r["train"]]
@@ -278,8 +272,8 @@ def table_row(variant: str, runs: list[dict[str, Any]], kd: dict[int, float]) ->
     sastc_text = f"{first} → {last}" if first else ""
     seconds = f"{statistics.mean(r['seconds'] for r in rs):.0f}"
     attention = [r["stm_attention"] for r in rs if "stm_attention" in r]
-    stm = [mean_pm([r["stm"] for r in rs], 3), mean_pm(attention, 3) if attention else ""]
-    cells = [variant, seeds, mean_pm(top1, 2), delta, *stm]
+    stm = [mean_std([r["stm"] for r in rs], 3), mean_std(attention, 3) if attention else ""]
+    cells = [variant, seeds, mean_std(top1, 2), delta, *stm]
     cells += [sastc_text, term(rs, "ce", -1), term(rs, "kd", -1), seconds]
     return "| " + " | ".join(cells) + " |"
 

@@ -147,7 +147,8 @@ class SASTC(DistillMethod):
         self.embed_dim = size // 4 if embed_dim is None else embed_dim
         self.weight = float(weight)
         self.warmup_epochs = warmup_epochs
-        self.ramp = 1.0 if warmup_epochs == 0 else 1.0 / warmup_epochs  # epoch 0's factor
+        self.ramp = 1.0  # the weight's factor this epoch (set_epoch)
+        self.set_epoch(0)
         self.kernel = REGRESSOR_KERNELS[coerce(regressor, RegressorKind, "sastc regressor")]
         self.student_paths = resolve_taps(student, student_taps)
         self.teacher_paths = resolve_taps(teacher, teacher_taps)
