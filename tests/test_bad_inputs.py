@@ -163,7 +163,7 @@ ROWS = [
     (
         "sastc-batch-size-option",
         [*TEACHER[1:], "distill.method=sastc", "distill.options={sastc: {batch_size: 32}}"],
-        "each device trains on batches of 64",
+        "distill.options.sastc.batch_size: data.batch_size per device, set by the trainer",
         None,
     ),
     (

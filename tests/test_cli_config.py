@@ -14,7 +14,7 @@ import yaml
 from bad_input import expect_one_line_error
 from spikedistill import __version__
 from spikedistill.cli import main
-from spikedistill.cli.config_schema import config_keys
+from spikedistill.cli.config_schema import config_keys, option_meanings
 from spikedistill.engine.config import ExperimentConfig, load_config
 from spikedistill.engine.schema import RECIPES, recipe_names
 from spikedistill.errors import ConfigError
@@ -92,6 +92,15 @@ def test_config_show_of_a_file(capsys, tmp_path):
         (["recipe:mnist/teacher", "train.epoch=2"], "did you mean 'train.epochs'"),
         (["recipe:mnist/teachr"], "did you mean 'recipe:mnist/teacher'?"),
         (["missing.yaml"], "config file 'missing.yaml' does not exist"),
+        (
+            [
+                "recipe:mnist/snn_baseline",
+                "teacher.name=convnet3",
+                "distill.method=sastc",
+                "distill.options={sastc: {batch_size: 7}}",
+            ],
+            "distill.options.sastc.batch_size: data.batch_size per device, set by the trainer",
+        ),
     ],
 )
 def test_config_show_mistakes_are_one_line(argv, message, capsys, tmp_path):
@@ -150,15 +159,40 @@ def test_schema_json(capsys):
 def test_schema_lists_every_option_a_method_takes(method, capsys):
     assert main(["config", "schema", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    listed = {
-        r["key"].rsplit(".", 1)[1]
-        for r in rows
-        if r["key"].startswith(f"distill.options.{method}.")
-    }
+    mine = [r for r in rows if r["key"].startswith(f"distill.options.{method}.")]
+    listed = {r["key"].rsplit(".", 1)[1] for r in mine}
+    undocumented = [r["key"] for r in mine if not r["meaning"]]
+    assert not undocumented, f"add them to the Options: of {method}'s docstring"
     with pytest.raises(ConfigError, match=r"valid here: ([^)]*)") as err:  # what the loader takes
         load_config(None, [f"distill.method={method}", f"distill.options.{method}.bogus=1"])
     valid = str(err.value).rsplit("valid here: ", 1)[1].rstrip(")").split(", ")
     assert listed == set(valid)
+
+
+def test_option_meanings_read_the_bullets_first_sentence():
+    doc = """Summary line.
+
+    Options:
+
+    - ``a`` / ``b``: the student's / the teacher's map (a path;
+      -1 = the last). Not shown: the rest;
+    - ``c``: ``x`` or ``y``.
+
+    Later text: - ``d``: not an option.
+    """
+    assert option_meanings(doc) == {
+        "a": "the student's / the teacher's map (a path; -1 = the last)",
+        "b": "the student's / the teacher's map (a path; -1 = the last)",
+        "c": "`x` or `y`",
+    }
+    assert option_meanings("no section") == {} and option_meanings(None) == {}
+
+
+def test_schema_method_meanings_come_from_the_docstrings(capsys):
+    assert main(["config", "schema", "--json"]) == 0
+    rows = {row["key"]: row["meaning"] for row in json.loads(capsys.readouterr().out)}
+    assert rows["distill.options.kd.tau"] == "the softmax temperature (> 0)"
+    assert rows["distill.options.sastc.weight"] == "the loss weight `beta`"  # first sentence
 
 
 def test_schema_method_defaults(capsys):

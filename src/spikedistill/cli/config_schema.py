@@ -1,6 +1,8 @@
 """Every key of the experiment config with its type, default, allowed values and meaning
 (``spikedistill config schema``). A key's meaning is its field's inline comment in
-``engine/config.py`` (read from the source, so the file stays the one place to write it)."""
+``engine/config.py``, and a method option's the first sentence of its bullet under
+``Options:`` in the method's docstring (both read from the source, so each stays the one
+place to write it)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import dataclasses
 import inspect
 import io
 import json
+import re
 import textwrap
 import tokenize
 import typing
@@ -42,6 +45,28 @@ def field_comments(cls: type) -> dict[str, str]:
         for node in body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
+
+
+def option_meanings(doc: str | None) -> dict[str, str]:
+    """The ``Options:`` section of a docstring: ``- ``a`` / ``b``: meaning`` bullets
+    (continued on indented lines) -> {option: the meaning's first sentence}."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    if "Options:" not in lines:
+        return {}
+    bullets: list[str] = []
+    for line in lines[lines.index("Options:") + 1 :]:
+        if line.startswith("- "):
+            bullets.append(line[2:])
+        elif line.startswith("  ") and bullets:
+            bullets[-1] += " " + line.strip()
+        elif line or bullets:
+            break
+    meanings = {}
+    for bullet in bullets:
+        names, _, text = bullet.partition(": ")
+        first = text.split(". ")[0].rstrip(";.").replace("``", "`")
+        meanings |= dict.fromkeys(re.findall(r"``(\w+)``", names), first)
+    return meanings
 
 
 def allowed_values() -> dict[str, list[str]]:
@@ -83,17 +108,18 @@ def method_option_keys() -> list[Key]:
     constructor's keyword (what ``distill.options`` is checked against when a config loads)."""
     from .. import distill  # noqa: F401  (fill the registry)
     from ..distill.base import METHODS
-    from ..engine.objective import SET_BY_TRAINER
+    from ..engine.options import SET_BY_TRAINER
     from ..typed import parameter_types
 
     keys = []
     for name in METHODS.names():
         cls = METHODS.get(name)
         params = inspect.signature(cls.__init__).parameters
+        meanings = option_meanings(cls.__doc__)
         for option, hint in parameter_types(cls, skip=("student", "teacher")).items():
             param = params[option]
             default = None if param.default is inspect.Parameter.empty else param.default
-            meaning = f"an option of distill method {name!r} (README: Distillation)"
+            meaning = meanings.get(option, "")
             if option in SET_BY_TRAINER:
                 default, meaning = None, SET_BY_TRAINER[option]
             choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None

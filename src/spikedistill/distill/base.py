@@ -3,7 +3,9 @@
 A method is an ``nn.Module`` (so its trainable extras are optimised with the student and saved
 in checkpoints). It names the feature taps it needs, builds its modules once from the real
 feature shapes, and maps a ``DistillBatch`` to named loss terms, each already multiplied by its
-weight. Adding a method means one file with one class and one ``@register_method`` line.
+weight. Adding a method means one file with one class and one ``@register_method`` line; the
+class docstring lists its options under ``Options:``, one ``- ``name``: meaning`` bullet each
+(``config schema`` shows each bullet's first sentence).
 """
 
 from __future__ import annotations

@@ -93,6 +93,23 @@ def _check_zoo_pair(student: nn.Module, teacher: nn.Module) -> None:
 
 @register_method("brd")
 class BRD(DistillMethod):
+    """Options:
+
+    - ``mapping``: ``Phi_k``, from the student's rate into the teacher's tail: ``identity``,
+      ``affine`` or ``conv1x1_bn``;
+    - ``weights``: the branch weights ``w_k``, ``exp`` (``2^-(K+1-k)``) or ``uniform`` (1);
+    - ``kd_weight``: the weight of each branch's KD term;
+    - ``tau``: the KD temperature;
+    - ``ce``: whether each branch has a CE term;
+    - ``weight``: the weight of every ``brd{k}`` term;
+    - ``curriculum_epochs``: > 0 drops the hybrids from the shallowest on, evenly over that
+      many epochs (none left after it);
+    - ``init_from_teacher``: copy the teacher's weights into the student (same architecture
+      and options needed);
+    - ``branches``: the block boundaries to branch at (module paths, sorted into network
+      order; default: every stage boundary), term ``brd{k}`` for the ``k``-th.
+    """
+
     name = "brd"
 
     def __init__(
@@ -109,11 +126,6 @@ class BRD(DistillMethod):
         init_from_teacher: bool = False,
         branches: list[str] | None = None,
     ) -> None:
-        """``curriculum_epochs`` > 0 drops the hybrids from the shallowest on, evenly over that
-        many epochs (none left after it); ``init_from_teacher`` copies the teacher's weights
-        into the student (same architecture and options needed); ``branches``: the block
-        boundaries to branch at (module paths, sorted into network order; default: every
-        stage boundary), term ``brd{k}`` for the ``k``-th."""
         super().__init__()
         coerce(mapping, MappingKind, "brd mapping")
         coerce(weights, BranchWeights, "brd weights")

@@ -37,6 +37,15 @@ def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch
 
 @register_method("fitnet")
 class FitNet(DistillMethod):
+    """Options:
+
+    - ``student_tap`` / ``teacher_tap``: the student's / the teacher's feature map (a module
+      path or a stage index; -1 = the last stage);
+    - ``weight``: the term's weight;
+    - ``time_reduce``: ``mean`` regresses the student's map averaged over time (its rate),
+      ``per_step`` every step's map (the losses averaged).
+    """
+
     name = "fitnet"
 
     def __init__(

@@ -22,6 +22,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: flo
 
 @register_method("kd")
 class KD(DistillMethod):
+    """Options:
+
+    - ``tau``: the softmax temperature (> 0);
+    - ``weight``: the term's weight.
+    """
+
     name = "kd"
 
     def __init__(

@@ -77,9 +77,15 @@ def nld_loss(
 
 @register_method("nld")
 class NLD(DistillMethod):
-    """Options: ``tau`` (2 in the reference), ``noise_weight`` (``w``, the weight of the
-    student's own distribution in the mixture; 0.9 in the reference config), ``weight``,
-    ``noise_scale`` (``"variance"``: the reference's ``eps * sigma^2``, or ``"std"``)."""
+    """Options:
+
+    - ``tau``: the softmax temperature (2 in the reference);
+    - ``noise_weight``: ``w``, the weight of the student's own distribution in the mixture
+      (0.9 in the reference config);
+    - ``weight``: the term's weight;
+    - ``noise_scale``: the noise ``eps * sigma^2`` (``variance``, the reference's) or
+      ``eps * sigma`` (``std``).
+    """
 
     name = "nld"
 

@@ -195,11 +195,17 @@ def samd_loss(
 
 @register_method("samd")
 class SAMD(DistillMethod):
-    """Options: ``tau`` (spatial softmax temperature, 2 in the reference), ``weight``,
-    ``scaling`` (``"batch"``: reference min-max over the batch, or ``"sample"``),
-    ``student_tap`` / ``teacher_tap`` (the feature maps; default: ``feature_map_path`` of each
-    model), ``teacher_fc`` (module path of the teacher's final ``nn.Linear``; default
-    ``head.fc`` of a zoo teacher; needs ``teacher_tap``)."""
+    """Options:
+
+    - ``tau``: the spatial softmax temperature (2 in the reference);
+    - ``weight``: the term's weight;
+    - ``scaling``: the saliency's min-max, over the whole batch (``batch``, the reference's)
+      or over each sample (``sample``);
+    - ``student_tap`` / ``teacher_tap``: the student's / the teacher's feature map (default:
+      each model's ``feature_map_path``);
+    - ``teacher_fc``: module path of the teacher's final ``nn.Linear`` (default: ``head.fc``
+      of a zoo teacher; needs ``teacher_tap``).
+    """
 
     name = "samd"
 

@@ -90,12 +90,13 @@ class SASTC(DistillMethod):
     Options:
 
     - ``batch_size``: the per-device batch size ``B`` (the Gram rows have ``B`` entries);
-    - ``student_taps`` / ``teacher_taps``: tap specs (stage indices or module paths); ``None``
-      = every stage of the zoo model. The reference takes the teacher's feature list without
-      its first and last entries (``[1:-1]``), i.e. the outputs of the intermediate stages;
-      the stages of our zoo models are exactly those (no stem, no logits);
-    - ``weight``: ``beta``; 100 is the reference code's default, its published run scripts all
-      use 800;
+    - ``student_taps`` / ``teacher_taps``: the student's / the teacher's tapped features
+      (stage indices or module paths); ``None`` = every stage of the zoo model. The reference
+      takes the teacher's feature list without its first and last entries (``[1:-1]``), i.e.
+      the outputs of the intermediate stages; the stages of our zoo models are exactly those
+      (no stem, no logits);
+    - ``weight``: the loss weight ``beta``. 100 is the reference code's default, its published
+      run scripts all use 800;
     - ``mlp_dim``: input size of the query/key MLPs, ``None`` = ``batch_size``. It must equal
       the per-device batch size: only batches of exactly ``mlp_dim`` samples are distilled
       (the reference hard-wires 128, which breaks any other batch size). Set it when

@@ -19,9 +19,6 @@ from ..errors import ConfigError
 from .config import ExperimentConfig
 from .options import check_distill_section
 
-#: method options the trainer fills in (``build_objective``), with what it puts there
-SET_BY_TRAINER = {"batch_size": "data.batch_size per device, set by the trainer: leave it unset"}
-
 
 class CrossEntropyObjective(nn.Module):
     """Plain supervised training: ``{"ce": CE(student(x), y)}`` (``index``, the batch's
@@ -69,12 +66,8 @@ def build_objective(
     for name in names:
         options = dict(cfg.distill.options.get(name, {}))
         params = inspect.signature(METHODS.get(name).__init__).parameters
-        per_device = cfg.data.batch_size // world_size
-        if "batch_size" in params and options.setdefault("batch_size", per_device) != per_device:
-            raise ConfigError(
-                f"distill.options.{name}.batch_size={options['batch_size']} but each device "
-                f"trains on batches of {per_device} (data.batch_size / processes); leave it unset"
-            )
+        if "batch_size" in params:  # check_distill_section refused a user's value
+            options["batch_size"] = cfg.data.batch_size // world_size
         methods.append(build_method(name, student, teacher.model, options))
     cache_size = num_train if t.cache else None
     return DistillObjective(

@@ -31,6 +31,9 @@ RESERVED_OPTIONS = {
     "neuron_kwargs": "set model.neuron_kwargs",
 }
 
+#: method options the trainer fills in (``build_objective``), with what it puts there
+SET_BY_TRAINER = {"batch_size": "data.batch_size per device, set by the trainer: leave it unset"}
+
 
 def check_zoo_options(name: str, options: dict[str, Any], path: str) -> None:
     for key, home in RESERVED_OPTIONS.items():
@@ -65,6 +68,8 @@ def check_distill_section(cfg: ExperimentConfig) -> None:
             )
         types = parameter_types(METHODS.get(name), skip=("student", "teacher"))
         checked = check_options(section, types, f"distill.options.{name}", f"method {name!r}")
+        for key in sorted(SET_BY_TRAINER.keys() & checked.keys()):
+            raise ConfigError(f"distill.options.{name}.{key}: {SET_BY_TRAINER[key]}")
         for key, value in checked.items():
             if key.endswith("weight") and isinstance(value, int | float) and value < 0:
                 raise ConfigError(
