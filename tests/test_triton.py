@@ -21,6 +21,8 @@ from spikedistill.spiking.surrogate import SURROGATES
 pytest.importorskip("triton")
 BACKEND = LIF_BACKENDS.get("triton")
 REFERENCE = LIF_BACKENDS.get("torch")
+if reason := BACKEND.unavailable(torch.device("cpu")):  # on a GPU machine: see test_gpu.py
+    pytest.skip(reason, allow_module_level=True)
 VARIANTS = [
     neuron_config(preset, reset=reset, detach_reset=detach, decay_input=decay_input,
                   surrogate=surrogate)
@@ -71,6 +73,23 @@ def test_auto_prefers_triton_on_cuda_then_compile(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET")
     assert "TRITON_INTERPRET=1" in BACKEND.unavailable(torch.device("cpu"))
     assert BACKEND.unavailable(torch.device("cuda")) is None  # triton imports here
+
+
+def test_an_interpreter_that_cannot_loop_makes_the_backend_say_why(monkeypatch):
+    from spikedistill.spiking.kernels import triton_kernels
+
+    assert triton_kernels.interpreter_fault() is None  # this one loops (the tests run)
+
+    class Broken:  # Triton 3.6's interpreter under numpy 2.4
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise TypeError("only 0-dimensional arrays can be converted to Python scalars")
+
+            return launch
+
+    monkeypatch.setattr(triton_kernels, "_loop_probe", Broken())
+    reason = triton_kernels.interpreter_fault()
+    assert "TypeError: only 0-dimensional" in reason and "install numpy<2.4" in reason
 
 
 # -- the BatchNorm + LIF unit (``NormDrive``) -------------------------------------------------

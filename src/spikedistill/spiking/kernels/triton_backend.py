@@ -13,6 +13,7 @@ results. ``norm_record`` leaves ``x`` as it was (see ``triton_unit_kernels.norm_
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from types import ModuleType
@@ -58,12 +59,19 @@ def _unit_fits(drive: NormDrive, *tensors: torch.Tensor | None) -> bool:
     )
 
 
+@functools.cache
+def _interpreter_fault() -> str | None:
+    return _kernels().interpreter_fault()
+
+
 class TritonBackend(LIFBackend):
     def unavailable(self, device: torch.device) -> str | None:
         if importlib.util.find_spec("triton") is None:
             return "the triton package is not installed"
-        if device.type == "cuda" or (device.type == "cpu" and os.environ.get("TRITON_INTERPRET")):
+        if device.type == "cuda":
             return None
+        if device.type == "cpu" and os.environ.get("TRITON_INTERPRET"):
+            return _interpreter_fault()  # the interpreter runs on numpy: a tiny loop, once
         return "Triton kernels run on CUDA devices (on a CPU only with TRITON_INTERPRET=1)"
 
     def forward(self, x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):

@@ -265,3 +265,26 @@ def norm_backward(grad_spikes: torch.Tensor, unit: NormDrive, cfg: NeuronConfig)
         SUM=unit.static, BLOCK=BLOCK, **gradient_meta(cfg), **EXACT,
     )  # fmt: skip
     return grad.view(x.shape)
+
+
+@triton.jit
+def _loop_probe(out_ptr, T, BLOCK: tl.constexpr):
+    total = tl.zeros([BLOCK], dtype=tl.float32)
+    for _ in range(T):
+        total += 1.0
+    tl.store(out_ptr + tl.arange(0, BLOCK), total)
+
+
+def interpreter_fault() -> str | None:
+    """Why Triton's interpreter cannot run these kernels, or ``None``: they loop over a runtime
+    ``T``, which Triton 3.6's interpreter cannot do under numpy >= 2.4."""
+    out = torch.zeros(2)
+    try:
+        _loop_probe[(1,)](out, 3, BLOCK=2)
+    except Exception as error:  # the interpreter's own, whatever it raises
+        return (
+            f"Triton {triton.__version__}'s interpreter cannot loop over a runtime bound here "
+            f"({type(error).__name__}: {error}); with Triton 3.6 that is numpy >= 2.4: "
+            "install numpy<2.4 (or a newer triton)"
+        )
+    return None if out.tolist() == [3.0, 3.0] else f"the interpreter counted {out.tolist()}"
