@@ -25,6 +25,16 @@ make_torchvision_importable()  # SpikingJelly and timm import it; see third_part
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: one thread per worker process, not two each
     torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_gpu(request, monkeypatch):
+    """On a CUDA machine every test not marked ``gpu`` runs as in CI, on the CPU: ``auto``
+    devices resolve to the CPU here and in the CLI runs a test starts."""
+    if torch.cuda.is_available() and request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 # ---------------------------------------------------------------------------------------------
 # IDX (MNIST): 0x00 0x00, dtype code, ndim, ndim big-endian uint32 sizes, big-endian C payload.
 
