@@ -11,24 +11,27 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+# CPU wheels: the default PyPI torch for Linux is the multi-GB CUDA build, and PyPI's
+# torchvision is built for it. The CPU index is used only when it answers (offline mirrors
+# would make pip retry every package).
+CPU_INDEX=https://download.pytorch.org/whl/cpu
+cpu_index=()
+if "$PY" -c "import urllib.request as u; u.urlopen('$CPU_INDEX/', timeout=5)" 2>/dev/null; then
+  cpu_index=(--extra-index-url "$CPU_INDEX")
+fi
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  # CPU wheels first: the default PyPI torch for Linux is the multi-GB CUDA build. The CPU
-  # index is added only when it answers (offline mirrors would make pip retry every package).
-  CPU_INDEX=https://download.pytorch.org/whl/cpu
-  extra=()
-  if [ -z "${SPIKEDISTILL_CUDA:-}" ] \
-    && "$PY" -c "import urllib.request as u; u.urlopen('$CPU_INDEX/', timeout=5)" 2>/dev/null; then
-    extra=(--extra-index-url "$CPU_INDEX")
-  fi
-  pip_install "${TORCH_SPEC:-torch==2.13.0}" "${extra[@]}"
+  if [ -n "${SPIKEDISTILL_CUDA:-}" ]; then cpu_index=(); fi
+  pip_install "${TORCH_SPEC:-torch==2.13.0}" "${cpu_index[@]}"
 fi
 # keep the torch that is there: an extra asking for a newer torchvision must not swap it for
 # another torch (on PyPI, a multi-GB CUDA build)
 keep_torch=$(mktemp)
 trap 'rm -f "$keep_torch"' EXIT
 "$PY" -c "import torch; print('torch==' + torch.__version__)" >"$keep_torch"
+# a CPU torch takes its torchvision from the CPU index too (PyPI's does not load beside it)
+grep -q '+cpu' "$keep_torch" || cpu_index=()
 if [ "${1:-}" = "--test" ]; then
-  pip_install -c "$keep_torch" -e ".[dev]"
+  pip_install -c "$keep_torch" -e ".[dev]" "${cpu_index[@]}"
   "$PY" -c "import spikingjelly" 2>/dev/null || pip_install --no-deps "spikingjelly>=0.0.0.0.14"
 else
   pip_install -e .

@@ -1,6 +1,7 @@
 """Models from outside the zoo by name: ``torchvision:``, ``timm:``, ``package.module:callable``,
 built by ``build_model`` and used as teachers and students by the trainer."""
 
+import re
 import textwrap
 
 import pytest
@@ -143,3 +144,28 @@ def test_a_torchvision_teacher_distils_by_module_paths(tmp_path):
     assert trainer.objective.methods["fitnet"].teacher_path == "layer4"
     row = trainer.fit()["history"][0]
     assert row["train_samd"] > 0 and row["train_fitnet"] > 0
+
+
+@pytest.mark.parametrize(
+    ("error", "fragment"),
+    [
+        (ModuleNotFoundError("No module named 'torchvision'", name="torchvision"),
+         "need torchvision: pip install spikedistill[vision]"),
+        (ModuleNotFoundError("No module named 'PIL'", name="PIL"),
+         "torchvision does not import: No module named 'PIL'"),
+        (RuntimeError("operator torchvision::nms does not exist"),
+         "does not import with torch"),  # PyPI's CUDA-built wheel beside a CPU torch
+    ],
+    ids=["missing", "missing-dependency", "built-for-another-torch"],
+)  # fmt: skip
+def test_a_torchvision_that_does_not_import_names_the_fix(monkeypatch, error, fragment):
+    from spikedistill.models import external
+
+    def fail(name):
+        raise error
+
+    monkeypatch.setattr(external.importlib, "import_module", fail)
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as info:
+        build_model("torchvision:resnet18", 10)
+    if isinstance(error, RuntimeError):
+        assert f"--index-url {external.CPU_WHEELS}" in str(info.value)

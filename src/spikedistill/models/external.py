@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import ConfigError, first_line
@@ -35,14 +36,24 @@ def is_external(name: str) -> bool:
     return ":" in name
 
 
+#: where the torchvision wheels built for a CPU torch are (PyPI's are built for CUDA torch)
+CPU_WHEELS = "https://download.pytorch.org/whl/cpu"
+
+
 def _import(module: str, package: str) -> ModuleType:
     try:
         return importlib.import_module(module)
-    except Exception as err:  # not installed, or built for another torch (a RuntimeError)
+    except ModuleNotFoundError as err:
+        if err.name != module.split(".")[0] and err.name != package:
+            raise ConfigError(f"{package} does not import: {first_line(err)}") from None
         raise ConfigError(
-            f"model names {package}:... need {package}, which does not import "
-            f"({type(err).__name__}: {first_line(err)}); `pip install spikedistill[vision]` "
-            "installs it (with a torch it was built for)"
+            f"model names {package}:... need {package}: pip install spikedistill[vision]"
+        ) from None
+    except Exception as err:  # built for another torch: its C extension does not load
+        raise ConfigError(
+            f"{package} is installed but does not import with torch {torch.__version__} "
+            f"({type(err).__name__}: {first_line(err)}): install the torchvision built for "
+            f"this torch (for a CPU torch: pip install torchvision --index-url {CPU_WHEELS})"
         ) from None
 
 
