@@ -147,6 +147,13 @@ def test_distillation_trains_with_named_terms(tmp_path, teacher_ckpt):
     assert "kd" in (tmp_path / "run" / "log.txt").read_text()
 
 
+def test_a_teacher_without_a_method_is_not_used_and_says_so(tmp_path):
+    cfg = student_cfg(tmp_path, str(tmp_path / "missing.pt"), "none")
+    with pytest.warns(UserWarning, match="a teacher is set but distill.method is none"):
+        trainer = Trainer(cfg, tmp_path / "run")  # the checkpoint is never read
+    assert not isinstance(trainer.objective, DistillObjective)
+
+
 def test_distillation_resume_restores_method_modules(tmp_path, teacher_ckpt):
     overrides = ["train.checkpoint_every=9"]
     full = Trainer(student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", *overrides), tmp_path / "a")

@@ -8,6 +8,7 @@ distillation method) are optimised with the student and saved in checkpoints.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch
 from torch import nn
@@ -49,6 +50,13 @@ def build_objective(
     check_distill_section(cfg)  # also when cfg was built in Python, not loaded
     names = parse_methods(cfg.distill.method)
     if not names:
+        if cfg.teacher.name or teacher is not None:
+            warnings.warn(
+                "a teacher is set but distill.method is none: training with CE only, the "
+                "teacher is not used (set distill.method, e.g. kd, to distil)",
+                UserWarning,
+                stacklevel=2,
+            )
         return CrossEntropyObjective()
     t = cfg.teacher
     if t.cache and (cfg.data.augment or t.train_bn):
