@@ -113,9 +113,38 @@ class OwnSNN(nn.Module):
         return logits if per_step else logits.mean(0)
 
 
+class SnnTorchNet(nn.Module):
+    """snnTorch's way: one step of the layers per time step, in a loop (``snn.Leaky`` neurons
+    keep their membrane between the calls); its stages are inferred."""
+
+    spiking = True
+
+    def __init__(self, steps: int = T) -> None:
+        super().__init__()
+        snn = pytest.importorskip("snntorch")
+        self.T = steps
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), snn.Leaky(0.5, init_hidden=True)
+        )
+        self.layer1 = nn.Sequential(
+            nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), snn.Leaky(0.5, init_hidden=True)
+        )
+        self.fc = nn.Linear(16, K)
+
+    def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        from snntorch import utils
+
+        utils.reset(self)
+        logits = torch.stack(
+            [self.fc(self.layer1(self.stem(x)).mean(dim=(2, 3))) for _ in range(self.T)]
+        )
+        return logits if per_step else logits.mean(0)
+
+
 STUDENTS = {
     "spikingjelly": lambda: SpikingStudent(sj_net(), T),
     "own_snn": OwnSNN,
+    "snntorch": SnnTorchNet,
     "plain_ann": PlainANN,
 }
 TEACHERS = {
@@ -161,6 +190,69 @@ def test_method_runs_on_own_student(method, student_kind, teacher_kind):
     grad = first_weight(student).grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_a_per_step_students_taps_are_its_steps_stacked():
+    """A module that runs once per time step gives ``[T, B, ...]``: each step's own output of
+    the same forward (snnTorch-style, the steps differ by the neurons' membranes)."""
+    torch.manual_seed(0)
+    student, teacher = SnnTorchNet(), PlainANN(width=6)
+    assert stage_names_of(student) == ["stem", "layer1"]  # snn.Leaky counts as a neuron
+    method = build_method("fitnet", student, teacher, {"student_tap": "stem"})
+    objective = DistillObjective(student, FrozenTeacher(teacher), [method])
+    outputs = []
+    student.stem.register_forward_hook(lambda m, i, out: outputs.append(out.detach().clone()))
+    batch = objective.distill_batch(student, *data())
+    features = batch.student_features["stem"]
+    assert len(outputs) == T and not torch.equal(outputs[0], outputs[1])
+    assert features.shape == (T, B, 8, SIZE, SIZE) and features.requires_grad
+    assert torch.equal(features.detach(), torch.stack(outputs))
+
+
+class TwiceRun(nn.Module):
+    """Runs ``stem`` ``runs`` times in one forward (a teacher reusing a block; a per-step loop
+    of the wrong length)."""
+
+    spiking = True
+
+    def __init__(self, runs: int, steps: int = T) -> None:
+        super().__init__()
+        self.runs, self.T = runs, steps
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU())
+        self.fc = nn.Linear(8, K)
+
+    def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        z = x
+        for _ in range(self.runs):
+            z = self.stem(z if z.shape[1] == 3 else x)
+        logits = self.fc(z.mean(dim=(2, 3))).expand(self.T, -1, -1)
+        return logits if per_step else logits.mean(0)
+
+
+def test_taps_that_run_an_unexpected_number_of_times_are_refused():
+    x, y = data()
+    fitnet = {"student_tap": "stem", "teacher_tap": "stem"}
+
+    def batch(student, teacher):
+        method = build_method("fitnet", student, teacher, fitnet)
+        return DistillObjective(student, FrozenTeacher(teacher), [method]).distill_batch(
+            student, x, y
+        )
+
+    with pytest.raises(ConfigError, match=r"ran several times in one forward \({'stem': 2}\)"):
+        batch(TwiceRun(1), TwiceRun(2))  # the teacher's
+    with pytest.raises(ConfigError, match=r"'stem' ran 3 times in one forward.*run T=2 times"):
+        batch(TwiceRun(3), TwiceRun(1))
+
+
+def test_a_tap_returning_a_tuple_is_named():
+    snn = pytest.importorskip("snntorch")
+    student = OwnSNN()
+    student.stem[2] = snn.Leaky(0.5)  # without init_hidden: returns (spikes, membrane)
+    with pytest.raises(ConfigError, match=r"'stem.2' \(Leaky\) returns a tuple, not a tensor"):
+        method = build_method("fitnet", student, PlainANN(), {"student_tap": "stem.2"})
+        objective = DistillObjective(student, FrozenTeacher(PlainANN()), [method])
+        objective.distill_batch(student, *data())
 
 
 # ---------------------------------------------------------------------------------------------

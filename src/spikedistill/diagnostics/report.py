@@ -108,7 +108,7 @@ def _samd_maps(samd, model, teacher, x):
     from ..distill.taps import FeatureTaps
 
     s_taps, t_taps = (
-        FeatureTaps(model, samd.student_taps()),
+        FeatureTaps(model, samd.student_taps(), repeats="stack"),
         FeatureTaps(teacher, samd.teacher_taps()),
     )
     try:
@@ -120,7 +120,7 @@ def _samd_maps(samd, model, teacher, x):
         s_taps.remove()
         t_taps.remove()
     path = samd.student_taps()[0]
-    sam = student_sam(time_first_features({path: s_feat}, model, len(x))[path])
+    sam = student_sam(time_first_features({path: s_feat}, model, len(x), s_taps.runs)[path])
     cam = teacher_cam(t_feat, t_logits, teacher.get_submodule(samd.teacher_fc).weight)
     images = x.cpu().numpy()
     images = (images - images.min()) / max(float(np.ptp(images)), 1e-8)

@@ -53,16 +53,25 @@ def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def time_first_features(
-    features: dict[str, torch.Tensor], student: nn.Module, batch: int
+    features: dict[str, torch.Tensor],
+    student: nn.Module,
+    batch: int,
+    runs: dict[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Tapped student outputs as ``[T, B, ...]`` (``T = 1`` for an ANN), read by the student's
     declared ``feature_layout`` (``models.contract``): ``"folded"`` maps ``[T*B, ...]`` are
     unfolded (a map computed once per sample, ``[B, ...]`` such as a direct-encoding stem's,
-    becomes ``[1, B, ...]``); ``"time_first"`` maps ``[T, B, ...]`` are kept."""
-    steps = time_steps(student)
+    becomes ``[1, B, ...]``); ``"time_first"`` maps ``[T, B, ...]`` are kept, as are the
+    stacked outputs of a module that ran once per step (``runs``: ``FeatureTaps.runs``)."""
+    steps, runs = time_steps(student), runs or {}
     if is_spiking(student) and feature_layout_of(student) == "time_first":
         return {path: _checked_time_first(path, v, steps, batch) for path, v in features.items()}
-    return {path: _unfolded(path, v, steps, batch) for path, v in features.items()}
+    return {
+        path: _checked_time_first(path, v, steps, batch, runs[path])
+        if runs.get(path, 1) > 1
+        else _unfolded(path, v, steps, batch)
+        for path, v in features.items()
+    }
 
 
 def _unfolded(path: str, v: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
@@ -77,12 +86,18 @@ def _unfolded(path: str, v: torch.Tensor, steps: int, batch: int) -> torch.Tenso
     )
 
 
-def _checked_time_first(path: str, v: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+def _checked_time_first(
+    path: str, v: torch.Tensor, steps: int, batch: int, runs: int = 1
+) -> torch.Tensor:
     if v.dim() < 2 or v.shape[:2] != (steps, batch):
-        raise ConfigError(
-            f"the student's tap {path!r} gives shape {tuple(v.shape)}; with "
-            f"feature_layout='time_first' it must be [T={steps}, B={batch}, ...]"
+        how = (
+            f"ran {runs} times in one forward, giving {tuple(v.shape)} stacked; a module "
+            f"that runs once per time step must run T={steps} times on [B={batch}, ...]"
+            if runs > 1
+            else f"gives shape {tuple(v.shape)}; with feature_layout='time_first' it must be "
+            f"[T={steps}, B={batch}, ...]"
         )
+        raise ConfigError(f"the student's tap {path!r} {how}")
     return v
 
 
@@ -106,7 +121,9 @@ class DistillObjective(nn.Module):
         self.ce_weight = ce_weight
         student_paths = [p for m in methods for p in m.student_taps()]
         teacher_paths = [p for m in methods for p in m.teacher_taps()]
-        self._student_taps = FeatureTaps(student, student_paths) if student_paths else None
+        self._student_taps = (
+            FeatureTaps(student, student_paths, repeats="stack") if student_paths else None
+        )
         self._teacher_taps = FeatureTaps(teacher.model, teacher_paths) if teacher_paths else None
         self.cache = TeacherCache(cache_size) if cache_size else None
 
@@ -136,13 +153,14 @@ class DistillObjective(nn.Module):
     ) -> DistillBatch:
         teacher_logits, teacher_feats = self.run_teacher(x, index)
         steps = student_forward(student, x)
-        student_feats = self._student_taps.pop() if self._student_taps else {}
+        taps = self._student_taps
+        student_feats = time_first_features(taps.pop(), student, len(y), taps.runs) if taps else {}
         return DistillBatch(
             y=y,
             student_logits=steps.mean(0),
             step_logits=steps,
             teacher_logits=teacher_logits,
-            student_features=time_first_features(student_feats, student, len(y)),
+            student_features=student_feats,
             teacher_features={k: v.detach() for k, v in teacher_feats.items()},
             teacher=self.teacher.model,
         )

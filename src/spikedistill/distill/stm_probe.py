@@ -25,14 +25,15 @@ def probe_batch(
     teacher_paths: list[str],
 ) -> DistillBatch:
     """Eval-mode logits and tapped features of student and teacher on ``x`` (modes restored)."""
-    s_taps, t_taps = FeatureTaps(student, student_paths), FeatureTaps(teacher, teacher_paths)
+    s_taps = FeatureTaps(student, student_paths, repeats="stack")
+    t_taps = FeatureTaps(teacher, teacher_paths)
     modes = student.training, teacher.training
     student.eval()
     teacher.eval()
     try:
         teacher_logits = teacher(x)
         steps = student_forward(student, x)
-        s_feats = time_first_features(s_taps.pop(), student, steps.shape[1])
+        s_feats = time_first_features(s_taps.pop(), student, steps.shape[1], s_taps.runs)
         t_feats = t_taps.pop()
     finally:
         s_taps.remove()

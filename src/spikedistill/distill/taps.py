@@ -8,6 +8,7 @@ model's ordered stages (``model.stage_names``, inferred for a model that declare
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -65,40 +66,68 @@ def feature_map_path(model: nn.Module) -> str:
 
 
 class FeatureTaps:
-    """Forward hooks on ``paths`` of ``model``; ``pop()`` returns and clears the captures.
+    """Forward hooks on ``paths`` of ``model``; ``pop()`` returns and clears the captures of
+    the model's last forward.
 
-    A module that runs several times in one forward keeps its last output. A capture that
-    the model changes in place afterwards (a BN output that a residual sum or an in-place
-    ReLU overwrites) raises an error at ``pop()``: tap the block or activation instead.
+    A module that runs several times in one forward of the model (a student looping over its
+    time steps, as snnTorch nets do) gives its outputs stacked, ``[runs, ...]``, with
+    ``repeats="stack"``; ``runs`` holds how many times each ran. With ``"refuse"`` (a
+    teacher's taps) that is an error. A capture that the model changes in place afterwards (a
+    BN output that a residual sum or an in-place ReLU overwrites) raises an error at
+    ``pop()``: tap the block or activation instead.
     """
 
-    def __init__(self, model: nn.Module, paths: Sequence[str]) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        paths: Sequence[str],
+        repeats: Literal["stack", "refuse"] = "refuse",
+    ) -> None:
         modules = dict(model.named_modules())
         self.paths = list(dict.fromkeys(paths))
-        self.outputs: dict[str, torch.Tensor] = {}
-        self._versions: dict[str, int] = {}
+        self.repeats = repeats
+        self.runs: dict[str, int] = {}
+        self._captures: dict[str, list[tuple[torch.Tensor, int]]] = {}
         self._handles = [modules[p].register_forward_hook(self._hook(p)) for p in self.paths]
+        # a new forward of the model starts new captures (Rate-BP runs two passes: the last
+        # counts; a block recomputed in backward is dropped)
+        self._handles.append(model.register_forward_pre_hook(lambda *_: self._captures.clear()))
 
     def _hook(self, path: str):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            self.outputs[path] = output
-            self._versions[path] = output._version
+        def hook(module: nn.Module, _inputs: tuple, output: Any) -> None:
+            if not isinstance(output, torch.Tensor):
+                raise ConfigError(
+                    f"the tapped module {path!r} ({type(module).__name__}) returns a "
+                    f"{type(output).__name__}, not a tensor (a neuron giving spikes and "
+                    "membrane?): tap a module that returns one tensor"
+                )
+            self._captures.setdefault(path, []).append((output, output._version))
 
         return hook
 
     def pop(self) -> dict[str, torch.Tensor]:
-        outputs, self.outputs = self.outputs, {}
-        missing = [p for p in self.paths if p not in outputs]
+        captures, self._captures = self._captures, {}
+        missing = [p for p in self.paths if p not in captures]
         if missing:
             raise RuntimeError(f"feature taps {missing} did not run in the forward pass")
-        changed = [p for p, out in outputs.items() if out._version != self._versions[p]]
+        changed = [p for p, outs in captures.items() if any(o._version != v for o, v in outs)]
         if changed:
             raise ConfigError(
                 f"feature taps {changed} were overwritten in place by the model after they "
                 "were captured (e.g. a BatchNorm output that a residual sum or in-place ReLU "
                 "reuses); tap the enclosing block or the activation instead"
             )
-        return outputs
+        self.runs = {p: len(outs) for p, outs in captures.items()}
+        repeated = {p: n for p, n in self.runs.items() if n > 1}
+        if repeated and self.repeats == "refuse":
+            raise ConfigError(
+                f"feature taps ran several times in one forward ({repeated}); tap modules "
+                "that run once"
+            )
+        return {
+            p: outs[0][0] if len(outs) == 1 else torch.stack([o for o, _ in outs])
+            for p, outs in captures.items()
+        }
 
     def remove(self) -> None:
         for handle in self._handles:

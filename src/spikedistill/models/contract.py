@@ -98,8 +98,11 @@ def stage_names_of(model: nn.Module) -> list[str]:
 
 
 def is_neuron(module: nn.Module) -> bool:
-    """A spiking neuron: ours, or one with a ``v_threshold`` and a ``reset()`` (SpikingJelly)."""
+    """A spiking neuron: ours, one with a ``v_threshold`` and a ``reset()`` (SpikingJelly), or
+    one with a ``threshold`` and a ``reset_mechanism`` (snnTorch)."""
     if isinstance(module, (LIF, FoldedNeuron)):
+        return True
+    if hasattr(module, "threshold") and hasattr(module, "reset_mechanism"):
         return True
     return hasattr(module, "v_threshold") and callable(getattr(module, "reset", None))
 
