@@ -11,9 +11,10 @@ The marked blocks run in README order in one temporary folder, as a user would r
 after another from the root of a clone (``configs`` there is a link to the repository's, so
 the examples' ``configs/...`` paths resolve). Nothing is rewritten but the data: ``DATA`` of
 ``--data-dir DATA`` becomes a folder holding four tiny MNIST IDX files (256 training, 40 test
-images, ``tests/conftest.py``'s ``write_mnist``), and ``$SPIKEDISTILL_DATA`` names it too, so
-the commands without ``--data-dir`` find it. The shipped MNIST recipes then take two batches
-per epoch, so the training commands run unchanged (no fewer epochs, no subset).
+images, ``tests/conftest.py``'s ``write_mnist``), and ``$SPIKEDISTILL_DATA`` names an empty
+folder, so a command that needs the data and does not say ``--data-dir`` fails. The shipped
+MNIST recipes then take two batches per epoch, so the training commands run unchanged (no fewer
+epochs, no subset).
 
 Shell blocks: each command (comment lines skipped, ``\\`` continuations joined) runs with
 ``bash -c``, with the virtual environment's ``spikedistill`` first on ``PATH``, and must exit
@@ -132,7 +133,7 @@ def test_marked_readme_blocks_run_as_written(tmp_path, monkeypatch):
     env = {
         **os.environ,
         "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        "SPIKEDISTILL_DATA": str(data),
+        "SPIKEDISTILL_DATA": str(tmp_path / "no-data"),  # a command without --data-dir fails
     }
     monkeypatch.chdir(work)
     namespaces: dict[str, dict] = {}

@@ -90,6 +90,18 @@ def test_resume_compares_resolved_paths(project, capsys):
     assert "teacher.checkpoint" in capsys.readouterr().err
 
 
+def test_a_run_resumes_from_its_own_config_yaml_and_keeps_it_current(project, capsys):
+    """The run's config.yaml names the teacher relative to the run folder; --force rewrites
+    it with the changed config."""
+    config = "runs/student/config.yaml"
+    assert main(["train", config, "--out", "runs/student", "--resume"]) == 0
+    assert main(["train", config, "train.epochs=2", "--out", "runs/student", "--resume",
+                 "--force"]) == 0  # fmt: skip
+    stored = yaml.safe_load((project / config).read_text())
+    assert stored["train"]["epochs"] == 2
+    assert stored["teacher"]["checkpoint"] == os.path.join("..", "teacher", "best.pt")
+
+
 def test_paths_of_older_runs_resolve_against_the_working_directory(tmp_path, monkeypatch):
     (tmp_path / "w.pt").write_text("")
     monkeypatch.chdir(tmp_path)

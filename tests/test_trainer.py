@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -33,6 +34,8 @@ def weights(run_dir):
 def test_train_cli_writes_the_run_directory(config_file, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", config_file, "train.epochs=2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out  # no progress bar off a terminal: the step lines
+    assert re.search(r"^epoch 1 step 5/22 loss [\d.]+ \[ce [\d.]+\] lr", printed, re.M)
     names = {p.name for p in out.iterdir()}
     assert {"config.yaml", "log.txt", "metrics.json", "metrics.csv", "last.pt", "best.pt"} <= names
     metrics = json.loads((out / "metrics.json").read_text())

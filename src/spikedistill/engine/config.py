@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..metrics.stm import STM_VARIANTS
 from ..spiking.kernels import LIF_BACKENDS
 from .options import check_free_form
+from .run_paths import file_config
 from .schema import apply_overrides, from_dict, load_yaml, to_dict
 
 
@@ -199,7 +200,7 @@ class ExperimentConfig:
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load a YAML experiment (or the defaults) and apply dotted ``key=value`` overrides."""
-    data = load_yaml(path) if path else {}
+    data = file_config(load_yaml(path), path) if path else {}
     return from_dict(ExperimentConfig, apply_overrides(data, list(overrides or [])))
 
 

@@ -68,6 +68,17 @@ def resolved_config(config: dict[str, Any], run_dir: str | os.PathLike) -> dict[
     return _map_paths(config, lambda value: resolved_path(value, run_dir))
 
 
+def file_config(config: dict[str, Any], path: str) -> dict[str, Any]:
+    """A config dict read from the file ``path``, its paths as the working directory reads
+    them: a run's own ``config.yaml`` (beside its checkpoints) stores them for its folder."""
+    folder = Path(path).parent
+    if Path(path).name == "config.yaml" and any(
+        (folder / name).is_file() for name in ("last.pt", "best.pt")
+    ):
+        return resolved_config(config, folder)
+    return config
+
+
 def absolute_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict as given (its paths relative to the working directory), paths absolute."""
     return _map_paths(config, _absolute)

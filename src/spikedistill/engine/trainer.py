@@ -295,8 +295,8 @@ class Trainer:
                 acc=f"{100 * run['correct'] / run['samples']:.1f}",
                 img_s=f"{rate:.0f}",
             )
-            if s.global_step % cfg.train.log_every == 0:
-                self._log_step(values, total, n_batches, rate)
+            if s.global_step % cfg.train.log_every == 0:  # printed too where no bar shows
+                self._log_step(values, total, n_batches, rate, bar.disable and self.dist.is_main)
             every = cfg.train.checkpoint_every
             if every and s.global_step % every == 0 and s.step_in_epoch < n_batches:
                 run["seconds"] += time.perf_counter() - start
@@ -309,23 +309,28 @@ class Trainer:
         sums = dict(zip(keys, self.dist.sum([run[k] for k in keys], self.device), strict=True))
         return {**epoch_means(sums), "seconds": run["seconds"]}
 
-    def _log_step(self, values: dict[str, float], total: float, n_batches: int, rate: float):
-        """The periodic log line and scalars, after checking the weights are still finite."""
+    def _log_step(self, values, total: float, n_batches: int, rate: float, echo: bool) -> None:
+        """The periodic log line (also printed with ``echo``) and scalars, after checking the
+        weights are still finite."""
         s = self.state
         check_finite_model(self.step_module, f"after step {s.global_step}")
         parts = " ".join(f"{k} {v:.4f}" for k, v in values.items())
-        self.logger.log(
+        line = (
             f"epoch {s.epoch + 1} step {s.step_in_epoch}/{n_batches} loss {total:.4f} "
             f"[{parts}] lr {self.optimizer.param_groups[0]['lr']:.5f} {rate:.0f} img/s"
         )
+        self.logger.log(line)
+        if echo:
+            print(line, flush=True)
         self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
 
     def fit(self) -> dict[str, Any]:
         """Train to ``train.epochs`` (from the resumed state)."""
         cfg, s = self.cfg, self.state
+        self.logger.save_config(stored_config(cfg, self.run_dir))  # --force may change it
         if s.epoch == 0 and s.step_in_epoch == 0:
-            self.logger.save_config(stored_config(cfg, self.run_dir))
-            kind = f"SNN T={cfg.model.T}, {self.backend} neurons" if cfg.model.spiking else "ANN"
+            how = f"{self.backend} neurons, {'Rate-BP' if cfg.train.backprop == 'rate' else 'BPTT'}"
+            kind = f"SNN T={cfg.model.T}, {how}" if cfg.model.spiking else "ANN"
             self.logger.log(
                 f"start: {cfg.model.name} ({kind})"
                 f" on {cfg.data.name}, {sum(p.numel() for p in self.model.parameters())} params, "
