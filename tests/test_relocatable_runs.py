@@ -90,6 +90,16 @@ def test_resume_compares_resolved_paths(project, capsys):
     assert "teacher.checkpoint" in capsys.readouterr().err
 
 
+def test_eval_stm_rebuilds_a_teacher_run_with_its_own_options(project, capsys):
+    """``--teacher convnet3`` of a run trained with ``width: 4``: the options come from its
+    checkpoint; the STM equals the student run's against its own (the same) teacher."""
+    capsys.readouterr()
+    argv = ["eval", "--checkpoint", "runs/student", "--stm", "--json", "--teacher", "convnet3",
+            "--teacher-checkpoint", "runs/teacher/best.pt"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["stm"] == _stm(project / "runs/student", capsys)
+
+
 def test_a_run_resumes_from_its_own_config_yaml_and_keeps_it_current(project, capsys):
     """The run's config.yaml names the teacher relative to the run folder; --force rewrites
     it with the changed config."""

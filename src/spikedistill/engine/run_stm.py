@@ -10,12 +10,13 @@ from torch import nn
 
 from ..checkpoint import load_weights
 from ..data import make_loader
-from ..distill.objective import DistillObjective
+from ..distill.objective import DistillObjective, parse_methods
 from ..distill.stm_probe import stm_probe
 from ..distill.teacher import load_teacher
 from ..errors import ConfigError
 from ..metrics.stm import stm_variant
 from .config import ExperimentConfig
+from .load import trained_options
 from .objective import build_objective
 
 if TYPE_CHECKING:
@@ -57,16 +58,19 @@ def stm_of_run(
     (``metrics.stm.STM_VARIANTS``)."""
     stm_variant(variant)  # an unknown name fails before any teacher is loaded
     if teacher_name:
-        teacher = load_teacher(teacher_name, teacher_checkpoint, num_classes, in_channels).model
+        options = trained_options(teacher_checkpoint, teacher_name)
+        teacher = load_teacher(
+            teacher_name, teacher_checkpoint, num_classes, in_channels, options
+        ).model
         return stm_probe(student, teacher.to(x.device), x, variant=variant)
     if not cfg.teacher.name:
         raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
-    objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
-    if not isinstance(objective, DistillObjective):  # a run without distillation
+    if not parse_methods(cfg.distill.method):  # a run without distillation
         teacher = load_teacher(
             cfg.teacher.name, cfg.teacher.checkpoint, num_classes, in_channels, cfg.teacher.options
         )
         return stm_probe(student, teacher.model.to(x.device), x, variant=variant)
+    objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
     sastc = dict(objective.methods).get("sastc")
     return stm_probe(student, objective.teacher.model, x, sastc=sastc, variant=variant)
 
