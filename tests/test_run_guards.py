@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from bad_input import expect_one_line_error, snapshot
 from spikedistill.cli import main
-from spikedistill.cli.main import HeldWarnings, run_command
+from spikedistill.cli.main import PACKAGE_DIR, HeldWarnings, run_command
 from spikedistill.data import DATASETS, DatasetInfo
 from spikedistill.engine import run_dir as run_dir_module
 from spikedistill.engine.config import load_config
@@ -244,6 +244,19 @@ def test_warnings_are_held_until_the_setup_is_done_then_shown_as_they_come():
     held.release()
     held("while training", UserWarning, "f.py", 2)
     assert shown == ["during setup", "while training"]
+
+
+def test_our_warnings_show_as_one_line_and_others_as_python_shows_them(capsys):
+    held, python_shown = HeldWarnings(), []
+    held.python_show = lambda message, *rest: python_shown.append(str(message))
+    held.release()
+    ours = os.path.join(PACKAGE_DIR, "engine", "trainer.py")
+    held("teacher.checkpoint is not set:\n distilling", UserWarning, ours, 3)
+    held("a torch warning", UserWarning, "/site-packages/torch/nn/x.py", 4)
+    assert capsys.readouterr().err == (
+        "spikedistill: warning: teacher.checkpoint is not set: distilling\n"
+    )
+    assert python_shown == ["a torch warning"]
 
 
 @pytest.mark.parametrize(

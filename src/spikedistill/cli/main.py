@@ -99,15 +99,24 @@ def _error_message(err: BaseException) -> tuple[str, int]:
     return (f"unexpected {type(err).__name__}{detail} (a bug? rerun with --debug)"), 1
 
 
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 class HeldWarnings:
     """Holds the warnings a command raises until ``release()`` (its setup went well: they are
     shown, and later ones as they come); dropped if it fails first, so its error stays one
-    line."""
+    line. spikedistill's own show as one line (each says what to change), from rank 0."""
 
     def __init__(self) -> None:
         self.held: list[tuple] = []
         self.live = False
-        self.show = warnings.showwarning
+        self.python_show = warnings.showwarning
+
+    def show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if not os.path.abspath(filename).startswith(PACKAGE_DIR + os.sep):
+            self.python_show(message, category, filename, lineno, file, line)
+        elif not _other_rank():
+            print(f"spikedistill: warning: {one_line(str(message))}", file=file or sys.stderr)
 
     def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
         if self.live:

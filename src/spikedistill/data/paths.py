@@ -24,7 +24,7 @@ def resolve_data_root(root: str | os.PathLike[str] | None = None) -> Path:
 def how_to_get_data(dataset: str, *, downloadable: bool = True) -> str:
     """The hint appended to every "data not found" error."""
     fetch = (
-        "download it (the config key `data.download=true`, also as a command-line override; "
+        "download it (`data.download=true` in the config or as a `train` override; "
         "`download=True` in Python), or "
         if downloadable
         else ""

@@ -51,7 +51,8 @@ def _check_cam_teacher(teacher: nn.Module) -> None:
     hint = (
         "SAMD needs a teacher whose classifier is global pooling followed by one linear layer "
         "(head.pool -> head.fc) on the feature map's channels, so that a class activation map "
-        "can be formed, e.g. resnet19 built with head_hidden=None"
+        "can be formed, e.g. resnet19 built with head_hidden=None, or convnet3 with "
+        "head_pool=1"
     )
     head = getattr(teacher, "head", None)
     if head is None:

@@ -22,7 +22,7 @@ def _check(ok: bool, message: str) -> None:
 @dataclass
 class DataConfig:
     name: str = "mnist"  # the dataset
-    root: str | None = None  # data root; else --data-dir, $SPIKEDISTILL_DATA, ~/.cache/...
+    root: str | None = None  # data root (--data-dir wins); else $SPIKEDISTILL_DATA, ~/.cache/...
     download: bool = False  # download the dataset if it is missing (where it can be)
     batch_size: int = 128  # training batch (per process under torchrun)
     eval_batch_size: int = 1000  # test-set evaluation batch

@@ -308,7 +308,10 @@ LAYERS: dict[type[nn.Module], Handler] = {
     nn.Identity: _passthrough,
     nn.Dropout: _passthrough,  # eval mode: the identity
     FoldedNeuron: _neuron,
-    nn.MaxPool2d: _refuse("NIR has no max-pooling (train with average pooling)"),
+    nn.MaxPool2d: _refuse(
+        "NIR has no max-pooling: export a model without it (e.g. the vgg family with "
+        "pool: avg; convnet3 and the ImageNet-stem resnets max-pool)"
+    ),
     nn.BatchNorm1d: _refuse("a BatchNorm is exported only folded into the layer before it"),
     nn.BatchNorm2d: _refuse("a BatchNorm is exported only folded into the layer before it"),
     nn.ReLU: _refuse("ReLU has no NIR node; export a spiking model (model.spiking=true)"),
