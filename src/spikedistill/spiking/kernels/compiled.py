@@ -205,6 +205,8 @@ class CompiledBackend(LIFBackend):
 
     def forward(self, x: torch.Tensor, cfg: NeuronConfig, keep_membrane: bool):
         membrane = _compiled(_membrane_scan, cfg=cfg)(x.reshape(x.shape[0], -1)).view(x.shape)
+        if torch.compiler.is_compiling():  # inside a compiled model: saved, so not a view
+            membrane = membrane.clone()
         return (membrane >= cfg.threshold).to(x.dtype), membrane if keep_membrane else None
 
     def backward(self, grad_spikes: torch.Tensor, membrane: torch.Tensor, cfg: NeuronConfig):
