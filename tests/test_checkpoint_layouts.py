@@ -150,8 +150,11 @@ def test_wrong_architecture_fails_with_the_keys_and_the_readings_tried(tmp_path)
     assert "teacher checkpoint does not fit the architecture: missing" in text
     assert "'layer1.1.bn1.bias'" in text  # resnet32x4 has 5 blocks a stage, resnet8x4 1
     assert "as saved: zoo keys; as saved: torchvision_resnet -> resnet_cifar" in text
-    with pytest.raises(CheckpointError, match=r"shape mismatches.*head\.fc\.weight"):
+    with pytest.raises(CheckpointError, match=r"shape mismatches.*head\.fc\.weight") as err:
         load_pretrained(build_model("resnet8x4", 10), tmp_path / "r.pth", "resnet8x4")
+    text = str(err.value)
+    assert "'head.fc.weight' has 100 outputs in the checkpoint and 10 in the model" in text
+    assert "maps onto" not in text  # the keys were renamed onto the zoo's: no note
     # the right keys onto a zoo model no rule maps them to: nothing loads, the note says why
     tv = import_torchvision()
     state = tv.models.resnet18(num_classes=10).state_dict()

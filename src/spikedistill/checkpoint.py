@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,31 +51,63 @@ def run_checkpoint(run: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load(weights_only=True)`` with one clear error for missing or corrupt files."""
+    """``torch.load(weights_only=True)`` with one clear error for missing or corrupt files;
+    the harmless ``SAFE_GLOBALS`` (trainers' arguments, numpy scalars) are allowed."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} is not a file (a folder or a device?)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with _allowing(safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, wrong format, disallowed globals ...
         raise CheckpointError(f"checkpoint {str(path)!r} {_why_unreadable(err)}") from None
 
 
+def safe_globals() -> list[Any]:
+    """The types beside tensors and plain containers that ``load_checkpoint`` allows:
+    ``argparse.Namespace`` (timm's ``train.py`` and DeiT save their ``args``) and numpy scalars
+    (``best_acc1``, ``epoch``) with their dtypes, under numpy 1's and numpy 2's names."""
+    scalar = np.float64(0).__reduce__()[0]  # numpy.core / numpy._core .multiarray.scalar
+    dtypes = [type(np.dtype(code)) for code in "?bhilqBHILQefd"]  # bool, ints, floats
+    allowed: list[Any] = [argparse.Namespace, scalar, np.dtype, *dict.fromkeys(dtypes)]
+    if hasattr(torch.serialization, "safe_globals") and torch.__version__ >= "2.6":
+        # (object, name) pairs: a file pickled under the other numpy's module name
+        allowed += [(scalar, f"numpy.{m}.multiarray.scalar") for m in ("core", "_core")]
+    return allowed
+
+
+def _allowing(allowed: list[Any]) -> contextlib.AbstractContextManager:
+    """``torch.serialization.safe_globals(allowed)`` (this load only, no process-wide state);
+    nothing on torch 2.4, which lacks it."""
+    if not hasattr(torch.serialization, "safe_globals"):
+        return contextlib.nullcontext()
+    return torch.serialization.safe_globals(allowed)
+
+
+#: what to do with a checkpoint that holds other objects
+RESAVE = (
+    "if you trust the file, re-save just its weights in the environment that wrote it "
+    "(torch.save(ckpt['model'], 'weights.pt') after loading it there in full), or pass the "
+    "state dict itself to load_pretrained in Python"
+)
+
+
 def _why_unreadable(err: Exception) -> str:
     """``torch.load``'s error in a line, without its advice to load untrusted files with
-    ``weights_only=False``."""
+    ``weights_only=False``, and what to do instead."""
     detail = re.search(
         r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", str(err), re.S
     )
     if detail is None:
         return f"is unreadable or corrupt ({first_line(err)})"
     reason = " ".join(detail[1].split()).split(". ")[0]  # not torch's advice that follows
-    if reason.startswith("Unsupported global"):
+    if reason.startswith(("Unsupported global", "Can only build")):
+        reason = reason.replace(" was not an allowed global by default", "")
         return (
             f"holds objects other than tensors and plain containers ({reason}), which "
-            "weights_only=True refuses to load"
+            f"weights_only=True refuses to load: {RESAVE}"
         )
     return f"is unreadable or corrupt: not a PyTorch checkpoint? ({reason})"
 
@@ -86,23 +120,60 @@ def is_state_dict(value: Any) -> bool:
 
 
 #: keys under which trainers save the weights: RepDistiller / mdistiller / spikedistill
-#: ``{"model": ...}``, Lightning / torchdistill ``{"state_dict": ...}``, ``{"net": ...}``
+#: ``{"model": ...}``, Lightning / torchdistill / timm ``{"state_dict": ...}``, ``{"net": ...}``
 WRAPPER_KEYS = ("model", "state_dict", "net")
+#: keys of the EMA weights: timm's ``train.py`` ``state_dict_ema``, DeiT ``model_ema``, ``ema``
+EMA_KEYS = ("state_dict_ema", "model_ema", "ema")
 
 
-def unwrap_state_dict(obj: Any, depth: int = 3) -> dict[str, torch.Tensor]:
-    """The weights in ``obj``: ``obj`` itself when it is a state dict, else the first of
-    ``WRAPPER_KEYS`` (searched ``depth`` levels deep) that holds one."""
+def find_weights(obj: Any, ema: bool = False) -> tuple[dict[str, torch.Tensor], str]:
+    """``(weights, note)``: ``obj`` itself when it is a state dict, else the first of
+    ``WRAPPER_KEYS`` (searched 3 levels deep) that holds one, else the first of ``EMA_KEYS``;
+    ``ema``: the EMA weights first. ``note`` names the EMA weights left aside, else is empty."""
+    plain = _search(obj, WRAPPER_KEYS, 3)
+    key = next((k for k in EMA_KEYS if _under(obj, k) is not None), None)
+    averaged = _under(obj, key) if key else None
+    if ema and averaged is None:
+        raise CheckpointError(
+            f"checkpoint holds no EMA weights (looked under {', '.join(EMA_KEYS)}; "
+            f"found {_top_level(obj)})"
+        )
+    if plain is not None and not ema:
+        note = f"left aside the EMA weights under {key!r} (load_pretrained's ema=True)"
+        return plain, note if key else ""
+    if averaged is not None:
+        return averaged, ""
+    raise CheckpointError(
+        f"checkpoint holds no state dict (looked at the top and under "
+        f"{', '.join(WRAPPER_KEYS + EMA_KEYS)}; found {_top_level(obj)})"
+    )
+
+
+def _search(obj: Any, keys: tuple[str, ...], depth: int) -> dict[str, torch.Tensor] | None:
+    """``obj`` when it is a state dict, else the first found under ``keys``, ``depth`` deep."""
     if is_state_dict(obj):
         return obj
     if isinstance(obj, dict) and depth > 0:
-        for key in WRAPPER_KEYS:
-            if isinstance(obj.get(key), dict):
-                with contextlib.suppress(CheckpointError):
-                    return unwrap_state_dict(obj[key], depth - 1)
-    raise CheckpointError(
-        f"checkpoint holds no state dict (looked at the top and under {', '.join(WRAPPER_KEYS)})"
-    )
+        for key in keys:
+            found = _search(obj.get(key), WRAPPER_KEYS, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _under(obj: Any, key: str) -> dict[str, torch.Tensor] | None:
+    """The state dict under top-level ``key`` of ``obj`` (or one of its wrapper keys)."""
+    return _search(obj[key], WRAPPER_KEYS, 2) if isinstance(obj, dict) and key in obj else None
+
+
+def _top_level(obj: Any, most: int = 12) -> str:
+    """What a checkpoint holds at its top, for an error message."""
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}"
+    if not obj:
+        return "an empty dict"
+    keys = [repr(k) for k in list(obj)[:most]] + (["..."] if len(obj) > most else [])
+    return f"top-level keys {', '.join(keys)}"
 
 
 def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor] | None:
@@ -140,8 +211,28 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "
             parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
+        hint = classifier_hint(model, state)
         raise CheckpointError(
             f"{what} checkpoint does not fit the architecture: {'; '.join(parts)}. "
-            "Check the model name, num_classes and options."
+            + (f"{hint}. " if hint else "")
+            + "Check the model name, num_classes and options."
         )
     model.load_state_dict(state)
+
+
+def classifier_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """A sentence when the model's last ``nn.Linear`` (its classifier) has another number of
+    outputs in ``state`` (a head trained for other classes), else ''."""
+    last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
+    key = f"{last[0]}.weight".lstrip(".") if last else ""
+    own = model.state_dict().get(key)
+    theirs = state.get(key)
+    if own is None or theirs is None or own.dim() != 2 or theirs.dim() != 2:
+        return ""
+    if theirs.shape[0] == own.shape[0] or theirs.shape[1] != own.shape[1]:
+        return ""
+    return (
+        f"The classifier {key!r} has {theirs.shape[0]} outputs in the checkpoint and "
+        f"{own.shape[0]} in the model: the checkpoint was trained for {theirs.shape[0]} classes "
+        f"(another dataset?), the model is built with num_classes={own.shape[0]}"
+    )

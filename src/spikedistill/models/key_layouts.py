@@ -126,14 +126,16 @@ def rename(state: dict[str, torch.Tensor], rules: Iterable[Rule]) -> dict[str, t
 
 
 def mappings(
-    state: dict[str, torch.Tensor], arch: str | None
+    state: dict[str, torch.Tensor], arch: str | None, own: Iterable[str] = ()
 ) -> tuple[list[tuple[str, dict[str, torch.Tensor]]], str]:
-    """The readings of ``state`` to try on zoo model ``arch``: ``[(label, renamed state)]``, the
-    zoo's own keys first, then the detected layout's rules for ``arch``'s family; and a note
-    for the error message when the detected layout does not map onto ``arch``."""
+    """The readings of ``state`` to try on zoo model ``arch`` (whose keys are ``own``):
+    ``[(label, renamed state)]``, the zoo's own keys first, then the detected layout's rules
+    for ``arch``'s family; and a note for the error message when the detected layout does not
+    map onto ``arch``, unless ``own`` is in that layout too (a torchvision model: the names
+    are the model's, only sizes differ; no renaming would help)."""
     readings = [("zoo keys", state)]
     layout = detect_layout(state)
-    if layout is None or arch is None:
+    if layout is None or arch is None or layout == detect_layout(own):
         return readings, ""
     family = ZOO_FAMILIES.get(arch)
     if (layout, family) in RULES:

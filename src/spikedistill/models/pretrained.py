@@ -3,7 +3,9 @@
 A checkpoint is read in steps, each explicit:
 
 1. unwrap: the state dict itself or under ``model`` / ``state_dict`` / ``net``
-   (``checkpoint.unwrap_state_dict``: RepDistiller, mdistiller, Lightning, spikedistill);
+   (``checkpoint.find_weights``: RepDistiller, mdistiller, Lightning, timm, spikedistill), else
+   the EMA weights under ``state_dict_ema`` / ``model_ema`` / ``ema``; where both are saved,
+   the plain ones (as timm does; a warning says so), or the EMA ones with ``ema=True``;
 2. *views* of its keys, in order: as saved; then, while every key carries one, a prefix cut
    off (``STRIP``: DDP's ``module.``, Lightning's ``model.``); then a sub-model kept
    (``SUBMODELS``: mdistiller's Distiller saves ``student.*`` beside ``teacher.*`` and its
@@ -24,12 +26,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import (
+    find_weights,
     load_checkpoint,
     load_weights,
     mismatches,
     run_checkpoint,
     strip_prefix,
-    unwrap_state_dict,
 )
 from ..errors import CheckpointError
 from .key_layouts import mappings
@@ -74,20 +76,27 @@ def _submodel(state: State) -> tuple[str, State, dict[str, int]] | None:
     return None
 
 
-def _source_state(source: str | os.PathLike | dict) -> State:
-    if isinstance(source, dict):
-        return unwrap_state_dict(source)
-    if os.path.isdir(source):  # a spikedistill run: its best.pt, else last.pt
-        source = run_checkpoint(source)
-    return unwrap_state_dict(load_checkpoint(source))
+def _source_state(source: str | os.PathLike | dict, ema: bool, what: str) -> State:
+    if not isinstance(source, dict):
+        if os.path.isdir(source):  # a spikedistill run: its best.pt, else last.pt
+            source = run_checkpoint(source)
+        source = load_checkpoint(source)
+    state, note = find_weights(source, ema)
+    if note:
+        warnings.warn(f"{what}: loaded the plain weights; {note}", stacklevel=3)
+    return state
 
 
 def load_pretrained(
-    model: nn.Module, source: str | os.PathLike | dict, arch: str | None = None, what: str = "model"
+    model: nn.Module,
+    source: str | os.PathLike | dict,
+    arch: str | None = None,
+    what: str = "model",
+    ema: bool = False,
 ) -> None:
     """Load the weights of checkpoint ``source`` (a path, read with ``weights_only=True``, a
     spikedistill run directory, or the loaded object) into ``model``, zoo model ``arch``
-    (None: no key renaming), strictly.
+    (None: no key renaming), strictly; ``ema``: its EMA weights, not the plain ones.
 
     Raises ``CheckpointError`` naming the missing / unexpected keys or mismatching shapes of
     the closest reading, and the readings tried, when none fits."""
@@ -95,8 +104,8 @@ def load_pretrained(
     tried: list[str] = []
     best: tuple[int, State] | None = None
     notes: list[str] = []
-    for label, state, dropped in views(_source_state(source)):
-        readings, note = mappings(state, arch)
+    for label, state, dropped in views(_source_state(source, ema, what)):
+        readings, note = mappings(state, arch, own)
         notes += [note] if note and note not in notes else []
         for layout, renamed in readings:
             renamed = _with_bn_counters(renamed, own)
