@@ -154,6 +154,23 @@ def test_a_teacher_without_a_method_is_not_used_and_says_so(tmp_path):
     assert not isinstance(trainer.objective, DistillObjective)
 
 
+def test_a_teacher_run_brings_its_options_and_a_spiking_one_is_flagged(tmp_path, teacher_ckpt):
+    from spikedistill.checkpoint import load_checkpoint
+    from spikedistill.distill.teacher import load_teacher
+
+    saved = load_checkpoint(teacher_ckpt)
+    assert saved["config"]["model"]["options"] == {"width": 8}  # not convnet3's default
+    teacher = load_teacher("convnet3", teacher_ckpt, 10, 1)
+    for key, value in teacher.model.state_dict().items():
+        assert torch.equal(value, saved["model"][key]), key
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_teacher("convnet3", teacher_ckpt, 10, 1, {"width": 16})  # given options win
+    saved["config"]["model"]["spiking"] = True
+    torch.save(saved, tmp_path / "snn.pt")
+    with pytest.warns(UserWarning, match="is a spiking run's"):
+        load_teacher("convnet3", str(tmp_path / "snn.pt"), 10, 1)
+
+
 def test_distillation_resume_restores_method_modules(tmp_path, teacher_ckpt):
     overrides = ["train.checkpoint_every=9"]
     full = Trainer(student_cfg(tmp_path, teacher_ckpt, "kd+fitnet", *overrides), tmp_path / "a")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..checkpoint import load_checkpoint, run_checkpoint
 from ..errors import ConfigError
 from ..models import build_model
 from ..models.pretrained import load_pretrained
@@ -47,12 +49,29 @@ def load_teacher(
     train_bn: bool = False,
 ) -> FrozenTeacher:
     """Build ANN ``name`` (a zoo name, ``torchvision:``/``timm:`` or ``package.module:callable``)
-    and load its weights from ``checkpoint`` in any layout ``load_pretrained`` reads."""
+    and load its weights from ``checkpoint`` in any layout ``load_pretrained`` reads. A
+    spikedistill run of ``name`` as ``checkpoint`` gives its ``model.options`` when ``options``
+    are not given."""
     if not name:
         raise ConfigError(
             "distillation needs teacher.name (a zoo name, torchvision:NAME, timm:NAME or "
             "package.module:callable)"
         )
+    loaded = None
+    if checkpoint:
+        loaded = load_checkpoint(
+            run_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
+        )
+        trained = _trained_model(loaded)
+        if trained.get("name") == name and not options:
+            options = trained.get("options") or {}
+        if trained.get("spiking"):
+            warnings.warn(
+                f"teacher.checkpoint {checkpoint!r} is a spiking run's: its weights load into "
+                f"the ANN {name!r}, but were trained with spikes",
+                UserWarning,
+                stacklevel=2,
+            )
     opts = {"in_channels": in_channels, **(options or {})}
     if opts.pop("num_classes", num_classes) != num_classes:
         raise ConfigError(
@@ -67,5 +86,12 @@ def load_teacher(
             stacklevel=2,
         )
     else:
-        load_pretrained(model, checkpoint, arch=name, what=f"teacher {name!r}")
+        load_pretrained(model, loaded, arch=name, what=f"teacher {name!r}")
     return FrozenTeacher(model, train_bn=train_bn)
+
+
+def _trained_model(loaded: Any) -> dict[str, Any]:
+    """The ``model`` section of a spikedistill checkpoint's config, else ``{}``."""
+    config = loaded.get("config") if isinstance(loaded, dict) else None
+    model = config.get("model") if isinstance(config, dict) else None
+    return model if isinstance(model, dict) else {}

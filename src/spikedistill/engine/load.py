@@ -40,16 +40,6 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], Experiment
     return ckpt, cfg
 
 
-def trained_options(path: str | None, name: str) -> dict[str, Any]:
-    """The ``model.options`` a spikedistill run trained model ``name`` with, read from its
-    checkpoint at ``path`` (what rebuilds it as a teacher); ``{}`` for any other file."""
-    try:
-        _, cfg = read_checkpoint(path) if path else (None, None)
-    except SpikeDistillError:  # weights from elsewhere (load_teacher reports a bad file)
-        return {}
-    return dict(cfg.model.options) if cfg and cfg.model.name == name else {}
-
-
 def require_objective(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     """The trained distillation modules (SASTC MLPs, ...) the STM probe restores."""
     if "objective" not in ckpt:

@@ -16,7 +16,6 @@ from ..distill.teacher import load_teacher
 from ..errors import ConfigError
 from ..metrics.stm import stm_variant
 from .config import ExperimentConfig
-from .load import trained_options
 from .objective import build_objective
 
 if TYPE_CHECKING:
@@ -58,10 +57,7 @@ def stm_of_run(
     (``metrics.stm.STM_VARIANTS``)."""
     stm_variant(variant)  # an unknown name fails before any teacher is loaded
     if teacher_name:
-        options = trained_options(teacher_checkpoint, teacher_name)
-        teacher = load_teacher(
-            teacher_name, teacher_checkpoint, num_classes, in_channels, options
-        ).model
+        teacher = load_teacher(teacher_name, teacher_checkpoint, num_classes, in_channels).model
         return stm_probe(student, teacher.to(x.device), x, variant=variant)
     if not cfg.teacher.name:
         raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
