@@ -78,6 +78,7 @@ def pick_dataset(data_dir: str | None) -> str:
 
 def _train(cfg: Any, folder: Path) -> dict:
     """One run of the demo, in its own locked folder (another run there is refused)."""
+    print(f"\n{folder.name}:")  # the epoch lines that follow are this run's
     with claim_run_dir(folder):
         return Trainer(cfg, folder).fit()
 

@@ -88,6 +88,7 @@ class Trainer:
         )
         self.state = TrainState()
         self.unchecked = {"train", "test"} if cfg.data.check_finite else set()  # first passes
+        self.echoed = float("-inf")  # when a step line was last printed (off a terminal)
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
@@ -320,8 +321,9 @@ class Trainer:
             f"[{parts}] lr {self.optimizer.param_groups[0]['lr']:.5f} {rate:.0f} img/s"
         )
         self.logger.log(line)
-        if echo:
+        if echo and time.perf_counter() - self.echoed >= 10:  # a line per 10 s at most
             print(line, flush=True)
+            self.echoed = time.perf_counter()
         self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
 
     def fit(self) -> dict[str, Any]:
