@@ -195,6 +195,14 @@ def test_schema_method_meanings_come_from_the_docstrings(capsys):
     assert rows["distill.options.sastc.weight"] == "the loss weight `beta`"  # first sentence
 
 
+def test_schema_method_types_resolve_aliases(capsys):
+    assert main(["config", "schema", "--json"]) == 0
+    rows = {row["key"]: row["type"] for row in json.loads(capsys.readouterr().out)}
+    assert rows["distill.options.fitnet.student_tap"] == "str | int"  # TapSpec
+    assert rows["distill.options.sastc.teacher_taps"] == "Sequence[str | int] | None"
+    assert rows["distill.options.kd.tau"] == "float"
+
+
 def test_schema_method_defaults(capsys):
     assert main(["config", "schema", "--json"]) == 0
     rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}

@@ -47,6 +47,13 @@ def field_comments(cls: type) -> dict[str, str]:
     }
 
 
+def type_text(hint: Any) -> str:
+    """An annotation with its aliases resolved, as a config's reader needs it:
+    ``Sequence[str | int] | None`` for ``Sequence[TapSpec] | None`` (a path or an index)."""
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    return text.replace("typing.", "").replace("collections.abc.", "")
+
+
 def option_meanings(doc: str | None) -> dict[str, str]:
     """The ``Options:`` section of a docstring: ``- ``a`` / ``b``: meaning`` bullets
     (continued on indented lines) -> {option: the meaning's first sentence}."""
@@ -126,7 +133,7 @@ def method_option_keys() -> list[Key]:
             keys.append(
                 Key(
                     f"distill.options.{name}.{option}",
-                    "str" if choices else str(param.annotation),
+                    "str" if choices else type_text(hint),
                     default,
                     list(choices) if choices else None,
                     meaning,
