@@ -59,10 +59,14 @@ class OwnAnn(nn.Module):
 def test_train_records_the_run_and_load_model_gives_the_trained_student(tmp_path):
     train, test, x = loaders()
     student = sd.build_model("convnet3", num_classes=4, in_channels=1, spiking=True, T=2)
-    summary = sd.train(student, train, test, teacher=OwnAnn(), method="kd+fitnet",
+    teacher = OwnAnn().train()
+    teacher.conv.eval()  # a module of another mode: kept too
+    summary = sd.train(student, train, test, teacher=teacher, method="kd+fitnet",
                        options={"fitnet": {"teacher_tap": "conv"}}, out=tmp_path / "run",
                        settings={"train.epochs": 2, "optim.lr": 0.05})  # fmt: skip
     assert summary["epochs"] == 2
+    assert teacher.training and not teacher.conv.training  # frozen only while training
+    assert all(p.requires_grad for p in teacher.parameters())
     cfg = (tmp_path / "run/config.yaml").read_text()
     assert "name: convnet3" in cfg and "batch_size: 16" in cfg and "name: python" in cfg
     student.eval()

@@ -11,6 +11,7 @@ is built by you and handed to ``load_model(run, model=student)``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import os
@@ -226,6 +227,23 @@ def module_config(
     return cfg
 
 
+@contextlib.contextmanager
+def lent(module: nn.Module | None) -> Iterator[None]:
+    """Restore ``module``'s modes and ``requires_grad`` flags afterwards (training freezes a
+    teacher)."""
+    modules = list(module.modules()) if module is not None else []
+    modes = [m.training for m in modules]
+    params = list(module.parameters()) if module is not None else []
+    flags = [p.requires_grad for p in params]
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.training = mode
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
 def train(
     student: nn.Module,
     train_loader: Any,
@@ -245,13 +263,18 @@ def train(
     every epoch; ``options`` per method (``{"kd": {"tau": 4}}``), ``settings`` any other
     config key (``{"train.epochs": 5, "optim.lr": 0.05}``). Writes the run into ``out`` (a new
     or empty folder, or the same run with ``resume=True``; ``force``: also after changed
-    settings, such as more epochs) and returns its summary (``metrics.json``'s)."""
+    settings, such as more epochs) and returns its summary (``metrics.json``'s). The teacher,
+    frozen while training, is given back as it came (each module's mode, each parameter's
+    ``requires_grad``), on the training device."""
     method = method or ("kd" if teacher is not None else "none")
     cfg = module_config(student, (train_loader, test_loader), method, options, settings)
     if method != "none" and teacher is None:
         raise ConfigError(f"method {method!r} needs a teacher (teacher=...)")
     run_dir = Path(out)
-    with claim_run_dir(run_dir, resume=resume, names=PYTHON_NAMES):  # never over another run
+    with (
+        claim_run_dir(run_dir, resume=resume, names=PYTHON_NAMES),  # never over another run
+        lent(teacher),
+    ):
         trainer = ModuleTrainer(cfg, run_dir, student, train_loader, test_loader, teacher)
         try:
             if resume and (run_dir / "last.pt").exists():
