@@ -311,7 +311,7 @@ def test_method_options_with_choices_are_checked_when_the_config_loads():
     anything else fails at load (so ``config show`` catches it, not only ``train``)."""
     from spikedistill.cli.config_schema import method_option_keys
 
-    keys = [k for k in method_option_keys() if k.allowed]
+    keys = [k for k in method_option_keys() if k.allowed and k.type == "str"]
     names = {k.key.removeprefix("distill.options.") for k in keys}
     assert names == {
         "brd.mapping",
@@ -329,3 +329,33 @@ def test_method_options_with_choices_are_checked_when_the_config_loads():
             assert cfg.distill.options[method][k.key.rsplit(".", 1)[1]] == value
         with pytest.raises(ConfigError, match=rf"{k.key}: expected one of .*, got 'bogus'"):
             load_config(None, [f"distill.method={method}", f"{k.key}=bogus"])
+
+
+def test_method_options_with_bounds_are_checked_when_the_config_loads():
+    """Numbers with a range (``typed.Bounds``): the schema lists it, the default loads, a value
+    just outside fails at load with the range."""
+    from spikedistill.cli.config_schema import method_option_keys
+
+    outside = {"> 0": 0, ">= 0": -1, ">= 1": 0, ">= 0 and <= 1": 1.5}
+    bounded = {
+        k.key.removeprefix("distill.options."): k for k in method_option_keys() if k.type != "str"
+    }
+    ranges = {name: k.allowed for name, k in bounded.items() if k.allowed}
+    assert ranges == {
+        "brd.tau": ["> 0"],
+        "brd.curriculum_epochs": [">= 0"],
+        "kd.tau": ["> 0"],
+        "nld.tau": ["> 0"],
+        "nld.noise_weight": [">= 0 and <= 1"],
+        "samd.tau": ["> 0"],
+        "sastc.embed_dim": [">= 1"],
+        "sastc.warmup_epochs": [">= 0"],
+    }
+    for name, (bound,) in ranges.items():
+        method = name.split(".")[0]
+        if bounded[name].default is not None:
+            load_config(
+                None, [f"distill.method={method}", f"{bounded[name].key}={bounded[name].default}"]
+            )
+        with pytest.raises(ConfigError, match=rf"{bounded[name].key} must be {bound}, got"):
+            load_config(None, [f"distill.method={method}", f"{bounded[name].key}={outside[bound]}"])

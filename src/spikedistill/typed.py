@@ -12,7 +12,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from .errors import ConfigError
 
@@ -20,6 +20,41 @@ C = TypeVar("C")
 INT_RANGE = (-(2**63), 2**63)  # what torch and numpy take as an integer
 _LISTS = (list, tuple, collections.abc.Sequence)
 _MAPPINGS = (dict, collections.abc.Mapping)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """A number's range, checked with its annotation: ``Annotated[float, Bounds(gt=0)]``."""
+
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+
+    def __str__(self) -> str:
+        parts = [(">", self.gt), (">=", self.ge), ("<=", self.le)]
+        return " and ".join(f"{op} {bound:g}" for op, bound in parts if bound is not None)
+
+    def check(self, value: float, path: str) -> None:
+        if (
+            (self.gt is not None and not value > self.gt)
+            or (self.ge is not None and not value >= self.ge)
+            or (self.le is not None and not value <= self.le)
+        ):
+            raise ConfigError(f"{path} must be {self}, got {value!r}")
+
+
+Positive = Annotated[float, Bounds(gt=0)]
+Fraction = Annotated[float, Bounds(ge=0, le=1)]
+Count = Annotated[int, Bounds(ge=0)]
+
+
+def bounds_of(tp: Any) -> Bounds | None:
+    """The ``Bounds`` of an annotation (also inside ``X | None``), else ``None``."""
+    if typing.get_origin(tp) is Annotated:
+        return next((m for m in tp.__metadata__ if isinstance(m, Bounds)), None)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return next(filter(None, map(bounds_of, typing.get_args(tp))), None)
+    return None
 
 
 def _type_name(tp: Any) -> str:
@@ -58,6 +93,11 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     """``value`` checked against annotation ``tp`` (ints are accepted for floats; floats must
     be finite); dataclasses are built from mappings. Unknown annotations accept anything."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        value = coerce(value, typing.get_args(tp)[0], path)
+        for bound in (m for m in tp.__metadata__ if isinstance(m, Bounds)):
+            bound.check(value, path)
+        return value
     if origin in (typing.Union, types.UnionType):
         return _coerce_union(value, typing.get_args(tp), path)
     if origin is typing.Literal:
@@ -121,7 +161,7 @@ def parameter_types(func: Callable[..., Any], skip: Iterable[str] = ()) -> dict[
     annotations (``Any`` where there is none); ``*args``/``**kwargs`` and ``skip`` left out."""
     target = func.__init__ if isinstance(func, type) else func  # type: ignore[misc]
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # an annotation that does not resolve: check names only
         hints = {}
     params = inspect.signature(target).parameters.values()

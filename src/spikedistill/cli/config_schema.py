@@ -14,6 +14,7 @@ import json
 import re
 import textwrap
 import tokenize
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,14 @@ def field_comments(cls: type) -> dict[str, str]:
 
 def type_text(hint: Any) -> str:
     """An annotation with its aliases resolved, as a config's reader needs it:
-    ``Sequence[str | int] | None`` for ``Sequence[TapSpec] | None`` (a path or an index)."""
+    ``Sequence[str | int] | None`` for ``Sequence[TapSpec] | None`` (a path or an index);
+    a number's bounds are listed with the allowed values."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return type_text(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        return " | ".join("None" if a is type(None) else type_text(a) for a in args)
     text = hint.__name__ if isinstance(hint, type) else str(hint)
     return text.replace("typing.", "").replace("collections.abc.", "")
 
@@ -116,7 +124,7 @@ def method_option_keys() -> list[Key]:
     from .. import distill  # noqa: F401  (fill the registry)
     from ..distill.base import METHODS
     from ..engine.options import SET_BY_TRAINER
-    from ..typed import parameter_types
+    from ..typed import bounds_of, parameter_types
 
     keys = []
     for name in METHODS.names():
@@ -130,12 +138,13 @@ def method_option_keys() -> list[Key]:
             if option in SET_BY_TRAINER:
                 default, meaning = None, SET_BY_TRAINER[option]
             choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+            bounds = bounds_of(hint)
             keys.append(
                 Key(
                     f"distill.options.{name}.{option}",
                     "str" if choices else type_text(hint),
                     default,
-                    list(choices) if choices else None,
+                    list(choices) if choices else [str(bounds)] if bounds else None,
                     meaning,
                 )
             )

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import ZooModel
-from ..typed import coerce
+from ..typed import Count, Positive, coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .brd_branches import resolve_branches, teacher_rest
 from .kd import kd_loss
@@ -119,18 +119,18 @@ class BRD(DistillMethod):
         mapping: MappingKind = "affine",
         weights: BranchWeights = "exp",
         kd_weight: float = 1.0,
-        tau: float = 4.0,
+        tau: Positive = 4.0,
         ce: bool = True,
         weight: float = 1.0,
-        curriculum_epochs: int = 0,
+        curriculum_epochs: Count = 0,
         init_from_teacher: bool = False,
         branches: list[str] | None = None,
     ) -> None:
         super().__init__()
         coerce(mapping, MappingKind, "brd mapping")
         coerce(weights, BranchWeights, "brd weights")
-        if tau <= 0 or curriculum_epochs < 0:
-            raise ConfigError("brd needs tau > 0 and curriculum_epochs >= 0")
+        coerce(tau, Positive, "brd tau")
+        coerce(curriculum_epochs, Count, "brd curriculum_epochs")
         _check_zoo_pair(student, teacher)
         stages = list(student.stage_names)
         if stages != list(teacher.stage_names) or len(stages) < 2:

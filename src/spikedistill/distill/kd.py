@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..typed import Positive, coerce
 from .base import DistillBatch, DistillMethod, register_method
 
 
@@ -31,12 +31,10 @@ class KD(DistillMethod):
     name = "kd"
 
     def __init__(
-        self, student: nn.Module, teacher: nn.Module, tau: float = 4.0, weight: float = 1.0
+        self, student: nn.Module, teacher: nn.Module, tau: Positive = 4.0, weight: float = 1.0
     ) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ConfigError(f"kd tau must be > 0, got {tau}")
-        self.tau, self.weight = tau, weight
+        self.tau, self.weight = coerce(tau, Positive, "kd tau"), weight
 
     def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         loss = kd_loss(batch.student_logits, batch.teacher_logits, self.tau)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import coerce
+from ..typed import Fraction, Positive, coerce
 from .base import DistillBatch, DistillMethod, register_method
 
 NoiseScale = Literal["variance", "std"]  # the noise scaled by sigma^2 or by sigma
@@ -93,16 +93,14 @@ class NLD(DistillMethod):
         self,
         student: nn.Module,
         teacher: nn.Module,
-        tau: float = 2.0,
-        noise_weight: float = 0.9,
+        tau: Positive = 2.0,
+        noise_weight: Fraction = 0.9,
         weight: float = 1.0,
         noise_scale: NoiseScale = "variance",
     ) -> None:
         super().__init__()
-        if not tau > 0:
-            raise ConfigError(f"nld tau must be > 0, got {tau}")
-        if not 0.0 <= noise_weight <= 1.0:
-            raise ConfigError(f"nld noise_weight must be in [0, 1], got {noise_weight}")
+        coerce(tau, Positive, "nld tau")
+        coerce(noise_weight, Fraction, "nld noise_weight")
         coerce(noise_scale, NoiseScale, "nld noise_scale")
         self.tau, self.noise_weight = float(tau), float(noise_weight)
         self.weight, self.noise_scale = float(weight), noise_scale

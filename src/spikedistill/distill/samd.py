@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import coerce
+from ..typed import Positive, coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, feature_map_path, resolve_tap
 
@@ -214,7 +214,7 @@ class SAMD(DistillMethod):
         self,
         student: nn.Module,
         teacher: nn.Module,
-        tau: float = 2.0,
+        tau: Positive = 2.0,
         weight: float = 1.0,
         scaling: Scaling = "batch",
         student_tap: TapSpec | None = None,
@@ -222,8 +222,7 @@ class SAMD(DistillMethod):
         teacher_fc: str | None = None,
     ) -> None:
         super().__init__()
-        if tau <= 0:
-            raise ConfigError(f"samd tau must be > 0, got {tau}")
+        coerce(tau, Positive, "samd tau")
         coerce(scaling, Scaling, "samd scaling")
         self.teacher_tap, self.teacher_fc = _teacher_cam_layers(teacher, teacher_tap, teacher_fc)
         self.tau, self.weight, self.scaling = float(tau), float(weight), scaling

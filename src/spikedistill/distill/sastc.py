@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import coerce
+from ..typed import Bounds, Count, coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, resolve_taps
 
@@ -64,6 +64,7 @@ REGRESSOR_KERNELS = {
     "conv1x1": 1,  # ours: 9x fewer multiply-adds in the first conv
 }
 RegressorKind = Literal[tuple(REGRESSOR_KERNELS)]  # the option's values: the table's names
+EmbedDim = Annotated[int, Bounds(ge=1)]
 
 
 def regressor(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
@@ -128,8 +129,8 @@ class SASTC(DistillMethod):
         teacher_taps: Sequence[TapSpec] | None = None,
         weight: float = 100.0,
         mlp_dim: int | None = None,
-        embed_dim: int | None = None,
-        warmup_epochs: int = 5,
+        embed_dim: EmbedDim | None = None,
+        warmup_epochs: Count = 5,
         regressor: RegressorKind = "conv3x3",
     ) -> None:
         super().__init__()
@@ -140,10 +141,8 @@ class SASTC(DistillMethod):
                 f"{what} too small for SASTC: needs >= 4 per device "
                 f"(the similarity embedding has B // 4 dimensions), got B={size!r}"
             )
-        if embed_dim is not None and embed_dim < 1:
-            raise ConfigError(f"sastc embed_dim must be >= 1 (or null = B // 4), got {embed_dim}")
-        if warmup_epochs < 0:
-            raise ConfigError(f"sastc warmup_epochs must be >= 0, got {warmup_epochs}")
+        coerce(embed_dim, EmbedDim | None, "sastc embed_dim")
+        coerce(warmup_epochs, Count, "sastc warmup_epochs")
         self.batch_size = size
         self.embed_dim = size // 4 if embed_dim is None else embed_dim
         self.weight = float(weight)
