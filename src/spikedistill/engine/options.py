@@ -68,8 +68,9 @@ def check_distill_section(cfg: ExperimentConfig) -> None:
             )
         types = parameter_types(METHODS.get(name), skip=("student", "teacher"))
         checked = check_options(section, types, f"distill.options.{name}", f"method {name!r}")
-        for key in sorted(SET_BY_TRAINER.keys() & checked.keys()):
-            raise ConfigError(f"distill.options.{name}.{key}: {SET_BY_TRAINER[key]}")
+        preset = sorted(SET_BY_TRAINER.keys() & checked.keys())
+        if preset:
+            raise ConfigError(f"distill.options.{name}.{preset[0]}: {SET_BY_TRAINER[preset[0]]}")
         for key, value in checked.items():
             if key.endswith("weight") and isinstance(value, int | float) and value < 0:
                 raise ConfigError(
