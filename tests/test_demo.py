@@ -1,9 +1,15 @@
+import warnings
+
 from spikedistill.cli import main
 from spikedistill.demo import run_demo
 
 
 def test_demo_distils_students_and_writes_a_plot(tmp_path, capsys):
-    summaries = run_demo(out=str(tmp_path / "demo"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summaries = run_demo(out=str(tmp_path / "demo"))
+    ours = [str(w.message) for w in caught if "spikedistill" in w.filename]
+    assert ours == []  # a first user's run says nothing to fix
     assert list(summaries) == ["teacher (ANN)", "none", "kd", "kd+sastc"]
     assert summaries["teacher (ANN)"]["best_top1"] > 90
     assert all(s["last_top1"] > 50 for s in summaries.values())  # chance is 10%

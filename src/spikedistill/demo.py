@@ -96,6 +96,11 @@ def _run_demo(dataset: str, out_dir: Path, data_dir: str | None, seed: int) -> d
     print(f"demo on {dataset}: teacher and three spiking students, runs in {out_dir}")
     teacher_cfg = _config("teacher", dataset, data_dir, False, plan["teacher"], seed)
     summaries = {"teacher (ANN)": _train(teacher_cfg, out_dir / "teacher")}
+    teacher = {
+        "name": "convnet3",
+        "checkpoint": str(out_dir / "teacher" / "best.pt"),
+        "options": {"width": 16},
+    }
     for label, method in METHODS.items():
         cfg = _config(
             label,
@@ -104,11 +109,7 @@ def _run_demo(dataset: str, out_dir: Path, data_dir: str | None, seed: int) -> d
             True,
             plan["student"],
             seed,
-            teacher={
-                "name": "convnet3",
-                "checkpoint": str(out_dir / "teacher" / "best.pt"),
-                "options": {"width": 16},
-            },
+            **({"teacher": teacher} if method != "none" else {}),
             distill={"method": method},
         )
         summaries[label] = _train(cfg, out_dir / label)
