@@ -13,7 +13,7 @@ from torch import nn
 
 from spikedistill.cli import main
 from spikedistill.models import build_model
-from spikedistill.spiking import LIF_BACKENDS, lif_multistep, neuron_config, set_backend
+from spikedistill.spiking import LIF, LIF_BACKENDS, lif_multistep, neuron_config, set_backend
 from test_backends import charge_on_the_threshold
 
 pytestmark = [
@@ -91,6 +91,22 @@ def test_charges_on_the_threshold_fire_the_cpu_bits_on_cuda(backend):
     x = charge_on_the_threshold(cfg)
     expected = lif_multistep(x, cfg, backend="torch")
     assert torch.equal(lif_multistep(x.to(CUDA), cfg, backend=backend).cpu(), expected)
+
+
+@pytest.mark.parametrize("backend", ["torch", *GPU_BACKENDS])
+def test_a_compiled_neuron_fires_the_cpu_bits_on_cuda(backend):
+    """``train.compile``: Inductor takes the neuron into the model's graph (the Triton kernels
+    as user-defined kernels, the torch and compile scans fused with the rest) and launches it
+    with its own options, which may contract ``k x + decay u``."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    cfg = neuron_config("tdbn", decay=0.8)
+    x = charge_on_the_threshold(cfg)
+    expected = lif_multistep(x, cfg, backend="torch")
+    x_cuda = x.to(CUDA).requires_grad_(True)
+    spikes = torch.compile(LIF(cfg, backend=backend))(x_cuda)
+    spikes.sum().backward()  # the training graph: forward and backward
+    assert torch.equal(spikes.detach().cpu(), expected) and x_cuda.grad is not None
 
 
 @pytest.mark.parametrize("case", ["drive", "charge"])
