@@ -51,6 +51,26 @@ def test_stm_last10_in_the_run_summary():
     assert "stm_last10" not in plain and "stm_variant" not in plain
 
 
+def test_a_baseline_run_records_its_stm_against_the_teacher(tmp_path, capsys):
+    """distill.method none with a teacher and train.stm_every: CE training, the STM recorded
+    each epoch, equal to eval --stm of the run (the same teacher, the same first batch)."""
+    (tmp_path / "tiny.yaml").write_text("name: stm\n")
+    argv = ["train", str(tmp_path / "tiny.yaml"), *TINY, "distill.method=none"]
+    teacher = tmp_path / "teacher"
+    assert main([*argv, "model.spiking=false", "train.stm_every=0", "--out", str(teacher)]) == 0
+    assert "teacher is not used" in capsys.readouterr().err  # no STM asked: the warning
+    out = tmp_path / "run"
+    argv.append(f"teacher.checkpoint={teacher / 'best.pt'}")
+    assert main([*argv, "train.epochs=2", "--out", str(out)]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert [set(row) & {"train_kd"} for row in summary["history"]] == [set(), set()]
+    recorded = [row["stm"] for row in summary["history"]]
+    assert all(math.isfinite(v) for v in recorded) and recorded[0] != recorded[1]
+    assert "teacher is not used" not in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--stm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stm"] == pytest.approx(recorded[-1], rel=1e-9)
+
+
 def test_periodic_and_eval_stm_follow_the_variant(tmp_path, capsys):
     (tmp_path / "tiny.yaml").write_text("name: stm\n")
     out = tmp_path / "run"

@@ -50,10 +50,11 @@ def build_objective(
     check_distill_section(cfg)  # also when cfg was built in Python, not loaded
     names = parse_methods(cfg.distill.method)
     if not names:
-        if cfg.teacher.name or teacher is not None:
+        if (cfg.teacher.name or teacher is not None) and not cfg.train.stm_every:
             warnings.warn(
                 "a teacher is set but distill.method is none: training with CE only, the "
-                "teacher is not used (set distill.method, e.g. kd, to distil)",
+                "teacher is not used (set distill.method, e.g. kd, to distil, or "
+                "train.stm_every to measure the STM against it)",
                 UserWarning,
                 stacklevel=2,
             )

@@ -72,20 +72,30 @@ def stm_of_run(
 
 
 def periodic_stm(trainer: Trainer, epoch: int) -> float | None:
-    """STM (docs/methods.md §2.7; ``train.stm_variant``) of a distilling trainer's student
-    against its teacher on the first test batch of ``data.batch_size`` samples (SASTC runs:
-    paired by their attention), in the epochs ``train.stm_every`` asks for; else ``None``."""
-    every, objective = trainer.cfg.train.stm_every, trainer.objective
-    if not every or epoch % every or not isinstance(objective, DistillObjective):
+    """STM (docs/methods.md §2.7; ``train.stm_variant``) of a trainer's student against its
+    teacher (distilling, or a baseline run that names one) on the first test batch of
+    ``data.batch_size`` samples (SASTC runs: paired by their attention), in the epochs
+    ``train.stm_every`` asks for; else ``None``."""
+    cfg, objective = trainer.cfg, trainer.objective
+    if not cfg.train.stm_every or epoch % cfg.train.stm_every:
+        return None
+    if isinstance(objective, DistillObjective):
+        teacher, sastc = objective.teacher.model, dict(objective.methods).get("sastc")
+    elif cfg.teacher.name:
+        teacher, sastc = baseline_teacher(trainer), None
+    else:
         return None
     batch_size = trainer.train_loader.batch_size
     loader = make_loader(trainer.test_set, batch_size, train=False, info=trainer.info)
     x, _ = next(iter(loader))
-    sastc = dict(objective.methods).get("sastc")
-    return stm_probe(
-        trainer.model,
-        objective.teacher.model,
-        x.to(trainer.device),
-        sastc=sastc,
-        variant=trainer.cfg.train.stm_variant,
-    )
+    x = x.to(trainer.device)
+    return stm_probe(trainer.model, teacher, x, sastc=sastc, variant=cfg.train.stm_variant)
+
+
+def baseline_teacher(trainer: Trainer) -> nn.Module:
+    """The teacher a run without distillation measures its STM against, loaded once."""
+    if getattr(trainer, "stm_teacher", None) is None:
+        t, info = trainer.cfg.teacher, trainer.info
+        teacher = load_teacher(t.name, t.checkpoint, info.num_classes, info.in_channels, t.options)
+        trainer.stm_teacher = teacher.model.to(trainer.device)
+    return trainer.stm_teacher
