@@ -168,3 +168,46 @@ def test_a_spikingjelly_student_trains_with_every_feature_method(tmp_path):
                        method="kd+fitnet+sastc+samd+nld", settings={"train.epochs": 1})  # fmt: skip
     terms = summary["history"][0]
     assert all(terms[f"train_{m}"] > 0 for m in ("kd", "fitnet", "sastc", "samd", "nld"))
+
+
+class StepNet(nn.Module):
+    """snnTorch's way on 1 x 12 x 12 images: a loop over T, one ``snn.Leaky`` keeping its
+    membrane; ``reset`` in forward, ``per_step`` honoured, a ``T``, each as asked."""
+
+    spiking = True
+
+    def __init__(self, reset=True, per_step=True, T=2):
+        super().__init__()
+        snn = pytest.importorskip("snntorch")
+        if T is not None:
+            self.T = T
+        self.reset, self.per_step = reset, per_step
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.lif = snn.Leaky(0.5, init_hidden=True)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x, per_step=False):
+        from snntorch import utils
+
+        if self.reset:
+            utils.reset(self)
+        steps = torch.stack([self.fc(self.lif(self.conv(x)).mean(dim=(2, 3))) for _ in range(2)])
+        return steps if per_step and self.per_step else steps.mean(0)
+
+
+@pytest.mark.parametrize(
+    ("net", "fragment"),
+    [
+        (lambda: StepNet(reset=False), "reset it at the start of its forward"),
+        (lambda: StepNet(T=None), "says spiking=True, so it needs T"),
+        (lambda: StepNet(per_step=False), "per-step logits are [T=2, B, K]"),
+    ],
+    ids=["state-kept", "no-T", "per-step-ignored"],
+)
+def test_a_student_breaking_the_contract_is_told_how(tmp_path, net, fragment):
+    train, test, _ = loaders()
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        sd.train(net(), train, test, teacher=OwnAnn(), method="kd", out=tmp_path / "run",
+                 settings={"train.epochs": 1})  # fmt: skip
+    sd.train(StepNet(), train, test, teacher=OwnAnn(), method="kd", out=tmp_path / "ok",
+             settings={"train.epochs": 1})  # fmt: skip

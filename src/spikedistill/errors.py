@@ -57,3 +57,15 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and (
         "out of memory" in text or "can't allocate memory" in text
     )
+
+
+def backward_error(err: RuntimeError) -> Exception:
+    """``err``, or what to do when the student kept autograd state from the batch before (a
+    neuron's membrane: snnTorch's ``init_hidden=True`` neurons, not reset in ``forward``)."""
+    if "backward through the graph a second time" not in str(err):
+        return err
+    return ConfigError(
+        "the student keeps state from the batch before (a neuron's membrane, as snnTorch's "
+        "init_hidden=True neurons do): reset it at the start of its forward, e.g. "
+        "snntorch.utils.reset(self)"
+    )

@@ -46,10 +46,17 @@ def build_method(
 
 
 def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Per-step logits ``[T, B, K]`` of a student (``T = 1`` for an ANN)."""
-    if is_spiking(student):
-        return student(x, per_step=True)
-    return student(x).unsqueeze(0)
+    """Per-step logits ``[T, B, K]`` of a student (``T = 1`` for an ANN; ``[1, B, K]``: a
+    student that gives only its mean over time)."""
+    if not is_spiking(student):
+        return student(x).unsqueeze(0)
+    steps, T = student(x, per_step=True), time_steps(student)
+    if steps.dim() != 3 or steps.shape[0] not in (1, T):
+        raise ConfigError(
+            f"{type(student).__name__}(x, per_step=True) gives shape {tuple(steps.shape)}; a "
+            f"spiking student's per-step logits are [T={T}, B, K] (or [1, B, K])"
+        )
+    return steps
 
 
 def time_first_features(

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..data.info import DatasetInfo
 from ..errors import ConfigError
+from ..models.contract import time_steps
 from ..models.external import find_callable
 from .config import ExperimentConfig, config_from_dict
 from .objective import build_objective
@@ -148,7 +149,7 @@ def model_section(student: nn.Module) -> dict[str, Any]:
     its class as ``package.module:Class``."""
     section = {"spiking": bool(getattr(student, "spiking", False))}
     if section["spiking"]:
-        section["T"] = int(student.T)
+        section["T"] = time_steps(student)  # an SNN without T: one line saying so
     spec = dict(getattr(student, "zoo_spec", {}))
     spec.pop("in_channels", None)
     spec.pop("T", None)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..checkpoint import SCHEMA_VERSION, atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError, NonFiniteLossError, backward_error
 from ..models.pretrained import load_pretrained
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
@@ -223,10 +223,11 @@ class Trainer:
             self.scheduler.step()  # the schedule stays aligned with the data
             return None
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-        else:
-            self.scaler.scale(loss).backward()
+        try:  # a student keeping autograd state across batches fails here
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        except RuntimeError as err:
+            raise backward_error(err) from None
+        if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -311,8 +312,7 @@ class Trainer:
         return {**epoch_means(sums), "seconds": run["seconds"]}
 
     def _log_step(self, values, total: float, n_batches: int, rate: float, echo: bool) -> None:
-        """The periodic log line (also printed with ``echo``) and scalars, after checking the
-        weights are still finite."""
+        """The periodic log line (printed too with ``echo``) and scalars; weights checked."""
         s = self.state
         check_finite_model(self.step_module, f"after step {s.global_step}")
         parts = " ".join(f"{k} {v:.4f}" for k, v in values.items())
