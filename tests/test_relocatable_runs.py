@@ -104,7 +104,9 @@ def test_a_run_resumes_from_its_own_config_yaml_and_keeps_it_current(project, ca
     """The run's config.yaml names the teacher relative to the run folder; --force rewrites
     it with the changed config."""
     config = "runs/student/config.yaml"
-    assert main(["train", config, "--out", "runs/student", "--resume"]) == 0
+    assert main(["train", config, "--resume"]) == 0  # its own run: no --out needed
+    assert main(["train", "exp.yaml", "--resume"]) == 2  # any other file needs --out
+    assert "--resume needs --out RUN_DIR" in capsys.readouterr().err
     assert main(["train", config, "train.epochs=2", "--out", "runs/student", "--resume",
                  "--force"]) == 0  # fmt: skip
     stored = yaml.safe_load((project / config).read_text())
