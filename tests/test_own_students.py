@@ -239,7 +239,8 @@ def test_taps_that_run_an_unexpected_number_of_times_are_refused():
             student, x, y
         )
 
-    with pytest.raises(ConfigError, match=r"ran several times in one forward \({'stem': 2}\)"):
+    once = r"TwiceRun's feature taps ran several times in one forward \({'stem': 2}\)"
+    with pytest.raises(ConfigError, match=once):
         batch(TwiceRun(1), TwiceRun(2))  # the teacher's
     with pytest.raises(ConfigError, match=r"'stem' ran 3 times in one forward.*run T=2 times"):
         batch(TwiceRun(3), TwiceRun(1))

@@ -84,6 +84,7 @@ class FeatureTaps:
         repeats: Literal["stack", "refuse"] = "refuse",
     ) -> None:
         modules = dict(model.named_modules())
+        self.owner = type(model).__name__
         self.paths = list(dict.fromkeys(paths))
         self.repeats = repeats
         self.runs: dict[str, int] = {}
@@ -121,8 +122,8 @@ class FeatureTaps:
         repeated = {p: n for p, n in self.runs.items() if n > 1}
         if repeated and self.repeats == "refuse":
             raise ConfigError(
-                f"feature taps ran several times in one forward ({repeated}); tap modules "
-                "that run once"
+                f"{self.owner}'s feature taps ran several times in one forward ({repeated}); "
+                "tap modules that run once"
             )
         return {
             p: outs[0][0] if len(outs) == 1 else torch.stack([o for o, _ in outs])

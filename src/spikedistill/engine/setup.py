@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..errors import ConfigError, first_line, is_out_of_memory
+from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memory
 from ..models import build_model
 from ..spiking import fuse_units
 from .config import ExperimentConfig
@@ -76,7 +76,7 @@ def first_forward(what: str, x: torch.Tensor) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, ValueError, IndexError) as err:
-        if is_out_of_memory(err):
+        if is_out_of_memory(err) or isinstance(err, SpikeDistillError):  # says what it is
             raise
         raise ConfigError(
             f"{what} cannot run on this data (a batch of shape {tuple(x.shape)}): {first_line(err)}"
