@@ -281,6 +281,12 @@ ROWS = [
         _copy_run(),
     ),
     (
+        "resume-force-another-objective",
+        [*TEACHER, "--resume", "--force"],
+        "the run's objective (its methods') checkpoint does not fit the architecture: missing",
+        _copy_run(),
+    ),
+    (
         "resume-changed-config",
         ["optim.lr=0.5", "--resume"],
         "differs from the run's in optim.lr",

@@ -83,8 +83,8 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
             f"has {steps} steps here (another data.batch_size or dataset?)"
         )
     load_weights(trainer.model, ckpt["model"], "run")
+    load_weights(trainer.objective, ckpt["objective"], "the run's objective (its methods')")
     try:
-        trainer.objective.load_state_dict(ckpt["objective"])
         trainer.optimizer.load_state_dict(ckpt["optimizer"])
         trainer.scheduler.load_state_dict(ckpt["scheduler"])
         if trainer.scaler is not None and ckpt.get("scaler"):
