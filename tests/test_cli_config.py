@@ -336,7 +336,7 @@ def test_method_options_with_bounds_are_checked_when_the_config_loads():
     just outside fails at load with the range."""
     from spikedistill.cli.config_schema import method_option_keys
 
-    outside = {"> 0": 0, ">= 0": -1, ">= 1": 0, ">= 0 and <= 1": 1.5}
+    outside = {"> 0": 0, ">= 0": -1, ">= 1": 0, ">= 4": 3, ">= 0 and <= 1": 1.5}
     bounded = {
         k.key.removeprefix("distill.options."): k for k in method_option_keys() if k.type != "str"
     }
@@ -349,6 +349,7 @@ def test_method_options_with_bounds_are_checked_when_the_config_loads():
         "nld.noise_weight": [">= 0 and <= 1"],
         "samd.tau": ["> 0"],
         "sastc.embed_dim": [">= 1"],
+        "sastc.mlp_dim": [">= 4"],
         "sastc.warmup_epochs": [">= 0"],
     }
     for name, (bound,) in ranges.items():

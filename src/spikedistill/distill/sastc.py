@@ -65,6 +65,7 @@ REGRESSOR_KERNELS = {
 }
 RegressorKind = Literal[tuple(REGRESSOR_KERNELS)]  # the option's values: the table's names
 EmbedDim = Annotated[int, Bounds(ge=1)]
+MlpDim = Annotated[int, Bounds(ge=4)]  # the embedding has B // 4 >= 1 dimensions
 
 
 def regressor(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
@@ -128,7 +129,7 @@ class SASTC(DistillMethod):
         student_taps: Sequence[TapSpec] | None = None,
         teacher_taps: Sequence[TapSpec] | None = None,
         weight: float = 100.0,
-        mlp_dim: int | None = None,
+        mlp_dim: MlpDim | None = None,
         embed_dim: EmbedDim | None = None,
         warmup_epochs: Count = 5,
         regressor: RegressorKind = "conv3x3",
