@@ -16,6 +16,8 @@ from torch import nn
 
 from repdistiller_models import build as build_repdistiller
 from spikedistill.checkpoint import load_checkpoint, safe_globals
+from spikedistill.distill.teacher import load_teacher
+from spikedistill.engine.config import load_config
 from spikedistill.errors import CheckpointError
 from spikedistill.models import build_model
 from spikedistill.models.pretrained import load_pretrained
@@ -58,6 +60,11 @@ def test_timm_train_py_checkpoint_with_args_and_ema(tmp_path):
     zoo = build_model("resnet18_imagenet", 10)
     load_pretrained(zoo, tmp_path / "model_best.pth.tar", "resnet18_imagenet", ema=True)
     assert_same_outputs(averaged, zoo, IMAGENET)
+    # from a config: teacher.ema
+    cfg = load_config(None, ["teacher.ema=true"])
+    teacher = load_teacher("resnet18_imagenet", str(tmp_path / "model_best.pth.tar"), 10, 3,
+                           ema=cfg.teacher.ema)  # fmt: skip
+    assert_same_outputs(averaged, teacher.model, IMAGENET)
 
 
 def test_deit_checkpoint_with_model_ema(tmp_path):

@@ -139,7 +139,7 @@ def find_weights(obj: Any, ema: bool = False) -> tuple[dict[str, torch.Tensor], 
             f"found {_top_level(obj)})"
         )
     if plain is not None and not ema:
-        note = f"left aside the EMA weights under {key!r} (load_pretrained's ema=True)"
+        note = f"left aside the EMA weights under {key!r} (teacher.ema: true takes them)"
         return plain, note if key else ""
     if averaged is not None:
         return averaged, ""

@@ -47,11 +47,12 @@ def load_teacher(
     in_channels: int,
     options: dict[str, Any] | None = None,
     train_bn: bool = False,
+    ema: bool = False,
 ) -> FrozenTeacher:
     """Build ANN ``name`` (a zoo name, ``torchvision:``/``timm:`` or ``package.module:callable``)
     and load its weights from ``checkpoint`` in any layout ``load_pretrained`` reads. A
     spikedistill run of ``name`` as ``checkpoint`` gives its ``model.options`` when ``options``
-    are not given."""
+    are not given; ``ema``: the checkpoint's EMA weights, not its plain ones."""
     if not name:
         raise ConfigError(
             "distillation needs teacher.name (a zoo name, torchvision:NAME, timm:NAME or "
@@ -86,7 +87,7 @@ def load_teacher(
             stacklevel=2,
         )
     else:
-        load_pretrained(model, loaded, arch=name, what=f"teacher {name!r}")
+        load_pretrained(model, loaded, arch=name, what=f"teacher {name!r}", ema=ema)
     return FrozenTeacher(model, train_bn=train_bn)
 
 

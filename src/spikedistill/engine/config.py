@@ -168,6 +168,7 @@ class TeacherConfig:
     options: dict[str, Any] = field(default_factory=dict)  # architecture options
     train_bn: bool = False  # reproduce CKDSNN's train-mode teacher BN (off: eval mode)
     cache: bool = False  # store teacher outputs per sample (needs data without augmentation)
+    ema: bool = False  # load the checkpoint's EMA weights (state_dict_ema, model_ema or ema)
 
 
 @dataclass

@@ -69,7 +69,7 @@ def build_objective(
         teacher = FrozenTeacher(teacher, train_bn=t.train_bn)
     else:
         teacher = load_teacher(
-            t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn
+            t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn, t.ema
         )
     methods = []
     for name in names:

@@ -62,9 +62,8 @@ def stm_of_run(
     if not cfg.teacher.name:
         raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
     if not parse_methods(cfg.distill.method):  # a run without distillation
-        teacher = load_teacher(
-            cfg.teacher.name, cfg.teacher.checkpoint, num_classes, in_channels, cfg.teacher.options
-        )
+        t = cfg.teacher
+        teacher = load_teacher(t.name, t.checkpoint, num_classes, in_channels, t.options, ema=t.ema)
         return stm_probe(student, teacher.model.to(x.device), x, variant=variant)
     objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
     sastc = dict(objective.methods).get("sastc")
@@ -96,6 +95,8 @@ def baseline_teacher(trainer: Trainer) -> nn.Module:
     """The teacher a run without distillation measures its STM against, loaded once."""
     if getattr(trainer, "stm_teacher", None) is None:
         t, info = trainer.cfg.teacher, trainer.info
-        teacher = load_teacher(t.name, t.checkpoint, info.num_classes, info.in_channels, t.options)
+        teacher = load_teacher(
+            t.name, t.checkpoint, info.num_classes, info.in_channels, t.options, ema=t.ema
+        )
         trainer.stm_teacher = teacher.model.to(trainer.device)
     return trainer.stm_teacher
