@@ -289,7 +289,7 @@ ROWS = [
     (
         "resume-changed-config",
         ["optim.lr=0.5", "--resume"],
-        "differs from the run's in optim.lr",
+        "differs from the run's in optim.lr (0.1 -> 0.5); resume with the same config",
         _copy_run(),
     ),
     ("resume-own-config", ["--config-in-out", "--resume"], "write over its own config", None),

@@ -63,11 +63,21 @@ def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return saved
 
 
+def _at(config: dict[str, Any], dotted: str, most: int = 40) -> str:
+    """The value of a dotted key of a nested config dict, short (``-`` where it has none)."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part, "-") if isinstance(node, dict) else "-"
+    text = repr(node)
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
     """Load ``ckpt`` into ``trainer``; a checkpoint written under another config is refused
     (naming the keys) unless ``force``, and then must still fit the model."""
     saved = resolved_config(with_defaults(ckpt["config"]), trainer.run_dir)
-    changed = config_diff(saved, absolute_config(trainer.cfg.to_dict()))  # paths resolved
+    given = absolute_config(trainer.cfg.to_dict())  # paths resolved
+    changed = [f"{k} ({_at(saved, k)} -> {_at(given, k)})" for k in config_diff(saved, given)]
     saved_world = ckpt.get("world_size", 1)
     if saved_world != trainer.dist.world_size:  # another sharding: another data order
         changed.append(f"world size ({saved_world} -> {trainer.dist.world_size} processes)")
