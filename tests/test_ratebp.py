@@ -389,7 +389,8 @@ def test_a_rate_step_leaves_no_reference_cycle():
     view = RateBackprop(model)
     x = torch.randn(2, 3, 32, 32)
     view(x).sum().backward()  # one-time objects
-    gc.collect()
+    while gc.collect():  # an earlier test's garbage can free more once collected (finalizers)
+        pass
     gc.disable()
     try:
         view(x).sum().backward()
