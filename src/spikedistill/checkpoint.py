@@ -52,7 +52,7 @@ def run_checkpoint(run: str | os.PathLike) -> Path:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with one clear error for missing or corrupt files;
-    the harmless ``SAFE_GLOBALS`` (trainers' arguments, numpy scalars) are allowed."""
+    the harmless ``safe_globals()`` (trainers' arguments, numpy scalars) are allowed."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -63,6 +63,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, wrong format, disallowed globals ...
         raise CheckpointError(f"checkpoint {str(path)!r} {_why_unreadable(err)}") from None
+
+
+def load_checkpoint_or_run(source: str | os.PathLike) -> Any:
+    """``load_checkpoint`` of a file, or of a run directory's ``run_checkpoint``."""
+    return load_checkpoint(run_checkpoint(source) if os.path.isdir(source) else source)
 
 
 def safe_globals() -> list[Any]:

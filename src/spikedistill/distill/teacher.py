@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..checkpoint import load_checkpoint, run_checkpoint
+from ..checkpoint import load_checkpoint_or_run
 from ..errors import ConfigError
 from ..models import build_model
 from ..models.pretrained import load_pretrained
@@ -60,9 +59,7 @@ def load_teacher(
         )
     loaded = None
     if checkpoint:
-        loaded = load_checkpoint(
-            run_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-        )
+        loaded = load_checkpoint_or_run(checkpoint)
         trained = _trained_model(loaded)
         if trained.get("name") == name and not options:
             options = trained.get("options") or {}

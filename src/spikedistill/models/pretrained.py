@@ -27,10 +27,9 @@ from torch import nn
 
 from ..checkpoint import (
     find_weights,
-    load_checkpoint,
+    load_checkpoint_or_run,
     load_weights,
     mismatches,
-    run_checkpoint,
     strip_prefix,
 )
 from ..errors import CheckpointError
@@ -77,10 +76,8 @@ def _submodel(state: State) -> tuple[str, State, dict[str, int]] | None:
 
 
 def _source_state(source: str | os.PathLike | dict, ema: bool, what: str) -> State:
-    if not isinstance(source, dict):
-        if os.path.isdir(source):  # a spikedistill run: its best.pt, else last.pt
-            source = run_checkpoint(source)
-        source = load_checkpoint(source)
+    if not isinstance(source, dict):  # a file, or a spikedistill run: its best.pt, else last.pt
+        source = load_checkpoint_or_run(source)
     state, note = find_weights(source, ema)
     if note:
         warnings.warn(f"{what}: loaded the plain weights; {note}", stacklevel=3)
