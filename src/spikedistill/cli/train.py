@@ -12,6 +12,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
     from ..engine.distributed import DistContext
     from ..engine.run_dir import claim_run_dir, default_run_dir
+    from ..engine.run_paths import run_of_config
     from ..engine.schema import config_path
     from ..engine.trainer import Trainer
 
@@ -23,8 +24,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("under torchrun pass --out RUN_DIR (every process must use the same)")
     if args.out is not None and not args.out.strip():
         raise ConfigError("--out is empty; name a run folder")
-    if args.resume and not args.out:
-        args.out = _own_run(config)
+    if args.resume and not args.out:  # a run's own config.yaml names the run
+        run = run_of_config(config)
+        if run is None:
+            raise ConfigError(
+                "--resume needs --out RUN_DIR (the run to continue), or that run's config.yaml"
+            )
+        args.out = str(run)
     run_dir = Path(args.out) if args.out else default_run_dir(Path(config).stem)
     claim = claim_run_dir(
         run_dir, resume=args.resume, config=config, lock=rank == 0, created=not args.out
@@ -47,17 +53,6 @@ def run(args: argparse.Namespace) -> int:
             f"metrics in {run_dir / 'metrics.json'}"
         )
     return 0
-
-
-def _own_run(config: str) -> str:
-    """The run a run's own ``config.yaml`` belongs to: what ``--resume`` without ``--out``
-    continues (any other config file needs ``--out``)."""
-    folder = Path(config).parent
-    if Path(config).name == "config.yaml" and (folder / "last.pt").is_file():
-        return str(folder)
-    raise ConfigError(
-        "--resume needs --out RUN_DIR (the run to continue), or that run's config.yaml"
-    )
 
 
 def _fit(trainer, rank: int) -> dict:

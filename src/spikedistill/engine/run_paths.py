@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import CHECKPOINTS
+
 #: the (section, key) pairs of the config that name a file or a run directory
 PATH_KEYS = (("teacher", "checkpoint"), ("model", "init_from"))
 
@@ -68,15 +70,20 @@ def resolved_config(config: dict[str, Any], run_dir: str | os.PathLike) -> dict[
     return _map_paths(config, lambda value: resolved_path(value, run_dir))
 
 
+def run_of_config(path: str | os.PathLike) -> Path | None:
+    """The run directory whose own ``config.yaml`` ``path`` is (beside a checkpoint), else
+    ``None``."""
+    folder = Path(path).parent
+    if Path(path).name == "config.yaml" and any((folder / n).is_file() for n in CHECKPOINTS):
+        return folder
+    return None
+
+
 def file_config(config: dict[str, Any], path: str) -> dict[str, Any]:
     """A config dict read from the file ``path``, its paths as the working directory reads
-    them: a run's own ``config.yaml`` (beside its checkpoints) stores them for its folder."""
-    folder = Path(path).parent
-    if Path(path).name == "config.yaml" and any(
-        (folder / name).is_file() for name in ("last.pt", "best.pt")
-    ):
-        return resolved_config(config, folder)
-    return config
+    them: a run's own ``config.yaml`` stores them for its folder."""
+    run = run_of_config(path)
+    return config if run is None else resolved_config(config, run)
 
 
 def absolute_config(config: dict[str, Any]) -> dict[str, Any]:
