@@ -17,7 +17,7 @@ from ..distill.base import METHODS
 from ..distill.objective import DistillObjective, build_method, parse_methods
 from ..distill.teacher import FrozenTeacher, load_teacher
 from ..errors import ConfigError
-from .config import ExperimentConfig
+from .config import ExperimentConfig, TeacherConfig
 from .options import check_distill_section
 
 
@@ -34,6 +34,13 @@ class CrossEntropyObjective(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = student(x)
         return logits, {"ce": nn.functional.cross_entropy(logits, y)}
+
+
+def config_teacher(t: TeacherConfig, num_classes: int, in_channels: int) -> FrozenTeacher:
+    """The teacher a config's ``teacher`` section names, loaded and frozen."""
+    return load_teacher(
+        t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn, t.ema
+    )
 
 
 def build_objective(
@@ -68,9 +75,7 @@ def build_objective(
     if teacher is not None:
         teacher = FrozenTeacher(teacher, train_bn=t.train_bn)
     else:
-        teacher = load_teacher(
-            t.name, t.checkpoint, num_classes, in_channels, t.options, t.train_bn, t.ema
-        )
+        teacher = config_teacher(t, num_classes, in_channels)
     methods = []
     for name in names:
         options = dict(cfg.distill.options.get(name, {}))

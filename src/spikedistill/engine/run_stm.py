@@ -16,7 +16,7 @@ from ..distill.teacher import load_teacher
 from ..errors import ConfigError
 from ..metrics.stm import stm_variant
 from .config import ExperimentConfig
-from .objective import build_objective
+from .objective import build_objective, config_teacher
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -62,8 +62,7 @@ def stm_of_run(
     if not cfg.teacher.name:
         raise ConfigError("--stm needs a teacher: pass --teacher NAME --teacher-checkpoint PATH")
     if not parse_methods(cfg.distill.method):  # a run without distillation
-        t = cfg.teacher
-        teacher = load_teacher(t.name, t.checkpoint, num_classes, in_channels, t.options, ema=t.ema)
+        teacher = config_teacher(cfg.teacher, num_classes, in_channels)
         return stm_probe(student, teacher.model.to(x.device), x, variant=variant)
     objective = trained_objective(ckpt, cfg, student, x, y, num_classes, in_channels)
     sastc = dict(objective.methods).get("sastc")
@@ -94,9 +93,7 @@ def periodic_stm(trainer: Trainer, epoch: int) -> float | None:
 def baseline_teacher(trainer: Trainer) -> nn.Module:
     """The teacher a run without distillation measures its STM against, loaded once."""
     if getattr(trainer, "stm_teacher", None) is None:
-        t, info = trainer.cfg.teacher, trainer.info
-        teacher = load_teacher(
-            t.name, t.checkpoint, info.num_classes, info.in_channels, t.options, ema=t.ema
-        )
+        info = trainer.info
+        teacher = config_teacher(trainer.cfg.teacher, info.num_classes, info.in_channels)
         trainer.stm_teacher = teacher.model.to(trainer.device)
     return trainer.stm_teacher
