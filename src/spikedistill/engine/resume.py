@@ -12,6 +12,7 @@ from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
 from ..errors import CheckpointError, ConfigError, first_line
 from .config import config_from_dict
 from .run_paths import absolute_config, resolved_config
+from .schema import shorten
 from .train_state import TrainState, config_diff, set_rng_state
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ def _at(config: dict[str, Any], dotted: str, most: int = 40) -> str:
     node: Any = config
     for part in dotted.split("."):
         node = node.get(part, "-") if isinstance(node, dict) else "-"
-    text = repr(node)
-    return text if len(text) <= most else text[: most - 3] + "..."
+    return shorten(repr(node), most)
 
 
 def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:

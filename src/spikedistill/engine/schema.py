@@ -97,7 +97,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _shorten(text: str, limit: int = 60) -> str:
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters with ``...``."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -107,7 +108,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        value = parse_yaml(raw, f"override {_shorten(item)!r}") if raw else None
+        value = parse_yaml(raw, f"override {shorten(item)!r}") if raw else None
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
