@@ -136,8 +136,9 @@ def find_weights(obj: Any, ema: bool = False) -> tuple[dict[str, torch.Tensor], 
     ``WRAPPER_KEYS`` (searched 3 levels deep) that holds one, else the first of ``EMA_KEYS``;
     ``ema``: the EMA weights first. ``note`` names the EMA weights left aside, else is empty."""
     plain = _search(obj, WRAPPER_KEYS, 3)
-    key = next((k for k in EMA_KEYS if _under(obj, k) is not None), None)
-    averaged = _under(obj, key) if key else None
+    averaged, key = next(
+        ((w, k) for k in EMA_KEYS if (w := _under(obj, k)) is not None), (None, None)
+    )
     if ema and averaged is None:
         raise CheckpointError(
             f"checkpoint holds no EMA weights (looked under {', '.join(EMA_KEYS)}; "
