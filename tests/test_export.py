@@ -234,6 +234,10 @@ def test_export_model_checks_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="C,H,W or T,C,H,W"):
         export_model(model, "nir", tmp_path / "m.nir", (8, 8))
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="file is not a folder"):
+        export_model(model, "onnx", tmp_path / "file" / "sub" / "m.onnx", (3, 8, 8))
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
     assert EXPORTERS.names() == ["nir", "onnx"]
 
 
@@ -263,8 +267,7 @@ def runs(tmp_path_factory):
 def test_cli_exports_a_run(runs, tmp_path, capsys):
     nir = pytest.importorskip("nir")
     onnx = pytest.importorskip("onnx")
-    out = tmp_path / "sub" / "model.nir"
-    out.parent.mkdir()
+    out = tmp_path / "sub" / "model.nir"  # its folder is made
     assert main(["export", runs["resnet"], "--format", "nir", "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     graph = nir.read(out)
@@ -292,7 +295,7 @@ BAD = [
     ("unsupported", ["--format", "nir", "RUN=convnet"], "layer1.0 (MaxPool2d)"),
     ("no-run", ["--format", "nir", "RUN=missing"], "does not exist"),
     ("out-is-folder", ["--format", "nir", "OUT=."], "is a folder"),
-    ("no-out-folder", ["--format", "onnx", "OUT=missing/m.onnx"], "missing does not exist"),
+    ("out-under-a-file", ["--format", "onnx", "OUT=existing/m.onnx"], "existing' is not a folder"),
 ]
 
 

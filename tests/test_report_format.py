@@ -140,3 +140,17 @@ def test_heatmaps_of_one_kind_share_a_colour_scale():
     b.maps = (np.zeros((1, 1, 4, 4)), np.full((1, 4, 4), 2.0), np.full((1, 4, 4), 7.0))
     assert shared_scales([a, b]) == (0.4, (2.0, 7.0))
     assert shared_scales([RunDiagnostics("ann", {})]) == (1.0, (None, None))
+
+
+def test_a_report_over_an_older_one_removes_the_older_figures_only(tmp_path):
+    from spikedistill.diagnostics.page import linked_figures, write_report
+
+    history = {"history": [{"epoch": 1, "test_top1": 50.0}], "best_top1": 50.0}
+    old = RunDiagnostics("old run", history, rates={"sn1": [0.1, 0.2]})
+    write_report([old], tmp_path)
+    assert (tmp_path / "firing_old_run.png").is_file()
+    (tmp_path / "mine.png").write_bytes(b"not the report's")
+    write_report([RunDiagnostics("new", history, rates={"sn1": [0.3, 0.1]})], tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["accuracy.png", "firing_new.png", "mine.png", "report.html", "report.md"]
+    assert linked_figures(tmp_path / "report.md") == {"accuracy.png", "firing_new.png"}

@@ -38,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report", help="HTML + Markdown report of runs: accuracy, firing rates, SOPs, energy, STM"
     )
     report.add_argument("runs", nargs="+", help="run directories (holding metrics.json, best.pt)")
-    report.add_argument("--out", default="report", help="output folder")
+    report.add_argument(
+        "--out", default="report", help="output folder (a report already in it is replaced)"
+    )
     report.add_argument("--data-dir", help="data root (else the runs' data.root)")
     report.add_argument("--batches", type=int, default=4, help="test batches to measure on")
     report.add_argument("--energy", default="fp32", help="energy preset: fp32, fp16, int8")

@@ -56,16 +56,28 @@ def _figures(runs: list[RunDiagnostics], out: Path) -> list[tuple[str, str]]:
     return figures
 
 
+def linked_figures(report_md: Path) -> set[str]:
+    """The PNGs a ``report.md`` shows, by file name (none without the file)."""
+    if not report_md.is_file():
+        return set()
+    lines = report_md.read_text(errors="replace").splitlines()
+    links = [line.rsplit("](", 1) for line in lines if line.startswith("![") and "](" in line]
+    names = {target.removesuffix(")") for _, target in links}
+    return {n for n in names if n.endswith(".png") and Path(n).name == n}
+
+
 def write_report(
     runs: list[RunDiagnostics], out: str | os.PathLike, command: str = ""
 ) -> tuple[Path, Path]:
     """``report.md`` + PNGs and a self-contained ``report.html`` in ``out``; ``command``, the
-    command line that made it, is quoted at the top. The files appear together or not at all."""
+    command line that made it, is quoted at the top. The files appear together or not at all;
+    the figures of a report they replace that this one lacks are removed."""
     from ..viz.output import staged_files
 
     names = unique_names([r.name for r in runs])
     runs = [dataclasses.replace(r, name=n) for r, n in zip(runs, names, strict=True)]
     out = Path(out)
+    older = linked_figures(out / "report.md")
     with staged_files(out) as stage:
         figures = _figures(runs, stage)
         rows, diff = summary_rows(runs), config_diff_rows(runs)
@@ -89,6 +101,8 @@ def write_report(
         (stage / "report.md").write_text("\n".join(md))
         page = _html(intro, (rows, diff), notes, [(c, stage / n) for c, n in figures])
         (stage / "report.html").write_text(page)
+    for name in older - {name for _, name in figures}:
+        (out / name).unlink(missing_ok=True)
     return out / "report.md", out / "report.html"
 
 

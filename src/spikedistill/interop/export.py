@@ -79,11 +79,13 @@ def export_model(
     sample_shape: tuple[int, ...] | None = None,
     **options: Any,
 ) -> str:
-    """Write ``model`` (put in eval mode) as ``fmt`` to ``out``; returns a one-line summary.
-    ``sample_shape``: one sample's shape (default: from ``model.data_info``)."""
+    """Write ``model`` (put in eval mode) as ``fmt`` to ``out`` (its folder created if
+    needed); returns a one-line summary. ``sample_shape``: one sample's shape (default: from
+    ``model.data_info``)."""
     exporter = check_options(fmt, options)
-    if not Path(out).parent.is_dir():
-        raise ConfigError(f"cannot write {out}: the folder {Path(out).parent} does not exist")
+    for folder in (Path(out).parent, *Path(out).parent.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"cannot write {out}: {folder} is not a folder")
     shape = check_sample_shape(sample_shape or sample_shape_of(model))
     exported = exporter.build(model.eval(), shape, **options)
     with replaced_atomically(out) as tmp:
