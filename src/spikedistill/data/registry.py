@@ -81,7 +81,7 @@ def build_datasets(
     return train, test, info
 
 
-@DATASETS.register("python")
+@DATASETS.register("python", listed=False)
 def _given_in_python(
     root: os.PathLike, *, download: bool = False, seed: int = 0
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
