@@ -15,6 +15,7 @@ from bad_input import expect_one_line_error
 from spikedistill import __version__
 from spikedistill.cli import main
 from spikedistill.cli.config_schema import config_keys, option_meanings
+from spikedistill.distill.base import METHODS
 from spikedistill.engine.config import ExperimentConfig, load_config
 from spikedistill.engine.schema import RECIPES, recipe_names
 from spikedistill.errors import ConfigError
@@ -331,32 +332,47 @@ def test_method_options_with_choices_are_checked_when_the_config_loads():
             load_config(None, [f"distill.method={method}", f"{k.key}=bogus"])
 
 
-def test_method_options_with_bounds_are_checked_when_the_config_loads():
-    """Numbers with a range (``typed.Bounds``): the schema lists it, the default loads, a value
-    just outside fails at load with the range."""
+def test_method_options_with_limits_are_checked_when_the_config_loads():
+    """Numbers with a range (``typed.Bounds``) and lists with a least length
+    (``typed.MinItems``): the schema lists the limit, the default loads, a value just outside
+    fails at load with the limit."""
     from spikedistill.cli.config_schema import method_option_keys
 
-    outside = {"> 0": 0, ">= 0": -1, ">= 1": 0, ">= 4": 3, ">= 0 and <= 1": 1.5}
-    bounded = {
-        k.key.removeprefix("distill.options."): k for k in method_option_keys() if k.type != "str"
+    outside = {
+        "> 0": (0, "must be > 0"),
+        ">= 0": (-1, "must be >= 0"),
+        ">= 1": (0, "must be >= 1"),
+        ">= 4": (3, "must be >= 4"),
+        ">= 0 and <= 1": (1.5, "must be >= 0 and <= 1"),
+        "at least 1 item": ("[]", "must have at least 1 item"),
     }
-    ranges = {name: k.allowed for name, k in bounded.items() if k.allowed}
-    assert ranges == {
+    keys = {k.key.removeprefix("distill.options."): k for k in method_option_keys()}
+    limits = {name: k.allowed for name, k in keys.items() if k.allowed and k.type != "str"}
+    weights = ["brd.kd_weight", "brd.weight", "fitnet.weight", "kd.weight", "nld.weight"]
+    weights += ["samd.weight", "sastc.weight"]
+    assert limits == {
         "brd.tau": ["> 0"],
         "brd.curriculum_epochs": [">= 0"],
+        "brd.branches": ["at least 1 item"],
         "kd.tau": ["> 0"],
         "nld.tau": ["> 0"],
         "nld.noise_weight": [">= 0 and <= 1"],
         "samd.tau": ["> 0"],
         "sastc.embed_dim": [">= 1"],
         "sastc.mlp_dim": [">= 4"],
+        "sastc.student_taps": ["at least 1 item"],
+        "sastc.teacher_taps": ["at least 1 item"],
         "sastc.warmup_epochs": [">= 0"],
+        **{name: [">= 0"] for name in weights},
     }
-    for name, (bound,) in ranges.items():
-        method = name.split(".")[0]
-        if bounded[name].default is not None:
-            load_config(
-                None, [f"distill.method={method}", f"{bounded[name].key}={bounded[name].default}"]
-            )
-        with pytest.raises(ConfigError, match=rf"{bounded[name].key} must be {bound}, got"):
-            load_config(None, [f"distill.method={method}", f"{bounded[name].key}={outside[bound]}"])
+    for name, (limit,) in limits.items():
+        method, key = name.split(".")[0], keys[name].key
+        if keys[name].default is not None:
+            load_config(None, [f"distill.method={method}", f"{key}={keys[name].default}"])
+        value, message = outside[limit]
+        with pytest.raises(ConfigError, match=rf"{key} {message}"):
+            load_config(None, [f"distill.method={method}", f"{key}={value}"])
+        # a Python call: the constructor checks before it looks at the models
+        option, python_value = name.split(".")[1], [] if value == "[]" else value
+        with pytest.raises(ConfigError, match=rf"^{method} {option} {message}"):
+            METHODS.get(method)(None, None, **{option: python_value})

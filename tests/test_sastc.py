@@ -226,7 +226,7 @@ def test_module_sizes_follow_batch_size_and_shapes():
 def test_small_batch_size_is_a_config_error():
     with pytest.raises(ConfigError, match="batch size too small for SASTC"):
         SASTC(Stub(["s0"]), Stub(["a0"]), batch_size=3)
-    with pytest.raises(ConfigError, match=">= 4 per device"):
+    with pytest.raises(ConfigError, match="sastc mlp_dim must be >= 4, got 2"):
         SASTC(Stub(["s0"]), Stub(["a0"]), batch_size=64, mlp_dim=2)
     assert SASTC(Stub(["s0"]), Stub(["a0"]), batch_size=4).embed_dim == 1
 

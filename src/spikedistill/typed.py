@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import types
@@ -24,11 +25,13 @@ _MAPPINGS = (dict, collections.abc.Mapping)
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """A number's range, checked with its annotation: ``Annotated[float, Bounds(gt=0)]``."""
+    """A number's range, checked with its annotation: ``Annotated[float, Bounds(gt=0)]``;
+    ``why`` is added to the error."""
 
     gt: float | None = None
     ge: float | None = None
     le: float | None = None
+    why: str = ""
 
     def __str__(self) -> str:
         parts = [(">", self.gt), (">=", self.ge), ("<=", self.le)]
@@ -40,21 +43,66 @@ class Bounds:
             or (self.ge is not None and not value >= self.ge)
             or (self.le is not None and not value <= self.le)
         ):
-            raise ConfigError(f"{path} must be {self}, got {value!r}")
+            why = f" ({self.why})" if self.why else ""
+            raise ConfigError(f"{path} must be {self}{why}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MinItems:
+    """A list's least length, checked with its annotation: ``Annotated[list[str], MinItems(1)]``."""
+
+    n: int
+
+    def __str__(self) -> str:
+        return f"at least {self.n} item" + "s" * (self.n != 1)
+
+    def check(self, value: Any, path: str) -> None:
+        if len(value) < self.n:
+            raise ConfigError(f"{path} must have {self}, got {value!r}")
 
 
 Positive = Annotated[float, Bounds(gt=0)]
 Fraction = Annotated[float, Bounds(ge=0, le=1)]
 Count = Annotated[int, Bounds(ge=0)]
+Weight = Annotated[float, Bounds(ge=0, why="a negative weight would maximise the loss")]
+_LIMITS = (Bounds, MinItems)
 
 
-def bounds_of(tp: Any) -> Bounds | None:
-    """The ``Bounds`` of an annotation (also inside ``X | None``), else ``None``."""
+def limit_of(tp: Any) -> Bounds | MinItems | None:
+    """The ``Bounds`` or ``MinItems`` of an annotation (also inside ``X | None``), else ``None``."""
     if typing.get_origin(tp) is Annotated:
-        return next((m for m in tp.__metadata__ if isinstance(m, Bounds)), None)
+        return next((m for m in tp.__metadata__ if isinstance(m, _LIMITS)), None)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return next(filter(None, map(bounds_of, typing.get_args(tp))), None)
+        return next(filter(None, map(limit_of, typing.get_args(tp))), None)
     return None
+
+
+def _constrained(tp: Any) -> bool:
+    """Whether an annotation names choices (``Literal``) or a limit, also inside a union."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(map(_constrained, typing.get_args(tp)))
+    return typing.get_origin(tp) is typing.Literal or limit_of(tp) is not None
+
+
+def checked_arguments(func: Callable[..., Any], owner: str) -> Callable[..., Any]:
+    """``func`` that first checks (``coerce``) each argument annotated with choices or a limit,
+    naming ``"<owner> <parameter>"`` in the error: a Python call gets the config's messages."""
+    signature = inspect.signature(func)
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # an annotation that does not resolve (TYPE_CHECKING imports)
+        hints = {}
+    constrained = {name: tp for name, tp in hints.items() if _constrained(tp)}
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            if name in constrained:
+                bound.arguments[name] = coerce(value, constrained[name], f"{owner} {name}")
+        return func(*bound.args, **bound.kwargs)
+
+    return checked
 
 
 def _type_name(tp: Any) -> str:
@@ -95,8 +143,8 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         value = coerce(value, typing.get_args(tp)[0], path)
-        for bound in (m for m in tp.__metadata__ if isinstance(m, Bounds)):
-            bound.check(value, path)
+        for limit in (m for m in tp.__metadata__ if isinstance(m, _LIMITS)):
+            limit.check(value, path)
         return value
     if origin in (typing.Union, types.UnionType):
         return _coerce_union(value, typing.get_args(tp), path)

@@ -124,7 +124,7 @@ def method_option_keys() -> list[Key]:
     from .. import distill  # noqa: F401  (fill the registry)
     from ..distill.base import METHODS
     from ..engine.options import SET_BY_TRAINER
-    from ..typed import bounds_of, parameter_types
+    from ..typed import limit_of, parameter_types
 
     keys = []
     for name in METHODS.names():
@@ -138,13 +138,13 @@ def method_option_keys() -> list[Key]:
             if option in SET_BY_TRAINER:
                 default, meaning = None, SET_BY_TRAINER[option]
             choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
-            bounds = bounds_of(hint)
+            limit = limit_of(hint)
             keys.append(
                 Key(
                     f"distill.options.{name}.{option}",
                     "str" if choices else type_text(hint),
                     default,
-                    list(choices) if choices else [str(bounds)] if bounds else None,
+                    list(choices) if choices else [str(limit)] if limit else None,
                     meaning,
                 )
             )

@@ -10,12 +10,15 @@ class docstring lists its options under ``Options:``, one ``- ``name``: meaning`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from ..registry import Registry
+from ..typed import checked_arguments
 
 
 @dataclass
@@ -67,4 +70,16 @@ class DistillMethod(nn.Module):
 
 
 METHODS: Registry[type[DistillMethod]] = Registry("distillation method")
-register_method = METHODS.register
+M = TypeVar("M", bound=type[DistillMethod])
+
+
+def register_method(name: str) -> Callable[[M], M]:
+    """Register a method class under ``name``. Its constructor checks each option annotated
+    with choices (``Literal``) or a limit (``typed.Bounds``, ``typed.MinItems``) as a config
+    is checked, naming ``"<name> <option>"``."""
+
+    def decorator(cls: M) -> M:
+        cls.__init__ = checked_arguments(cls.__init__, name)  # type: ignore[method-assign]
+        return METHODS.register(name)(cls)
+
+    return decorator

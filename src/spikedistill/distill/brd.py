@@ -22,7 +22,7 @@ and shift, identity-initialised) or ``conv1x1_bn`` (1x1 conv initialised to iden
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +30,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import ZooModel
-from ..typed import Count, Positive, coerce
+from ..typed import Count, MinItems, Positive, Weight
 from .base import DistillBatch, DistillMethod, register_method
 from .brd_branches import resolve_branches, teacher_rest
 from .kd import kd_loss
 
 MappingKind = Literal["identity", "affine", "conv1x1_bn"]
 BranchWeights = Literal["exp", "uniform"]  # w_k = 2^-(K+1-k), or 1
+Branches = Annotated[list[str], MinItems(1)]
 
 
 class Affine(nn.Module):
@@ -118,19 +119,15 @@ class BRD(DistillMethod):
         teacher: nn.Module,
         mapping: MappingKind = "affine",
         weights: BranchWeights = "exp",
-        kd_weight: float = 1.0,
+        kd_weight: Weight = 1.0,
         tau: Positive = 4.0,
         ce: bool = True,
-        weight: float = 1.0,
+        weight: Weight = 1.0,
         curriculum_epochs: Count = 0,
         init_from_teacher: bool = False,
-        branches: list[str] | None = None,
+        branches: Branches | None = None,
     ) -> None:
         super().__init__()
-        coerce(mapping, MappingKind, "brd mapping")
-        coerce(weights, BranchWeights, "brd weights")
-        coerce(tau, Positive, "brd tau")
-        coerce(curriculum_epochs, Count, "brd curriculum_epochs")
         _check_zoo_pair(student, teacher)
         stages = list(student.stage_names)
         if stages != list(teacher.stage_names) or len(stages) < 2:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import coerce
+from ..typed import Weight
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, resolve_tap
 
@@ -54,11 +54,10 @@ class FitNet(DistillMethod):
         teacher: nn.Module,
         student_tap: TapSpec = -1,
         teacher_tap: TapSpec = -1,
-        weight: float = 1.0,
+        weight: Weight = 1.0,
         time_reduce: TimeReduce = "mean",
     ) -> None:
         super().__init__()
-        coerce(time_reduce, TimeReduce, "fitnet time_reduce")
         self.student_path = resolve_tap(student, student_tap)
         self.teacher_path = resolve_tap(teacher, teacher_tap)
         self.weight, self.time_reduce = weight, time_reduce

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..typed import Positive, coerce
+from ..typed import Positive, Weight
 from .base import DistillBatch, DistillMethod, register_method
 
 
@@ -31,10 +31,10 @@ class KD(DistillMethod):
     name = "kd"
 
     def __init__(
-        self, student: nn.Module, teacher: nn.Module, tau: Positive = 4.0, weight: float = 1.0
+        self, student: nn.Module, teacher: nn.Module, tau: Positive = 4.0, weight: Weight = 1.0
     ) -> None:
         super().__init__()
-        self.tau, self.weight = coerce(tau, Positive, "kd tau"), weight
+        self.tau, self.weight = tau, weight
 
     def forward(self, batch: DistillBatch) -> dict[str, torch.Tensor]:
         loss = kd_loss(batch.student_logits, batch.teacher_logits, self.tau)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import Fraction, Positive, coerce
+from ..typed import Fraction, Positive, Weight, coerce
 from .base import DistillBatch, DistillMethod, register_method
 
 NoiseScale = Literal["variance", "std"]  # the noise scaled by sigma^2 or by sigma
@@ -95,13 +95,10 @@ class NLD(DistillMethod):
         teacher: nn.Module,
         tau: Positive = 2.0,
         noise_weight: Fraction = 0.9,
-        weight: float = 1.0,
+        weight: Weight = 1.0,
         noise_scale: NoiseScale = "variance",
     ) -> None:
         super().__init__()
-        coerce(tau, Positive, "nld tau")
-        coerce(noise_weight, Fraction, "nld noise_weight")
-        coerce(noise_scale, NoiseScale, "nld noise_scale")
         self.tau, self.noise_weight = float(tau), float(noise_weight)
         self.weight, self.noise_scale = float(weight), noise_scale
 

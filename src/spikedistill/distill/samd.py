@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import Positive, coerce
+from ..typed import Positive, Weight, coerce
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, feature_map_path, resolve_tap
 
@@ -215,15 +215,13 @@ class SAMD(DistillMethod):
         student: nn.Module,
         teacher: nn.Module,
         tau: Positive = 2.0,
-        weight: float = 1.0,
+        weight: Weight = 1.0,
         scaling: Scaling = "batch",
         student_tap: TapSpec | None = None,
         teacher_tap: TapSpec | None = None,
         teacher_fc: str | None = None,
     ) -> None:
         super().__init__()
-        coerce(tau, Positive, "samd tau")
-        coerce(scaling, Scaling, "samd scaling")
         self.teacher_tap, self.teacher_fc = _teacher_cam_layers(teacher, teacher_tap, teacher_fc)
         self.tau, self.weight, self.scaling = float(tau), float(weight), scaling
         self.student_tap = resolve_tap(

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..typed import Bounds, Count, coerce
+from ..typed import Bounds, Count, MinItems, Weight
 from .base import DistillBatch, DistillMethod, register_method
 from .taps import TapSpec, resolve_taps
 
@@ -66,6 +66,7 @@ REGRESSOR_KERNELS = {
 RegressorKind = Literal[tuple(REGRESSOR_KERNELS)]  # the option's values: the table's names
 EmbedDim = Annotated[int, Bounds(ge=1)]
 MlpDim = Annotated[int, Bounds(ge=4)]  # the embedding has B // 4 >= 1 dimensions
+Taps = Annotated[Sequence[TapSpec], MinItems(1)]
 
 
 def regressor(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
@@ -126,31 +127,28 @@ class SASTC(DistillMethod):
         student: nn.Module,
         teacher: nn.Module,
         batch_size: int = 64,
-        student_taps: Sequence[TapSpec] | None = None,
-        teacher_taps: Sequence[TapSpec] | None = None,
-        weight: float = 100.0,
+        student_taps: Taps | None = None,
+        teacher_taps: Taps | None = None,
+        weight: Weight = 100.0,
         mlp_dim: MlpDim | None = None,
         embed_dim: EmbedDim | None = None,
         warmup_epochs: Count = 5,
         regressor: RegressorKind = "conv3x3",
     ) -> None:
         super().__init__()
-        size = batch_size if mlp_dim is None else mlp_dim
-        if not isinstance(size, int) or isinstance(size, bool) or size // 4 < 1:
-            what = "batch size" if mlp_dim is None else "mlp_dim (the batch size it expects)"
+        size = batch_size if mlp_dim is None else mlp_dim  # mlp_dim is checked >= 4
+        if not isinstance(size, int) or isinstance(size, bool) or size < 4:
             raise ConfigError(
-                f"{what} too small for SASTC: needs >= 4 per device "
+                "batch size too small for SASTC: needs >= 4 per device "
                 f"(the similarity embedding has B // 4 dimensions), got B={size!r}"
             )
-        coerce(embed_dim, EmbedDim | None, "sastc embed_dim")
-        coerce(warmup_epochs, Count, "sastc warmup_epochs")
         self.batch_size = size
         self.embed_dim = size // 4 if embed_dim is None else embed_dim
         self.weight = float(weight)
         self.warmup_epochs = warmup_epochs
         self.ramp = 1.0  # the weight's factor this epoch (set_epoch)
         self.set_epoch(0)
-        self.kernel = REGRESSOR_KERNELS[coerce(regressor, RegressorKind, "sastc regressor")]
+        self.kernel = REGRESSOR_KERNELS[regressor]
         self.student_paths = resolve_taps(student, student_taps)
         self.teacher_paths = resolve_taps(teacher, teacher_taps)
         if not self.student_paths or not self.teacher_paths:

@@ -71,12 +71,6 @@ def check_distill_section(cfg: ExperimentConfig) -> None:
         preset = sorted(SET_BY_TRAINER.keys() & checked.keys())
         if preset:
             raise ConfigError(f"distill.options.{name}.{preset[0]}: {SET_BY_TRAINER[preset[0]]}")
-        for key, value in checked.items():
-            if key.endswith("weight") and isinstance(value, int | float) and value < 0:
-                raise ConfigError(
-                    f"distill.options.{name}.{key} must be >= 0 (a negative weight would "
-                    f"maximise the loss), got {value}"
-                )
 
 
 def check_free_form(cfg: ExperimentConfig) -> None:
