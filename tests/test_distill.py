@@ -267,7 +267,12 @@ def test_eval_cli_reports_stm_of_a_sastc_run(tmp_path, teacher_ckpt, capsys):
     assert math.isfinite(result["stm"]) and result["samples"] == 355  # ln of an MSE: any sign
     other = ["--teacher", "convnet3", "--teacher-checkpoint", teacher_ckpt]  # width 8: its run's
     assert main(["eval", "--checkpoint", str(out / "last.pt"), "--stm", "--json", *other]) == 0
-    assert math.isfinite(json.loads(capsys.readouterr().out)["stm"])
+    named = json.loads(capsys.readouterr().out)["stm"]
+    assert math.isfinite(named)
+    # the teacher run records its model: --teacher may be left out
+    argv = ["eval", "--checkpoint", str(out / "last.pt"), "--stm", "--json", *other[2:]]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["stm"] == named
 
 
 def test_a_tap_the_model_overwrites_in_place_is_refused():

@@ -13,8 +13,6 @@ STM_VARIANT_NAMES = ("paper", "normalized")  # metrics.stm.STM_VARIANTS (no torc
 
 def _check(args: argparse.Namespace) -> None:
     require_positive(args, "--T", "--batch-size", "--stm-batch")
-    if args.teacher_checkpoint and not args.teacher:
-        raise ConfigError("--teacher-checkpoint needs --teacher (the architecture of its weights)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +53,19 @@ def _stm(args, ckpt, cfg, model, test_set, info, device) -> float:
     """The STM of the evaluated model on one test batch (``--stm``)."""
     from ..data import make_loader
     from ..diagnostics.runs import first_batches
+    from ..distill.teacher import recorded_model
     from ..engine.load import require_objective
     from ..engine.run_stm import stm_of_run
 
-    if not args.teacher and cfg.teacher.name:
+    teacher = args.teacher
+    if args.teacher_checkpoint and not teacher:
+        teacher = recorded_model(args.teacher_checkpoint)
+        if teacher is None:
+            raise ConfigError(
+                f"--teacher-checkpoint {args.teacher_checkpoint!r} records no model (it is not "
+                "a spikedistill run): pass --teacher, the architecture of its weights"
+            )
+    if not teacher and cfg.teacher.name:
         require_objective(ckpt, args.checkpoint)
     probe = make_loader(test_set, args.stm_batch or cfg.data.batch_size, train=False, info=info)
     ((x, y),) = first_batches(probe, 1, args.data or cfg.data.name)
@@ -70,7 +77,7 @@ def _stm(args, ckpt, cfg, model, test_set, info, device) -> float:
         y.to(device),
         info.num_classes,
         info.in_channels,
-        teacher_name=args.teacher,
+        teacher_name=teacher,
         teacher_checkpoint=args.teacher_checkpoint,
         variant=args.stm_variant,
     )
@@ -89,7 +96,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--stm", action="store_true", help="also the STM score against the run's teacher"
     )
     ev.add_argument("--teacher", help="STM against this zoo teacher instead")
-    ev.add_argument("--teacher-checkpoint", help="weights of --teacher")
+    ev.add_argument(
+        "--teacher-checkpoint",
+        help="weights of --teacher (a spikedistill run's: --teacher defaults to its model)",
+    )
     ev.add_argument("--stm-batch", type=int, help="test images for STM (default: train batch)")
     ev.add_argument(
         "--stm-variant",

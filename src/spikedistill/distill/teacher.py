@@ -88,6 +88,11 @@ def load_teacher(
     return FrozenTeacher(model, train_bn=train_bn)
 
 
+def recorded_model(checkpoint: str) -> str | None:
+    """The model name a spikedistill run (a folder or its checkpoint) records, else ``None``."""
+    return _trained_model(load_checkpoint_or_run(checkpoint)).get("name") or None
+
+
 def _trained_model(loaded: Any) -> dict[str, Any]:
     """The ``model`` section of a spikedistill checkpoint's config, else ``{}``."""
     config = loaded.get("config") if isinstance(loaded, dict) else None
