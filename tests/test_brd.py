@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from spikedistill.distill import FrozenTeacher
 from spikedistill.distill.brd import BRD
+from spikedistill.distill.brd_branches import resolve_branches
 from spikedistill.distill.kd import kd_loss
 from spikedistill.distill.objective import DistillObjective
 from spikedistill.engine.config import load_config
@@ -230,8 +231,10 @@ def test_bad_branch_paths():
     student, teacher = build_model("resnet8", 10, spiking=True), build_model("resnet8", 10)
     with pytest.raises(ConfigError, match=r"valid: layer1.0, layer1, layer2.0, layer2, layer3"):
         BRD(student, teacher, branches=["layer2.1"])
-    with pytest.raises(ConfigError, match="name at least one"):
+    with pytest.raises(ConfigError, match="brd branches must have at least 1 item"):
         BRD(student, teacher, branches=[])
+    with pytest.raises(ConfigError, match=r"name at least one block boundary .* valid: layer1\.0"):
+        resolve_branches(student, teacher, [])
     with pytest.raises(ConfigError, match="twice"):
         BRD(student, teacher, branches=["layer1", "layer1"])
     with pytest.raises(ConfigError, match="one boundary twice"):  # its only block ends layer1
