@@ -1,6 +1,7 @@
 """The Python API: the README's snippet as written, ``train`` on own modules and loaders, and
 ``load_model`` on run directories and checkpoints."""
 
+import inspect
 import re
 from pathlib import Path
 
@@ -110,9 +111,12 @@ def test_without_a_teacher_the_method_is_none_and_own_classes_warn_when_not_rebu
 
     train, test, x = loaders()
     student = Local()
-    with pytest.warns(UserWarning, match=r"load_model\(run, model="):
+    with pytest.warns(UserWarning, match=r"load_model\(run, model=") as shown:
+        line = inspect.currentframe().f_lineno + 1
         summary = sd.train(student, train, test, out=tmp_path / "run",
                            settings={"train.epochs": 1})  # fmt: skip
+    (warned,) = [w for w in shown if "load_model" in str(w.message)]
+    assert (warned.filename, warned.lineno) == (__file__, line)  # the user's call, not ours
     assert set(summary["history"][0]) >= {"train_ce"} and "train_kd" not in summary["history"][0]
     with pytest.raises(ConfigError, match=r"pass a new instance of it: load_model\(run, model="):
         sd.load_model(tmp_path / "run")

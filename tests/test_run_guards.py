@@ -15,13 +15,14 @@ from torch.utils.data import Dataset
 
 from bad_input import expect_one_line_error, snapshot
 from spikedistill.cli import main
-from spikedistill.cli.main import PACKAGE_DIR, HeldWarnings, run_command
+from spikedistill.cli.main import HeldWarnings, run_command
 from spikedistill.data import DATASETS, DatasetInfo
 from spikedistill.engine import run_dir as run_dir_module
 from spikedistill.engine.config import load_config
 from spikedistill.engine.run_dir import RunDirError, claim_run_dir, default_run_dir
 from spikedistill.engine.trainer import Trainer
 from spikedistill.errors import ConfigError, DataError, NonFiniteError, RankError
+from spikedistill.warning_site import PACKAGE_DIR
 
 BASE = """
 name: tiny

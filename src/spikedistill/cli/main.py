@@ -18,6 +18,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from ..errors import RankError, SpikeDistillError, first_line, is_out_of_memory
+from ..warning_site import is_own
 from . import bench, demo, evaluate, export, recipes, report, show_config, train
 
 COMMANDS: tuple[ModuleType, ...] = (train, evaluate, demo, report, bench, export)
@@ -99,9 +100,6 @@ def _error_message(err: BaseException) -> tuple[str, int]:
     return (f"unexpected {type(err).__name__}{detail} (a bug? rerun with --debug)"), 1
 
 
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 class HeldWarnings:
     """Holds the warnings a command raises until ``release()`` (its setup went well: they are
     shown, and later ones as they come); dropped if it fails first, so its error stays one
@@ -113,7 +111,7 @@ class HeldWarnings:
         self.python_show = warnings.showwarning
 
     def show(self, message, category, filename, lineno, file=None, line=None) -> None:
-        if not os.path.abspath(filename).startswith(PACKAGE_DIR + os.sep):
+        if not is_own(filename):
             self.python_show(message, category, filename, lineno, file, line)
         elif not _other_rank():
             print(f"spikedistill: warning: {one_line(str(message))}", file=file or sys.stderr)

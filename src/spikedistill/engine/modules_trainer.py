@@ -27,6 +27,7 @@ from ..data.info import DatasetInfo
 from ..errors import ConfigError
 from ..models.contract import time_steps
 from ..models.external import find_callable
+from ..warning_site import warnings_at_caller
 from .config import ExperimentConfig, config_from_dict
 from .objective import build_objective
 from .run_dir import PYTHON_NAMES, claim_run_dir
@@ -166,7 +167,7 @@ def model_section(student: nn.Module) -> dict[str, Any]:
             "in_channels, T): load the trained run with "
             "spikedistill.load_model(run, model=a_new_instance)",
             UserWarning,
-            stacklevel=4,
+            stacklevel=2,
         )
     return {"name": name, **section}
 
@@ -245,6 +246,7 @@ def lent(module: nn.Module | None) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+@warnings_at_caller
 def train(
     student: nn.Module,
     train_loader: Any,
