@@ -31,6 +31,7 @@ from ..warning_site import warnings_at_caller
 from .config import ExperimentConfig, config_from_dict
 from .objective import build_objective
 from .run_dir import PYTHON_NAMES, claim_run_dir
+from .schema import set_dotted
 from .trainer import Trainer
 
 #: sections that the given modules and loaders decide, not ``settings``
@@ -213,13 +214,7 @@ def module_config(
     for key, value in (settings or {}).items():
         if key.startswith(GIVEN):
             raise ConfigError(f"settings[{key!r}]: the modules and loaders you pass decide it")
-        *sections, leaf = key.split(".")
-        node = data
-        for section in sections:
-            node = node.setdefault(section, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"settings[{key!r}]: {section!r} is not a section")
-        node[leaf] = value
+        set_dotted(data, key, value, f"settings[{key!r}]")
     cfg = config_from_dict(data)
     if cfg.train.stm_every or cfg.teacher.cache:
         raise ConfigError(

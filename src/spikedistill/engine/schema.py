@@ -109,15 +109,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         value = parse_yaml(raw, f"override {shorten(item)!r}") if raw else None
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(data, key, value, f"override {item!r}")
     return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, what: str) -> None:
+    """``data[a][b][c] = value`` for ``key`` ``"a.b.c"``, making the sections as needed;
+    ``what`` names the setting in the error when a section is a value."""
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{what}: {section!r} is not a section")
+    node[leaf] = value
 
 
 def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
