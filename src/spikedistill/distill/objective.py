@@ -160,8 +160,10 @@ class DistillObjective(nn.Module):
     ) -> DistillBatch:
         teacher_logits, teacher_feats = self.run_teacher(x, index)
         steps = student_forward(student, x)
-        taps = self._student_taps
-        student_feats = time_first_features(taps.pop(), student, len(y), taps.runs) if taps else {}
+        taps, student_feats = self._student_taps, {}
+        if taps:
+            student_feats = taps.pop()  # sets taps.runs
+            student_feats = time_first_features(student_feats, student, len(y), taps.runs)
         return DistillBatch(
             y=y,
             student_logits=steps.mean(0),

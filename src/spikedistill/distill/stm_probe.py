@@ -33,7 +33,8 @@ def probe_batch(
     try:
         teacher_logits = teacher(x)
         steps = student_forward(student, x)
-        s_feats = time_first_features(s_taps.pop(), student, steps.shape[1], s_taps.runs)
+        s_feats = s_taps.pop()  # sets s_taps.runs
+        s_feats = time_first_features(s_feats, student, steps.shape[1], s_taps.runs)
         t_feats = t_taps.pop()
     finally:
         s_taps.remove()

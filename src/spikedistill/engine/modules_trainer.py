@@ -263,7 +263,8 @@ def train(
     or empty folder, or the same run with ``resume=True``; ``force``: also after changed
     settings, such as more epochs) and returns its summary (``metrics.json``'s). The teacher,
     frozen while training, is given back as it came (each module's mode, each parameter's
-    ``requires_grad``), on the training device."""
+    ``requires_grad``), on the training device; with ``"teacher.train_bn": True`` its
+    BatchNorm running statistics have moved, as in the CKDSNN reference."""
     method = method or ("kd" if teacher is not None else "none")
     cfg = module_config(student, (train_loader, test_loader), method, options, settings)
     if method != "none" and teacher is None:
