@@ -82,6 +82,26 @@ def test_bad_layouts_are_refused_with_a_message():
         lif_cpp.ops().lif_forward(x, None, None, None, 7, 1, 1, False, 0.5, 1.0, 1.0, True, False)
 
 
+def test_per_channel_tensors_of_another_size_are_refused():
+    """Running statistics, weight, mean or invstd of another channel count than x's (a
+    time-first [T, B, C, ...] input read as [rows, C, L] once wrote past their end)."""
+    ops, x, C, L = lif_cpp.ops(), torch.randn(4, 8, 3), 8, 3
+    short, right = torch.zeros(2), torch.ones(C)
+    for args in [(short, right), (right, short), (right, right.double())]:
+        with pytest.raises(RuntimeError, match=r"must be a contiguous CPU tensor of C = 8"):
+            ops.batch_stats(x, C, L, *args, 0.1, 1e-5)
+    grad, fired = torch.randn(2, 48), torch.zeros(2, 48, dtype=torch.bool)
+    args = (grad, fired, x, right, right, None)
+    for weight, mean, invstd in [
+        (short, right, right),
+        (right, short, right),
+        (None, right, short),
+    ]:
+        with pytest.raises(RuntimeError, match=r"tensor of C = 8 values"):
+            ops.norm_lif_input_backward(*args, weight, mean, invstd, 2, C, L, False,
+                                        0.5, 1.0, 1.0, True, False, 0, 1.0, False)  # fmt: skip
+
+
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("track", [True, False])
 def test_batchnorm_kernels_match_aten(affine, track):

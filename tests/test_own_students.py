@@ -445,3 +445,15 @@ def test_brd_says_it_needs_zoo_models():
         BRD(SpikingStudent(sj_net(), T), build_model("resnet8", K))
     with pytest.raises(ConfigError, match="brd needs a zoo teacher"):
         BRD(zoo_student, PlainANN())
+
+
+@pytest.mark.parametrize("kind", ["spikingjelly", "snntorch", "own_snn"])
+def test_rate_backprop_refuses_students_that_are_not_zoo_snns(kind):
+    """Rate-BP's spike pass runs the zoo's layers: other neurons would run unreplaced
+    (snnTorch's: trained through its own surrogate at one step), SpikingJelly's time-first
+    maps would reach the folded kernels, an own net of our neurons fails inside."""
+    from spikedistill.ratebp import RateBackprop
+
+    student = STUDENTS[kind]()
+    with pytest.raises(ConfigError, match=rf"{type(student).__name__} is not one.*bptt"):
+        RateBackprop(student)

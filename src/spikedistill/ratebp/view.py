@@ -39,6 +39,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models import ZooModel
+from ..models.contract import is_neuron
 from ..spiking.encoding import time_first
 from ..spiking.layers import FoldedNeuron
 from ..spiking.neuron import LIF
@@ -55,6 +57,25 @@ def scale_gradient(x: torch.Tensor, divisor: float) -> torch.Tensor:
     """``x`` (the same value) whose gradient is divided by ``divisor``."""
     scaled = x / divisor
     return x.detach() + (scaled - scaled.detach())
+
+
+def check_zoo_snn(model: nn.Module) -> None:
+    """``ConfigError`` unless ``model`` is a zoo SNN of spikedistill's LIF/IF neurons: the
+    spike pass runs the zoo's layers on packed spikes and reads BatchNorm inputs as
+    ``[T*B, C, ...]``; other neurons would not be replaced (snnTorch's would train through
+    their own surrogate at one step) or would feed time-first maps to folded kernels."""
+    if not isinstance(model, ZooModel):
+        neurons = [p for p, m in model.named_modules() if is_neuron(m)]
+        what = f"its neurons ({', '.join(neurons[:2])}{', ...' * (len(neurons) > 2)})"
+        raise ConfigError(
+            "rate-based backprop (train.backprop: rate) trains the zoo's SNNs; "
+            f"{type(model).__name__} is not one, so {what if neurons else 'it'} would not "
+            "be replaced: train it with train.backprop: bptt"
+        )
+    neurons = [m for m in model.modules() if isinstance(m, FoldedNeuron)]
+    bad = [type(m.neuron).__name__ for m in neurons if not isinstance(m.neuron, LIF)]
+    if bad:
+        raise ConfigError(f"rate-based backprop supports spikedistill LIF/IF neurons, not {bad}")
 
 
 class RateBackprop:
@@ -85,12 +106,7 @@ class RateBackprop:
             raise ConfigError(f"stored_steps must be an integer >= 1, got {stored_steps!r}")
         self.model, self.stored_steps, self.grad_scale = model, stored_steps, grad_scale
         self.units, self.keep_records = units, keep_records
-        neurons = [m for m in model.modules() if isinstance(m, FoldedNeuron)]
-        bad = [type(m.neuron).__name__ for m in neurons if not isinstance(m.neuron, LIF)]
-        if bad:
-            raise ConfigError(
-                f"rate-based backprop supports spikedistill LIF/IF neurons, not {bad}"
-            )
+        check_zoo_snn(model)
         self.last_spike_logits: torch.Tensor | None = None  # [T, B, K] of the last spike pass
         self.last_records: dict[nn.Module, tuple[torch.Tensor, ...]] = {}
 

@@ -229,6 +229,14 @@ Drive drive_of(const at::Tensor& x, int64_t T, int64_t C, int64_t L, bool is_sta
   return {T, M, C, L, is_static};
 }
 
+// A per-channel tensor the kernel reads or writes C values of: nothing else is safe.
+void check_channels(const std::optional<at::Tensor>& t, const at::Tensor& x, int64_t C,
+                    const char* name) {
+  TORCH_CHECK(!t.has_value() || (t->device().is_cpu() && t->is_contiguous() &&
+                                 t->numel() == C && t->scalar_type() == x.scalar_type()),
+              name, " must be a contiguous CPU tensor of C = ", C, " values of x's dtype");
+}
+
 template <typename scalar_t>
 Affine<scalar_t> affine_of(const at::Tensor& x, const std::optional<at::Tensor>& scale,
                            const std::optional<at::Tensor>& shift,
@@ -393,6 +401,8 @@ std::tuple<at::Tensor, at::Tensor> batch_stats(const at::Tensor& x, int64_t C, i
   const Drive d = drive_of(x, 1, C, L, true);
   const int64_t blocks = d.M / L, n = d.M / C;
   TORCH_CHECK(n > 1, "BatchNorm needs more than one value per channel");
+  check_channels(running_mean, x, C, "running_mean");
+  check_channels(running_var, x, C, "running_var");
   auto mean = at::empty({C}, x.options()), invstd = at::empty({C}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spikedistill_batch_stats", [&] {
     const scalar_t* p = x.data_ptr<scalar_t>();
@@ -438,6 +448,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> norm_lif_input_backwa
     bool hard, bool detach, int64_t surrogate_kind, double alpha, bool keep_grad_y) {
   auto grad_y = norm_lif_backward(grad, fired, x, scale, shift, residual, T, C, L, is_static,
                                   decay, threshold, gain, hard, detach, surrogate_kind, alpha);
+  check_channels(weight, x, C, "weight");
+  check_channels(mean, x, C, "mean");
+  check_channels(invstd, x, C, "invstd");
   const int64_t total = grad_y.numel(), blocks = total / L, n = total / C;
   auto grad_x = keep_grad_y ? at::empty_like(grad_y) : grad_y;
   auto grad_w = at::empty({C}, x.options()), grad_b = at::empty({C}, x.options());
