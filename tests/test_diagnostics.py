@@ -69,6 +69,58 @@ def test_firing_rates_and_sops_by_hand():
         energy_constants("fp8")
 
 
+class SnnTorchLoop(nn.Module):
+    """snnTorch's way, T = 3 calls of ``enc -> Leaky -> fc``. ``enc`` gives 0.6 on the input
+    0.5; the Leaky (beta 0.5, threshold 1, reset to zero) charges 0.6, 0.9, 1.05: it fires at
+    the third step only."""
+
+    spiking, T = True, T
+
+    def __init__(self):
+        super().__init__()
+        snn = pytest.importorskip("snntorch")
+        self.enc, self.fc = nn.Linear(1, 4, bias=False), nn.Linear(4, 2, bias=False)
+        self.lif = snn.Leaky(beta=0.5, threshold=1.0, init_hidden=True, reset_mechanism="zero")
+        nn.init.constant_(self.enc.weight, 1.2)
+
+    def forward(self, x, per_step=False):
+        from snntorch import utils
+
+        utils.reset(self)
+        steps = torch.stack([self.fc(self.lif(self.enc(x))) for _ in range(self.T)])
+        return steps if per_step else steps.mean(0)
+
+
+def spikingjelly_net():
+    """``enc -> LIFNode -> fc`` in multi-step mode: ``enc`` gives 1.6 on the input 0.5; the node
+    (tau 2, threshold 1, hard reset to 0) charges 0.8, 1.2 (fires), 0.8: rates 0, 1, 0."""
+    pytest.importorskip("spikingjelly.activation_based")
+    from spikingjelly.activation_based import layer, neuron
+
+    from spikedistill.interop.spikingjelly import as_student
+
+    enc, fc = layer.Linear(1, 4, bias=False), layer.Linear(4, 2, bias=False)
+    nn.init.constant_(enc.weight, 3.2)
+    return as_student(nn.Sequential(enc, neuron.LIFNode(tau=2.0), fc), T=T, static_ndim=2)
+
+
+@pytest.mark.parametrize(
+    "build, rates", [(SnnTorchLoop, [0.0, 0.0, 1.0]), (spikingjelly_net, [0.0, 1.0, 0.0])],
+    ids=["snntorch", "spikingjelly"],
+)  # fmt: skip
+def test_firing_rates_and_sops_of_other_libraries_neurons(build, rates):
+    model = build()
+    batches = [(torch.full((2, 1), 0.5), torch.zeros(2))]
+    ((layer, found),) = firing_rates(model, batches).items()
+    assert found.tolist() == rates, layer
+    report = count_ops(model, batches)
+    enc, fc = (name for name in report.layers)
+    # the encoding layer sees the real input at every step (MACs), fc the spikes (SOPs)
+    assert report.layers[enc].kind == "MAC" and report.layers[enc].ops == T * 4
+    assert report.layers[fc].kind == "SOP" and report.layers[fc].dense == T * 8
+    assert report.layers[fc].ops == pytest.approx(8 * sum(rates))
+
+
 COMMON = [
     "data.name=digits",
     "data.train_subset=160",

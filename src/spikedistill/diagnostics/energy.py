@@ -6,7 +6,8 @@ sample (all the time steps it ran):
 - convolution: ``C_out H_out W_out * (C_in / groups) k_h k_w`` per step,
 - linear: ``out_features * in_features`` per step.
 
-A layer that runs after a spiking neuron in the same forward is **fed by spikes**: its synaptic
+A layer that first runs after a spiking neuron in the same forward (``firing.neuron_layers``:
+ours, SpikingJelly's or snnTorch's) is **fed by spikes**: its synaptic
 operations are ``SOP = dense ops * r``, ``r`` the mean of its input (the input firing rate;
 for average-pooled spikes the pooled rate), i.e. dense ops per step ``* r * T``. Layers before
 the first neuron (the encoding convolution on real-valued input) and every layer of an ANN count
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spiking.layers import FoldedNeuron
+from .firing import neuron_layers
 from .passes import monitored_pass
 
 ENERGY_PRESETS = {"fp32": (0.9, 4.6), "fp16": (0.4, 1.5), "int8": (0.03, 0.23)}  # (AC, MAC) pJ
@@ -98,10 +99,10 @@ class OpCounter:
         self._spiking_seen = False
         self._samples = 0
         self._handles = [model.register_forward_pre_hook(self._start)]
+        for m in neuron_layers(model).values():
+            self._handles.append(m.register_forward_pre_hook(self._neuron))
         for name, m in model.named_modules():
-            if isinstance(m, FoldedNeuron):
-                self._handles.append(m.register_forward_pre_hook(self._neuron))
-            elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
                 self._handles.append(m.register_forward_hook(self._layer(name)))
 
     def _start(self, _module: nn.Module, inputs: tuple) -> None:
@@ -121,9 +122,12 @@ class OpCounter:
                 dense = out.numel() * m.in_features
             else:
                 dense = out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
-            kind = "SOP" if self._spiking_seen else "MAC"
-            rate = float(x.detach().float().mean()) if kind == "SOP" else 1.0
-            entry = self.report.layers.setdefault(name, LayerOps(kind))
+            # a layer's kind is that of its first call: a net looping over time steps runs
+            # its encoding layer again after neurons fired
+            entry = self.report.layers.setdefault(
+                name, LayerOps("SOP" if self._spiking_seen else "MAC")
+            )
+            rate = float(x.detach().float().mean()) if entry.kind == "SOP" else 1.0
             entry.dense += dense  # totals; divided by the samples in ``result``
             entry.ops += dense * rate
             entry.calls += 1

@@ -1,9 +1,12 @@
 """Firing rates per neuron layer and time step, streamed over an evaluation.
 
-``FiringRates(model)`` hooks every ``FoldedNeuron`` of ``model`` (any zoo SNN, or any module
-built with the library's neurons); each forward adds, per layer and step ``t``, the number of
-spikes and of neuron outputs to running sums, so no spike tensor outlives its layer. ``rates()``
-gives ``{layer path: tensor [T]}``: the fraction of neurons that fired at each step.
+``FiringRates(model)`` hooks every spiking neuron of ``model`` (``models.contract.is_neuron``):
+spikedistill's ``FoldedNeuron`` (``[T*B, ...]`` per call), a multi-step SpikingJelly node
+(``[T, B, ...]``), or a neuron called once per time step (snnTorch's ``Leaky``, a single-step
+SpikingJelly node; ``(spikes, membrane)`` outputs give their spikes). Each forward adds, per
+layer and step ``t``, the number of spikes and of neuron outputs to running sums, so no spike
+tensor outlives its layer. ``rates()`` gives ``{layer path: tensor [T]}``: the fraction of
+neurons that fired at each step.
 """
 
 from __future__ import annotations
@@ -13,34 +16,53 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..models.contract import is_neuron
 from ..spiking.layers import FoldedNeuron, unfold_time
 from .passes import monitored_pass
+
+
+def neuron_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """``{path: module}`` of ``model``'s neurons, a ``FoldedNeuron``'s inner LIF left out."""
+    inner = {id(m.neuron) for m in model.modules() if isinstance(m, FoldedNeuron)}
+    return {p: m for p, m in model.named_modules() if is_neuron(m) and id(m) not in inner}
+
+
+def steps_of(module: nn.Module, out: torch.Tensor | tuple) -> torch.Tensor:
+    """A neuron's output of one call as ``[steps, B, ...]``."""
+    spikes = (out[0] if isinstance(out, tuple) else out).detach()
+    if isinstance(module, FoldedNeuron):
+        return unfold_time(spikes, module.T)
+    if getattr(module, "step_mode", "s") == "m":  # SpikingJelly, multi-step
+        return spikes
+    return spikes.unsqueeze(0)  # one step per call
 
 
 class FiringRates:
     """Forward hooks accumulating spike counts ``[T]`` per neuron layer (``remove()`` them)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.spikes: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, float] = {}
-        self._handles = [
-            m.register_forward_hook(self._hook(name))
-            for name, m in model.named_modules()
-            if isinstance(m, FoldedNeuron)
-        ]
-        if not self._handles:
+        self.spikes: dict[str, torch.Tensor] = {}  # [T] spikes per step
+        self.counts: dict[str, torch.Tensor] = {}  # [T] neuron outputs per step
+        self._step: dict[str, int] = {}  # the next step of each layer in this forward
+        layers = neuron_layers(model)
+        if not layers:
             raise ValueError(f"{type(model).__name__} has no spiking neurons to monitor")
+        self._handles = [model.register_forward_pre_hook(lambda *_: self._step.clear())]
+        self._handles += [m.register_forward_hook(self._hook(p)) for p, m in layers.items()]
 
     def _hook(self, name: str):
-        def hook(module: FoldedNeuron, _inputs: tuple, out: torch.Tensor) -> None:
-            steps = unfold_time(out.detach(), module.T)  # [T, B, ...]
-            per_step = steps.flatten(1).sum(1, dtype=torch.float64).cpu()
-            if name in self.spikes and len(self.spikes[name]) == len(per_step):
-                self.spikes[name] += per_step
-            else:
-                self.spikes[name] = per_step
-                self.counts[name] = 0.0
-            self.counts[name] += steps[0].numel()
+        def hook(module: nn.Module, _inputs: tuple, out: torch.Tensor | tuple) -> None:
+            steps = steps_of(module, out)
+            first = self._step.get(name, 0)
+            self._step[name] = last = first + len(steps)
+            spikes = torch.zeros(last, dtype=torch.float64)
+            spikes[first:] = steps.flatten(1).sum(1, dtype=torch.float64).cpu()
+            counts = torch.zeros(last, dtype=torch.float64)
+            counts[first:] = steps[0].numel()
+            for sums, new in ((self.spikes, spikes), (self.counts, counts)):
+                old = sums.get(name, new.new_zeros(0))
+                size = max(len(old), last)
+                sums[name] = _padded(old, size) + _padded(new, size)
 
         return hook
 
@@ -52,6 +74,10 @@ class FiringRates:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def _padded(x: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.cat([x, x.new_zeros(size - len(x))])
 
 
 def firing_rates(
