@@ -457,3 +457,16 @@ def test_rate_backprop_refuses_students_that_are_not_zoo_snns(kind):
     student = STUDENTS[kind]()
     with pytest.raises(ConfigError, match=rf"{type(student).__name__} is not one.*bptt"):
         RateBackprop(student)
+
+
+def test_the_start_line_names_whose_neurons_run():
+    from spikedistill.engine.config import load_config
+    from spikedistill.engine.setup import run_kind
+
+    snn = load_config(None, ["model.spiking=true", f"model.T={T}"])
+    rate = load_config(None, ["model.spiking=true", f"model.T={T}", "train.backprop=rate"])
+    zoo = build_model("convnet3", K, spiking=True, T=T, width=4)
+    assert run_kind(rate, zoo, "cpp") == f"SNN T={T}, cpp neurons, Rate-BP"
+    assert run_kind(snn, SnnTorchNet(), "cpp") == f"SNN T={T}, Leaky neurons, BPTT"
+    assert run_kind(snn, STUDENTS["spikingjelly"](), "cpp") == f"SNN T={T}, LIFNode neurons, BPTT"
+    assert run_kind(load_config(None, []), PlainANN(), "cpp") == "ANN"

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memory
 from ..models import build_model
-from ..spiking import fuse_units
+from ..models.contract import is_neuron
+from ..spiking import LIF, fuse_units
 from .config import ExperimentConfig
 
 #: ``train.amp`` -> the autocast dtype (``None``: full precision)
@@ -36,6 +37,17 @@ def resolve_device(name: str, option: str = "train.device") -> torch.device:
         count = torch.cuda.device_count()
         raise ConfigError(f"{option}={name!r} but this machine has {count} GPU(s)")
     return device
+
+
+def run_kind(cfg: ExperimentConfig, model: nn.Module, backend: str) -> str:
+    """The start line's words for the model: ``"ANN"``, or ``"SNN T=4, cpp neurons, BPTT"``
+    (the neurons of another library named by their class, e.g. ``LIFNode``)."""
+    if not cfg.model.spiking:
+        return "ANN"
+    if not any(isinstance(m, LIF) for m in model.modules()):
+        backend = ", ".join(sorted({type(m).__name__ for m in model.modules() if is_neuron(m)}))
+    backprop = "Rate-BP" if cfg.train.backprop == "rate" else "BPTT"
+    return f"SNN T={cfg.model.T}, {backend or 'no'} neurons, {backprop}"
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

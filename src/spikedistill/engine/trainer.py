@@ -36,6 +36,7 @@ from .setup import (
     first_forward,
     probe_forward,
     resolve_device,
+    run_kind,
     seed_everything,
 )
 from .train_state import TrainState, epoch_means, rng_state, run_summary
@@ -331,8 +332,7 @@ class Trainer:
         cfg, s = self.cfg, self.state
         self.logger.save_config(stored_config(cfg, self.run_dir))  # --force may change it
         if s.epoch == 0 and s.step_in_epoch == 0:
-            how = f"{self.backend} neurons, {'Rate-BP' if cfg.train.backprop == 'rate' else 'BPTT'}"
-            kind = f"SNN T={cfg.model.T}, {how}" if cfg.model.spiking else "ANN"
+            kind = run_kind(cfg, self.model, self.backend)
             self.logger.log(
                 f"start: {cfg.model.name} ({kind})"
                 f" on {cfg.data.name}, {sum(p.numel() for p in self.model.parameters())} params, "
