@@ -1,8 +1,10 @@
-"""Reading a run's ``last.pt`` back: every field checked before anything is restored, so a
-damaged or foreign checkpoint is one ``CheckpointError`` and the run's state stays as it was."""
+"""A run's ``last.pt`` / ``best.pt``: what it holds (``run_checkpoint``), and reading it back
+(``restore``): every field checked before anything is restored, so a damaged or foreign
+checkpoint is one ``CheckpointError`` and the run's state stays as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +13,9 @@ import torch
 from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
 from ..errors import CheckpointError, ConfigError, first_line
 from .config import config_from_dict
-from .run_paths import absolute_config, resolved_config
+from .run_paths import absolute_config, resolved_config, stored_config
 from .schema import shorten
-from .train_state import TrainState, config_diff, set_rng_state
+from .train_state import TrainState, config_diff, rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -30,6 +32,26 @@ RUN_FIELDS: dict[str, type] = {
 }
 STATE_FIELDS = {"epoch": int, "step_in_epoch": int, "global_step": int, "running": dict,
                 "history": list, "best_top1": float}  # fmt: skip
+
+
+def run_checkpoint(trainer: Trainer) -> dict[str, Any]:
+    """What a run checkpoint holds. Its running sums of a partial epoch are all ranks' (a
+    collective: every rank calls this), which rank 0 carries on resume (``restore``)."""
+    s = trainer.state
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_name": trainer.cfg.model.name,
+        "data_info": dataclasses.asdict(trainer.info),  # load_model builds without the data
+        "config": stored_config(trainer.cfg, trainer.run_dir),  # paths: run_paths
+        "model": trainer.model.state_dict(),
+        "objective": trainer.objective.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "world_size": trainer.dist.world_size,
+        "state": {**s.to_dict(), "running": s.summed_running(trainer.dist, trainer.device)},
+        "rng": rng_state(),
+    }
 
 
 def read_run_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
@@ -105,3 +127,6 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
             f"the run checkpoint does not fit this run: {first_line(err)}"
         ) from None
     trainer.state = TrainState.from_dict(ckpt["state"])
+    if not trainer.dist.is_main:  # the running sums are all ranks': rank 0 carries them
+        run = trainer.state.running
+        trainer.state.running = {k: v if k == "seconds" else 0.0 for k, v in run.items()}

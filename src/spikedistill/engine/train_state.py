@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .distributed import DistContext
 
 
 @dataclass
@@ -32,6 +35,14 @@ class TrainState:
         run["correct"] = run.get("correct", 0.0) + correct
         run["samples"] = run.get("samples", 0.0) + samples
         return total
+
+    def summed_running(self, dist: DistContext, device: torch.device) -> dict[str, float]:
+        """The running sums added over all ranks (a collective: every rank calls it);
+        ``seconds`` stays this rank's own wall time."""
+        run = self.running
+        keys = sorted(k for k in run if k != "seconds")
+        summed = dict(zip(keys, dist.sum([run[k] for k in keys], device), strict=True))
+        return {**summed, **{k: v for k, v in run.items() if k == "seconds"}}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers (a ``weights_only`` checkpoint loads them), copied."""
@@ -84,7 +95,7 @@ def epoch_means(sums: dict[str, float]) -> dict[str, float]:
     """Per-sample means of an epoch's running sums (``add_batch``, summed over ranks), with
     ``top1`` in percent."""
     n = max(sums.get("samples", 0.0), 1.0)
-    out = {k: v / n for k, v in sums.items() if k not in ("correct", "samples")}
+    out = {k: v / n for k, v in sums.items() if k not in ("correct", "samples", "seconds")}
     out["top1"] = 100.0 * sums.get("correct", 0.0) / n
     return out
 

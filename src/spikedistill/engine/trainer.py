@@ -3,7 +3,6 @@ per-epoch evaluation on the full test set, atomic ``last``/``best`` checkpoints 
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import time
@@ -14,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checkpoint import SCHEMA_VERSION, atomic_save, remove_stale_temporaries
+from ..checkpoint import atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader
 from ..errors import ConfigError, NonFiniteLossError, backward_error
 from ..models.pretrained import load_pretrained
@@ -26,7 +25,7 @@ from .evaluate import evaluate
 from .finite import check_finite_batch, check_finite_model
 from .objective import build_objective
 from .optim import build_optimizer, build_scheduler
-from .resume import read_run_checkpoint, restore
+from .resume import read_run_checkpoint, restore, run_checkpoint
 from .run_logger import RunLogger
 from .run_paths import stored_config
 from .run_stm import periodic_stm
@@ -39,7 +38,7 @@ from .setup import (
     run_kind,
     seed_everything,
 )
-from .train_state import TrainState, epoch_means, rng_state, run_summary
+from .train_state import TrainState, epoch_means, run_summary
 
 
 class TrainStep(nn.Module):
@@ -172,22 +171,6 @@ class Trainer:
             )
 
     # -- checkpoints ------------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "model_name": self.cfg.model.name,
-            "data_info": dataclasses.asdict(self.info),  # load_model builds without the data
-            "config": stored_config(self.cfg, self.run_dir),  # paths: run_paths
-            "model": self.model.state_dict(),
-            "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "world_size": self.dist.world_size,
-            "state": self.state.to_dict(),
-            "rng": rng_state(),
-        }
-
     def resume(self, path: str | os.PathLike | None = None, force: bool = False) -> None:
         """Restore model, objective, optimizer, scheduler, RNG and loop position. A checkpoint
         written under another config is refused (naming the keys) unless ``force``."""
@@ -200,8 +183,9 @@ class Trainer:
         s = self.state
         where = f"after step {s.global_step} (epoch {s.epoch + (s.step_in_epoch > 0)})"
         check_finite_model(self.step_module, where)
+        ckpt = run_checkpoint(self)  # on every rank: it sums the ranks' running sums
         if self.dist.is_main:
-            atomic_save(self.checkpoint(), self.run_dir / name)
+            atomic_save(ckpt, self.run_dir / name)
         self.dist.barrier()
 
     # -- loop -------------------------------------------------------------------------------
@@ -308,9 +292,8 @@ class Trainer:
         bar.close()
         self.unchecked.discard("train")
         run["seconds"] += time.perf_counter() - start
-        keys = sorted(k for k in run if k != "seconds")
-        sums = dict(zip(keys, self.dist.sum([run[k] for k in keys], self.device), strict=True))
-        return {**epoch_means(sums), "seconds": run["seconds"]}
+        sums = s.summed_running(self.dist, self.device)
+        return {**epoch_means(sums), "seconds": sums["seconds"]}
 
     def _log_step(self, values, total: float, n_batches: int, rate: float, echo: bool) -> None:
         """The periodic log line (printed too with ``echo``) and scalars; weights checked."""
