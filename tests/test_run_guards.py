@@ -3,6 +3,7 @@ folder, a crash between the metrics and the checkpoint, the error line under tor
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,6 +140,34 @@ def test_a_lock_file_left_by_a_dead_run_is_taken_over(tmp_path):
         with refused, claim_run_dir(out):  # a second claim, even from this process
             pass
     assert not (out / ".lock").exists()
+
+
+HOLDER = """
+import multiprocessing, sys, time
+from pathlib import Path
+from spikedistill.engine.run_dir import claim_run_dir
+
+with claim_run_dir(Path(sys.argv[1])):
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    worker.start()  # as a DataLoader worker: forked while the run holds its folder
+    print(worker.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_runs_forked_workers_do_not_hold_its_folder(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    worker = int(holder.stdout.readline())
+    try:
+        holder.kill()  # SIGKILL: the worker lives on, orphaned, for a while
+        holder.wait()
+        with claim_run_dir(out):
+            os.kill(worker, 0)  # the worker still lives: it does not hold the lock
+    finally:
+        os.kill(worker, signal.SIGKILL)
 
 
 def test_default_run_folders_started_in_the_same_second_differ(tmp_path, monkeypatch):

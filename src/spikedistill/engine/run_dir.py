@@ -25,6 +25,20 @@ RUN_FILES = ("last.pt", "best.pt", "metrics.json", "metrics.csv", "config.yaml",
 RESULTS = ("best.pt", "metrics.json", "metrics.csv", "comparison.png")
 
 
+#: lock descriptors this process holds; a forked child (a DataLoader worker) closes its copies,
+#: so that the lock ends with the run's process, not with its orphaned workers seconds later
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 class RunDirError(SpikeDistillError):
     """A run directory that is in use or would be overwritten."""
 
@@ -118,11 +132,13 @@ def _take_lock(run_dir: Path, names: dict[str, str]) -> int:
             continue
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        _HELD.add(fd)
         return fd
 
 
 def _release_lock(run_dir: Path, fd: int) -> None:
     (run_dir / LOCK).unlink(missing_ok=True)  # before the unlock: no one locks a stale file
+    _HELD.discard(fd)
     os.close(fd)
 
 
