@@ -76,6 +76,22 @@ def test_class_folders_only_in_one_split_are_ignored(folders):
     assert info.num_classes == 3 and "fox" not in train.classes
 
 
+def test_an_empty_class_folder_is_refused_in_train_and_warned_of_in_val(folders):
+    """A class with no training image would still size the classifier (and label noise
+    would move labels into it)."""
+    for split in ("train", "val"):
+        (folders / "imagenet" / split / "emu").mkdir()
+    (folders / "imagenet" / "train" / "emu" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"train: the class folder\(s\) emu hold no image"):
+        build_datasets("imagenet", folders, image_size=16)
+    (folders / "imagenet" / "train" / "cat" / "train_0.png").rename(
+        folders / "imagenet" / "train" / "emu" / "e.png"
+    )
+    with pytest.warns(UserWarning, match="val: no test images of emu"):
+        _, _, info = build_datasets("imagenet", folders, image_size=16)
+    assert info.num_classes == 4
+
+
 def test_folder_loader_deterministic_resumable_and_worker_independent(folders):
     train, val, info = build_datasets("imagenet", folders, image_size=16, train_subset=6)
     assert torch.bincount(train.labels).tolist() == [2, 2, 2]

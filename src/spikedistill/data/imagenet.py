@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from .folder_dataset import ImageFolderDataset, class_folders, scan_images
+from .folder_dataset import IMAGE_EXTENSIONS, ImageFolderDataset, class_folders, scan_images
 from .info import DatasetInfo
 from .paths import how_to_get_data
 from .registry import DATASETS
@@ -58,6 +58,15 @@ def build_imagenet(
         paths, labels = scan_images(base / split, classes)
         if not paths:
             raise DataError(f"{base / split}: no image files in the class folders")
+        found = set(labels)
+        empty = [c for i, c in enumerate(classes) if i not in found]
+        if empty and train:  # a class that cannot be learnt, yet sized into the classifier
+            raise DataError(
+                f"{base / split}: the class folder(s) {', '.join(empty[:5])} hold no image "
+                f"files ({', '.join(IMAGE_EXTENSIONS)}); fill or remove them"
+            )
+        if empty:
+            warnings.warn(f"{base / split}: no test images of {', '.join(empty[:5])}", stacklevel=2)
         splits.append(
             ImageFolderDataset(paths, labels, train=train, image_size=image_size, classes=classes)
         )
