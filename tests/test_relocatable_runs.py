@@ -122,3 +122,27 @@ def test_paths_of_older_runs_resolve_against_the_working_directory(tmp_path, mon
     assert resolved_path("../x.pt", run) == str(tmp_path / "runs" / "x.pt")
     assert stored_path("runs/t/best.pt", "runs/r") == os.path.join("..", "t", "best.pt")
     assert stored_path("w.pt", "runs/r") == str(tmp_path / "w.pt")
+
+
+def test_eval_and_report_find_the_data_the_run_trained_on_without_data_dir(
+    tmp_path, monkeypatch, mnist_writer, capsys
+):
+    """``--data-dir`` is not part of the config (the same config trains anywhere), but the
+    checkpoints record the folder, so eval and report need no ``--data-dir`` of their own."""
+    data = tmp_path / "elsewhere"
+    mnist_writer(data / "mnist")
+    monkeypatch.setenv("SPIKEDISTILL_DATA", str(tmp_path / "empty"))
+    config = tmp_path / "mnist.yaml"
+    config.write_text(CONFIG.replace("name: synthetic", "name: mnist").replace(
+        "options: {shape: [1, 8, 8], num_classes: 4, n_train: 32, n_test: 32}", "options: {}"
+    ))  # fmt: skip
+    _train(tmp_path, config, tmp_path / "run", "--data-dir", str(data))
+    ckpt, cfg = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert cfg.data.root is None and ckpt["data_root"] == str(data.absolute())
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] == 20
+    assert analyze_run(tmp_path / "run", batches=1).ops is not None
+    shutil.move(data, tmp_path / "moved")  # gone: the default places, then the usual error
+    assert main(["eval", "--checkpoint", str(tmp_path / "run")]) == 2
+    assert "empty" in capsys.readouterr().err

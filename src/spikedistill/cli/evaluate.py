@@ -18,7 +18,7 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import build_datasets, make_loader
     from ..engine.evaluate import evaluate
-    from ..engine.load import load_student, read_checkpoint
+    from ..engine.load import load_student, read_checkpoint, run_data_root
     from ..engine.setup import resolve_device
 
     _check(args)
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt, cfg = read_checkpoint(args.checkpoint)
     name = args.data or cfg.data.name
     options = cfg.data.options if name == cfg.data.name else {}  # e.g. the frames of DVS data
-    _, test_set, info = build_datasets(name, args.data_dir or cfg.data.root, **options)
+    _, test_set, info = build_datasets(name, run_data_root(ckpt, cfg, args.data_dir), **options)
     if args.T is not None:
         cfg.model.T = args.T
     model = load_student(ckpt, cfg, args.checkpoint, info).to(device)
@@ -87,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     ev.add_argument("--checkpoint", required=True, help="a last.pt / best.pt of a run")
     ev.add_argument("--data", help="dataset name (default: the one it was trained on)")
-    ev.add_argument("--data-dir", help="data root")
+    ev.add_argument("--data-dir", help="data root (else data.root, else the run's own)")
     ev.add_argument("--T", type=int, help="evaluate a spiking model at another T")
     ev.add_argument("--batch-size", type=int, default=1000)
     ev.add_argument("--device", default="auto")

@@ -41,7 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--out", default="report", help="output folder (a report already in it is replaced)"
     )
-    report.add_argument("--data-dir", help="data root (else the runs' data.root)")
+    report.add_argument(
+        "--data-dir", help="data root (else each run's data.root, else the folder it trained on)"
+    )
     report.add_argument("--batches", type=int, default=4, help="test batches to measure on")
     report.add_argument("--energy", default="fp32", help="energy preset: fp32, fp16, int8")
     report.add_argument("--e-ac", type=float, help="energy of an accumulate (pJ)")

@@ -38,13 +38,14 @@ def analyze_run(
     folder name)."""
     from ..checkpoint import run_checkpoint
     from ..data import build_datasets, make_loader
-    from ..engine.load import load_student, read_checkpoint
+    from ..engine.load import load_student, read_checkpoint, run_data_root
 
     run = Path(run)
     path = run_checkpoint(run)
     ckpt, cfg = read_checkpoint(path)
     out = RunDiagnostics(name or run.name, read_metrics(run), config=cfg.to_dict())
-    _, test_set, info = build_datasets(cfg.data.name, data_dir or cfg.data.root, **cfg.data.options)
+    root = run_data_root(ckpt, cfg, data_dir)
+    _, test_set, info = build_datasets(cfg.data.name, root, **cfg.data.options)
     model = load_student(ckpt, cfg, path, info).to(device).eval()
     loader = make_loader(test_set, cfg.data.batch_size, train=False, info=info)
     data = first_batches(loader, batches, cfg.data.name)

@@ -67,6 +67,16 @@ def stored_data_info(ckpt: dict[str, Any]) -> DatasetInfo | None:
         raise CheckpointError(f"the checkpoint's data_info is damaged ({err})") from None
 
 
+def run_data_root(ckpt: Any, cfg: ExperimentConfig, data_dir: str | None = None) -> str | None:
+    """Where a run's dataset is looked for: ``data_dir`` (``--data-dir``), else the config's
+    ``data.root``, else the folder the run trained from when it is still there (its
+    checkpoints record it), else ``None``: ``$SPIKEDISTILL_DATA``, then the cache."""
+    if data_dir or cfg.data.root:
+        return data_dir or cfg.data.root
+    trained = ckpt.get("data_root") if isinstance(ckpt, dict) else None
+    return trained if isinstance(trained, str) and os.path.isdir(trained) else None
+
+
 def load_model(
     source: str | os.PathLike,
     *,
@@ -78,8 +88,8 @@ def load_model(
     training checkpoint file, in eval mode on ``device``.
 
     The student is rebuilt from the run's config (its class count and input channels come
-    from the checkpoint; one written before they were stored reads them off its dataset:
-    ``data_dir``, else the config's ``data.root``), or is ``model`` when given: a fresh
+    from the checkpoint; one written before they were stored reads them off its dataset,
+    found by ``run_data_root``), or is ``model`` when given: a fresh
     instance of the student you trained (needed for one the config cannot rebuild, such as a
     ``SpikingStudent``), which gets the weights. Its ``data_info`` attribute is that
     ``DatasetInfo`` (the normalisation its inputs need)."""
@@ -89,7 +99,8 @@ def load_model(
     if info is None:
         from ..data import build_datasets
 
-        _, _, info = build_datasets(cfg.data.name, data_dir or cfg.data.root, **cfg.data.options)
+        root = run_data_root(ckpt, cfg, data_dir)
+        _, _, info = build_datasets(cfg.data.name, root, **cfg.data.options)
     if model is None:
         try:
             model = load_student(ckpt, cfg, path, info)

@@ -49,6 +49,7 @@ def run_checkpoint(trainer: Trainer) -> dict[str, Any]:
         "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
         "world_size": trainer.dist.world_size,
+        "data_root": trainer.data_root,  # where it trained: engine.load.run_data_root
         "state": {**s.to_dict(), "running": s.summed_running(trainer.dist, trainer.device)},
         "rng": rng_state(),
     }

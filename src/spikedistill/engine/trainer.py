@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import atomic_save, remove_stale_temporaries
-from ..data import build_batch_transform, build_datasets, make_loader
+from ..data import build_batch_transform, build_datasets, make_loader, resolve_data_root
 from ..errors import ConfigError, NonFiniteLossError, backward_error
 from ..models.pretrained import load_pretrained
 from ..ratebp import RateBackprop
@@ -79,7 +79,9 @@ class Trainer:
         self._check_options()
         self.autocast_dtype = AMP_DTYPES[t.amp]
         self.scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
-        self._build_data(data_dir or cfg.data.root)
+        # recorded in the checkpoints: eval and report find the data without --data-dir
+        self.data_root = str(resolve_data_root(data_dir or cfg.data.root).absolute())
+        self._build_data(self.data_root)
         self._build_student()
         self._build_objective(objective)
         self.optimizer = build_optimizer([self.model, self.objective], cfg.optim)
