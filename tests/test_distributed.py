@@ -60,6 +60,7 @@ def test_two_process_ddp_equals_one_process_and_resumes(tmp_path, capsys):
     _assert_same_weights(single, ddp)
     ckpt = load_checkpoint(ddp / "last.pt")
     assert ckpt["world_size"] == 2
+    assert "batch 32 (2 processes)" in (ddp / "log.txt").read_text()  # the global batch
     s, d = _metrics(single), _metrics(ddp)
     n_test = s["history"][0]["test_samples"]
     assert d["history"][0]["test_samples"] == n_test == 355  # each test sample counted once

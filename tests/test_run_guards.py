@@ -317,3 +317,13 @@ def test_rank_without_world_size_is_one_process_that_locks_and_speaks(tmp_path, 
     with claim_run_dir(out):  # held: a RANK=1 run may not slip past the lock
         expect_one_line_error(["train", str(config), "--out", str(out)], "is in use", capsys)
     expect_one_line_error(["train", str(config), "--out", ""], "--out is empty", capsys)
+
+
+def test_resume_of_a_folder_without_a_run_says_it_starts_one(tmp_path, capsys):
+    """A requeued job may pass --resume from its first start; a mistyped --out is seen."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    assert main(["train", str(config), "--out", str(tmp_path / "new"), "--resume"]) == 0
+    assert "(nothing to resume there yet: a new run)" in capsys.readouterr().out
+    assert main(["train", str(config), "--out", str(tmp_path / "new"), "--resume"]) == 0
+    assert "nothing to resume" not in capsys.readouterr().out

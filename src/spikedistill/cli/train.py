@@ -38,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
     with claim:
         trainer = Trainer(cfg, run_dir, data_dir=args.data_dir)
         try:
-            if args.resume and (run_dir / "last.pt").exists():
+            resumed = args.resume and (run_dir / "last.pt").exists()
+            if resumed:
                 trainer.resume(force=args.force)
             args.release_warnings()  # set up: warnings now show as they come
-            if rank == 0:
-                print(f"run directory: {run_dir}")
+            if rank == 0:  # a requeued job may start with --resume: say it starts afresh
+                fresh = " (nothing to resume there yet: a new run)" * (args.resume and not resumed)
+                print(f"run directory: {run_dir}{fresh}")
             summary = _fit(trainer, rank)
         finally:
             trainer.close()

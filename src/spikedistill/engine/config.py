@@ -24,7 +24,7 @@ class DataConfig:
     name: str = "mnist"  # the dataset
     root: str | None = None  # data root (--data-dir wins); else $SPIKEDISTILL_DATA, ~/.cache/...
     download: bool = False  # download the dataset if it is missing (where it can be)
-    batch_size: int = 128  # training batch (per process under torchrun)
+    batch_size: int = 128  # training batch (global: split over the processes under torchrun)
     eval_batch_size: int = 1000  # test-set evaluation batch
     augment: list[str] = field(default_factory=list)  # training augmentations
     train_subset: int | None = None  # class-balanced subset of the training set

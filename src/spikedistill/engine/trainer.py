@@ -317,11 +317,13 @@ class Trainer:
         cfg, s = self.cfg, self.state
         self.logger.save_config(stored_config(cfg, self.run_dir))  # --force may change it
         if s.epoch == 0 and s.step_in_epoch == 0:
-            kind = run_kind(cfg, self.model, self.backend)
+            kind, world = run_kind(cfg, self.model, self.backend), self.dist.world_size
+            batch = f"batch {cfg.data.batch_size}" + f" ({world} processes)" * (world > 1)
             self.logger.log(
                 f"start: {cfg.model.name} ({kind})"
                 f" on {cfg.data.name}, {sum(p.numel() for p in self.model.parameters())} params, "
-                f"{len(self.train_set)} train / {len(self.test_set)} test, device {self.device}"
+                f"{len(self.train_set)} train / {len(self.test_set)} test, {batch}, "
+                f"device {self.device}"
             )
         while s.epoch < cfg.train.epochs:
             train = self.train_epoch()
