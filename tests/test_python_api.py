@@ -215,3 +215,17 @@ def test_a_student_breaking_the_contract_is_told_how(tmp_path, net, fragment):
                  settings={"train.epochs": 1})  # fmt: skip
     sd.train(StepNet(), train, test, teacher=OwnAnn(), method="kd", out=tmp_path / "ok",
              settings={"train.epochs": 1})  # fmt: skip
+
+
+def test_train_under_torchrun_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    for name, value in {
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+        "MASTER_ADDR": "x",
+        "MASTER_PORT": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    train, test, _ = loaders()
+    with pytest.raises(ConfigError, match=r"runs in one process.*torchrun -m spikedistill train"):
+        sd.train(OwnAnn(), train, test, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

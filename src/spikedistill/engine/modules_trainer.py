@@ -29,6 +29,7 @@ from ..models.contract import time_steps
 from ..models.external import find_callable
 from ..warning_site import warnings_at_caller
 from .config import ExperimentConfig, config_from_dict
+from .distributed import DistContext
 from .objective import build_objective
 from .run_dir import PYTHON_NAMES, claim_run_dir
 from .schema import set_dotted
@@ -265,6 +266,12 @@ def train(
     frozen while training, is given back as it came (each module's mode, each parameter's
     ``requires_grad``), on the training device; with ``"teacher.train_bn": True`` its
     BatchNorm running statistics have moved, as in the CKDSNN reference."""
+    if DistContext.describe_env().enabled:
+        raise ConfigError(
+            "spikedistill.train runs in one process: it cannot shard loaders it is given. "
+            "Under torchrun use the command line (torchrun -m spikedistill train CONFIG) "
+            "on a spikedistill dataset"
+        )
     method = method or ("kd" if teacher is not None else "none")
     cfg = module_config(student, (train_loader, test_loader), method, options, settings)
     if method != "none" and teacher is None:
