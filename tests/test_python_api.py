@@ -118,7 +118,9 @@ def test_without_a_teacher_the_method_is_none_and_own_classes_warn_when_not_rebu
     (warned,) = [w for w in shown if "load_model" in str(w.message)]
     assert (warned.filename, warned.lineno) == (__file__, line)  # the user's call, not ours
     assert set(summary["history"][0]) >= {"train_ce"} and "train_kd" not in summary["history"][0]
-    with pytest.raises(ConfigError, match=r"pass a new instance of it: load_model\(run, model="):
+    with pytest.raises(
+        ConfigError, match=r"with a new instance of it: spikedistill.load_model\(run, model="
+    ):
         sd.load_model(tmp_path / "run")
     model = sd.load_model(tmp_path / "run", model=Local())
     torch.testing.assert_close(model(x[:2]), student.eval()(x[:2]))

@@ -50,7 +50,13 @@ def load_student(
     ckpt: dict[str, Any], cfg: ExperimentConfig, path: str | os.PathLike, info: DatasetInfo
 ) -> nn.Module:
     """The run's student for the data ``info`` describes, with the checkpoint's weights."""
-    model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
+    try:
+        model = build_student(cfg, info.num_classes, info.in_channels, info.time_steps)
+    except SpikeDistillError as err:  # e.g. a class of a script, a wrapped SpikingJelly net
+        raise type(err)(
+            f"{err}; if the student is your own module, load the run in Python with a new "
+            "instance of it: spikedistill.load_model(run, model=...)"
+        ) from None
     load_weights(model, ckpt["model"], str(path))
     return model
 
@@ -102,13 +108,7 @@ def load_model(
         root = run_data_root(ckpt, cfg, data_dir)
         _, _, info = build_datasets(cfg.data.name, root, **cfg.data.options)
     if model is None:
-        try:
-            model = load_student(ckpt, cfg, path, info)
-        except SpikeDistillError as err:
-            raise type(err)(
-                f"{err}; if the student is your own module, pass a new instance of it: "
-                "load_model(run, model=...)"
-            ) from None
+        model = load_student(ckpt, cfg, path, info)
     else:
         load_weights(model, ckpt["model"], str(path))
     model.data_info = info
