@@ -148,7 +148,10 @@ def test_backward_keeps_only_one_float_tensor():
         ({"reset": "zero"}, "reset"),
         ({"surrogate": "sigmoidd"}, "sigmoid"),
         ({"alpha": -1.0}, "alpha"),
-        ({"tau": 2.0}, "unknown option 'neuron_kwargs.tau' of the neuron"),
+        ({"tau": 2.0}, r"neuron_kwargs.tau: spikedistill's neuron takes decay = 1 - 1/tau"),
+        ({"beta": 0.9}, r"neuron_kwargs.beta: spikedistill's neuron takes decay = beta"),
+        ({"v_threshold": 0.5}, r"neuron_kwargs.v_threshold: spikedistill's neuron takes thr"),
+        ({"tua": 2.0}, "unknown option 'neuron_kwargs.tua' of the neuron"),
         ({"threshold": "abc"}, "neuron_kwargs.threshold: expected float"),
     ],
 )
@@ -160,3 +163,6 @@ def test_invalid_neuron_options_raise_clear_errors(overrides, match):
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(UnknownNameError, match="ratebp"):
         neuron_config("rate-bp")
+    # "lif" is close to "if", the one preset without a leak: each preset says what it is
+    with pytest.raises(UnknownNameError, match=r"if \(decay 1, soft reset\).*tdbn \(decay 0.5"):
+        neuron_config("lif")

@@ -470,3 +470,16 @@ def test_the_start_line_names_whose_neurons_run():
     assert run_kind(snn, SnnTorchNet(), "cpp") == f"SNN T={T}, Leaky neurons, BPTT"
     assert run_kind(snn, STUDENTS["spikingjelly"](), "cpp") == f"SNN T={T}, LIFNode neurons, BPTT"
     assert run_kind(load_config(None, []), PlainANN(), "cpp") == "ANN"
+
+
+def test_a_net_without_stages_is_told_to_declare_them():
+    from spikedistill.distill.taps import resolve_tap
+
+    class OneChild(nn.Module):  # everything under one child, which holds the classifier
+        def __init__(self):
+            super().__init__()
+            self.net = PlainANN()
+
+    with pytest.raises(ConfigError, match="OneChild has no stages to index; declare stage_names"):
+        resolve_tap(OneChild(), -1)
+    assert resolve_tap(OneChild(), "net.layer1") == "net.layer1"

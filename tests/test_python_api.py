@@ -178,16 +178,16 @@ def test_a_spikingjelly_student_trains_with_every_feature_method(tmp_path):
 
 class StepNet(nn.Module):
     """snnTorch's way on 1 x 12 x 12 images: a loop over T, one ``snn.Leaky`` keeping its
-    membrane; ``reset`` in forward, ``per_step`` honoured, a ``T``, each as asked."""
+    membrane; ``reset`` in forward, a ``T``, ``spiking`` declared, and what it ``returns``:
+    as asked (per step or the mean), always the mean, always the steps, or snnTorch's
+    ``(spikes, membrane)`` records."""
 
-    spiking = True
-
-    def __init__(self, reset=True, per_step=True, T=2):
+    def __init__(self, reset=True, returns="asked", T=2, spiking=True):
         super().__init__()
         snn = pytest.importorskip("snntorch")
         if T is not None:
             self.T = T
-        self.reset, self.per_step = reset, per_step
+        self.reset, self.returns, self.spiking = reset, returns, spiking
         self.conv = nn.Conv2d(1, 8, 3, padding=1)
         self.lif = snn.Leaky(0.5, init_hidden=True)
         self.fc = nn.Linear(8, 4)
@@ -198,7 +198,10 @@ class StepNet(nn.Module):
         if self.reset:
             utils.reset(self)
         steps = torch.stack([self.fc(self.lif(self.conv(x)).mean(dim=(2, 3))) for _ in range(2)])
-        return steps if per_step and self.per_step else steps.mean(0)
+        if self.returns == "records":
+            return steps, steps
+        stacked = self.returns == "steps" or (self.returns == "asked" and per_step)
+        return steps if stacked else steps.mean(0)
 
 
 @pytest.mark.parametrize(
@@ -206,9 +209,12 @@ class StepNet(nn.Module):
     [
         (lambda: StepNet(reset=False), "reset it at the start of its forward"),
         (lambda: StepNet(T=None), "says spiking=True, so it needs T"),
-        (lambda: StepNet(per_step=False), "per-step logits are [T=2, B, K]"),
+        (lambda: StepNet(returns="mean"), "per_step=True) gives shape (16, 4) for 16 samples"),
+        (lambda: StepNet(returns="steps"), "(x) gives shape (2, 2, 4) for 2 samples"),
+        (lambda: StepNet(returns="records"), "returned a tuple of 2, not logits"),
+        (lambda: StepNet(spiking=False), "holds spiking neurons (lif) but does not say"),
     ],
-    ids=["state-kept", "no-T", "per-step-ignored"],
+    ids=["state-kept", "no-T", "per-step-ignored", "steps-always", "records", "not-declared"],
 )
 def test_a_student_breaking_the_contract_is_told_how(tmp_path, net, fragment):
     train, test, _ = loaders()

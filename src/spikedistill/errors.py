@@ -66,6 +66,7 @@ def backward_error(err: RuntimeError) -> Exception:
         return err
     return ConfigError(
         "the student keeps state from the batch before (a neuron's membrane, as snnTorch's "
-        "init_hidden=True neurons do): reset it at the start of its forward, e.g. "
-        "snntorch.utils.reset(self)"
+        "init_hidden=True neurons do): reset it at the start of its forward "
+        "(snntorch.utils.reset(self); SpikingJelly: functional.reset_net(self), or wrap the net "
+        "by spikedistill.interop.spikingjelly.as_student, which resets it)"
     )

@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.contract import check_student, feature_layout_of, is_spiking, time_steps
+from ..models.contract import (
+    check_logits,
+    check_student,
+    feature_layout_of,
+    is_spiking,
+    time_steps,
+)
 from ..spiking import unfold_time
 from ..typed import check_options, parameter_types
 from .base import METHODS, DistillBatch, DistillMethod
@@ -48,10 +54,14 @@ def build_method(
 def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Per-step logits ``[T, B, K]`` of a student (``T = 1`` for an ANN; ``[1, B, K]``: a
     student that gives only its mean over time)."""
+    batch = x.shape[1] if x.dim() == 5 else x.shape[0]  # event frames are time-first
     if not is_spiking(student):
-        return student(x).unsqueeze(0)
+        logits = student(x)
+        check_logits(student, logits, batch)
+        return logits.unsqueeze(0)
     steps, T = student(x, per_step=True), time_steps(student)
-    if steps.dim() != 3 or steps.shape[0] not in (1, T):
+    check_logits(student, steps, batch, per_step=True)
+    if steps.shape[0] not in (1, T):
         raise ConfigError(
             f"{type(student).__name__}(x, per_step=True) gives shape {tuple(steps.shape)}; a "
             f"spiking student's per-step logits are [T={T}, B, K] (or [1, B, K])"

@@ -23,6 +23,11 @@ def resolve_tap(model: nn.Module, spec: TapSpec) -> str:
     """The module path a spec names; a clear error lists the valid ones."""
     stages = stage_names_of(model)
     if isinstance(spec, int) and not isinstance(spec, bool):
+        if not stages:  # e.g. a net whose layers all sit under one child
+            raise ConfigError(
+                f"stage index {spec}: {type(model).__name__} has no stages to index; declare "
+                "stage_names (module paths, in order) on it, or tap a module path"
+            )
         if not -len(stages) <= spec < len(stages):
             raise ConfigError(f"stage index {spec} out of range: the model has stages {stages}")
         return stages[spec]

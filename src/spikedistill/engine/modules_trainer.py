@@ -25,7 +25,7 @@ from torch import nn
 
 from ..data.info import DatasetInfo
 from ..errors import ConfigError
-from ..models.contract import time_steps
+from ..models.contract import check_logits, time_steps
 from ..models.external import find_callable
 from ..warning_site import warnings_at_caller
 from .config import ExperimentConfig, config_from_dict
@@ -90,7 +90,9 @@ def infer_data_info(student: nn.Module, x: torch.Tensor) -> DatasetInfo:
     student.eval()
     try:
         device = next(student.parameters()).device
-        logits = student((x[:, :2] if x.dim() == 5 else x[:2]).to(device))
+        two = (x[:, :2] if x.dim() == 5 else x[:2]).to(device)
+        logits = student(two)
+        check_logits(student, logits, two.shape[1] if x.dim() == 5 else len(two))
     finally:
         student.train(was_training)
     channels = x.shape[-3]

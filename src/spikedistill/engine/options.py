@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..models.external import is_external
 from ..models.registry import check_model_options
 from ..spiking import neuron_config
-from ..spiking.config import neuron_option_types
+from ..spiking.config import check_neuron_kwargs
 from ..typed import check_options, parameter_types
 
 if TYPE_CHECKING:
@@ -46,9 +46,7 @@ def check_zoo_options(name: str, options: dict[str, Any], path: str) -> None:
 def check_model_section(cfg: ExperimentConfig) -> None:
     m = cfg.model
     check_zoo_options(m.name, m.options, "model.options")
-    kwargs = check_options(
-        m.neuron_kwargs, neuron_option_types(), "model.neuron_kwargs", "the neuron"
-    )
+    kwargs = check_neuron_kwargs(m.neuron_kwargs, "model.neuron_kwargs")
     if m.spiking:
         neuron_config(m.neuron, **kwargs)  # the preset name and the values' ranges
     elif kwargs:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memory
 from ..models import build_model
-from ..models.contract import is_neuron
+from ..models.contract import check_logits, check_student, is_neuron
 from ..spiking import LIF, fuse_units
 from .config import ExperimentConfig
 
@@ -97,10 +97,13 @@ def first_forward(what: str, x: torch.Tensor) -> Iterator[None]:
 
 @torch.no_grad()
 def probe_forward(model: nn.Module, x: torch.Tensor) -> None:
-    """One forward in eval mode (no statistics updated) on two samples of ``x``."""
+    """The student contract checked, then one forward in eval mode (no statistics updated) on
+    two samples of ``x``, its logits checked."""
+    check_student(model)
     was_training = model.training
     model.eval()
     try:
-        model(x[:, :2] if x.dim() == 5 else x[:2])  # event frames are time-first
+        two = x[:, :2] if x.dim() == 5 else x[:2]  # event frames are time-first
+        check_logits(model, model(two), two.shape[1] if x.dim() == 5 else len(two))
     finally:
         model.train(was_training)

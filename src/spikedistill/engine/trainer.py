@@ -162,8 +162,7 @@ class Trainer:
         with first_forward(f"model {self.cfg.model.name!r}", x):  # before anything is written
             if hasattr(self.objective, "build"):  # create method modules from real shapes
                 self.objective.build(self.model, x, y)
-            else:
-                probe_forward(self.model, x)
+            probe_forward(self.model, x)  # the contract, and the logits evaluation sees
         self.step_module: nn.Module = TrainStep(self.model, self.objective, self.train_forward)
         if self.dist.enabled:
             self.step_module = nn.parallel.DistributedDataParallel(

@@ -132,17 +132,52 @@ def infer_stage_names(model: nn.Module) -> list[str]:
     return []
 
 
+#: how a net of another library becomes a student
+WRAP_HINT = (
+    "a SpikingJelly net is wrapped by spikedistill.interop.spikingjelly.as_student(net, T); "
+    "an own net declares spiking = True and T, and its forward takes per_step"
+)
+
+
 def check_student(model: nn.Module) -> None:
     """Raise ``ConfigError`` unless ``model`` meets the contract (with the defaults above)."""
     time_steps(model)
     feature_layout_of(model)
-    if is_spiking(model):
-        params = inspect.signature(model.forward).parameters
-        if "per_step" not in params and not any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-        ):
+    name = type(model).__name__
+    if not is_spiking(model):
+        neurons = [p for p, m in model.named_modules() if is_neuron(m)]
+        if neurons:
             raise ConfigError(
-                f"{type(model).__name__} says spiking=True, so its forward must take "
-                "per_step (per_step=True -> logits [T, B, K]); wrap it in "
-                "spikedistill.models.adapter.SpikingStudent"
+                f"{name} holds spiking neurons ({', '.join(neurons[:2])}) but does not say "
+                f"spiking = True, so it would train as an ANN: {WRAP_HINT}"
             )
+        return
+    params = inspect.signature(model.forward).parameters
+    if "per_step" not in params and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    ):
+        raise ConfigError(
+            f"{name} says spiking=True, so its forward must take per_step (per_step=True -> "
+            "logits [T, B, K]; a net looping over its steps stacks its step logits), or be "
+            "wrapped in spikedistill.models.adapter.SpikingStudent"
+        )
+
+
+def check_logits(model: nn.Module, out: object, batch: int, per_step: bool = False) -> None:
+    """``ConfigError`` unless ``out``, what ``model(x)`` (``per_step``: ``model(x,
+    per_step=True)``) returned for ``batch`` samples, is logits ``[B, K]`` (``[T, B, K]`` or
+    ``[1, B, K]`` per step)."""
+    name, call = type(model).__name__, "(x, per_step=True)" if per_step else "(x)"
+    if not isinstance(out, torch.Tensor):
+        what = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, tuple) else "")
+        raise ConfigError(
+            f"{name}{call} returned {what}, not logits: a student returns one tensor (not, "
+            "as snnTorch examples do, its spike and membrane records)"
+        )
+    dims, batch_dim = (3, 1) if per_step else (2, 0)
+    if out.dim() != dims or out.shape[batch_dim] != batch:
+        want = "[T, B, K] (or [1, B, K])" if per_step else "[B, K] (an SNN's mean over time)"
+        raise ConfigError(
+            f"{name}{call} gives shape {tuple(out.shape)} for {batch} samples; a student's "
+            f"logits are {want}"
+        )

@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownNameError
 from ..registry import Registry
 from ..typed import check_options
 from .surrogate import SURROGATES
@@ -60,13 +60,44 @@ NEURON_PRESETS.register("ratebp")(  # Rate-BP, BRD (docs/methods.md §1.2)
 NEURON_PRESETS.register("if")(NeuronConfig(decay=1.0, reset="soft", detach_reset=True))
 
 
+#: other libraries' neuron parameters, and what they are here
+OTHER_NAMES = {
+    "tau": "decay = 1 - 1/tau (SpikingJelly's tau; decay_input: true for its LIFNode)",
+    "beta": "decay = beta (snnTorch's beta)",
+    "v_threshold": "threshold",
+    "v_reset": "reset: hard (to 0) or soft (subtract the threshold)",
+    "reset_mechanism": "reset: hard (snnTorch's 'zero') or soft ('subtract')",
+    "surrogate_function": "surrogate (a name) and alpha",
+}
+
+
 def neuron_option_types() -> dict[str, Any]:
     """The fields of ``NeuronConfig`` with their types: what ``neuron_kwargs`` may set."""
     return typing.get_type_hints(NeuronConfig)
 
 
+def check_neuron_kwargs(options: Any, path: str = "neuron_kwargs") -> dict[str, Any]:
+    """``options`` checked as ``NeuronConfig`` field overrides; another library's parameter
+    name is told what it is here."""
+    for key in OTHER_NAMES.keys() & (options.keys() if isinstance(options, dict) else set()):
+        raise ConfigError(f"{path}.{key}: spikedistill's neuron takes {OTHER_NAMES[key]}")
+    return check_options(options, neuron_option_types(), path, "the neuron")
+
+
+def named_preset(name: str) -> NeuronConfig:
+    """The preset ``name``; an unknown name lists what each preset is."""
+    if name in NEURON_PRESETS:
+        return NEURON_PRESETS.get(name)
+    each = {n: NEURON_PRESETS.get(n) for n in NEURON_PRESETS}
+    kinds = [f"{n} (decay {c.decay:g}, {c.reset} reset)" for n, c in each.items()]
+    raise UnknownNameError(
+        f"{NEURON_PRESETS.unknown_message(name)}. The presets: {'; '.join(kinds)}; "
+        "neuron_kwargs change any constant"
+    )
+
+
 def neuron_config(preset: str | NeuronConfig | None = "tdbn", **overrides: Any) -> NeuronConfig:
     """A ``NeuronConfig`` from a preset name (or config) with field overrides."""
-    base = preset if isinstance(preset, NeuronConfig) else NEURON_PRESETS.get(preset or "tdbn")
-    overrides = check_options(overrides, neuron_option_types(), "neuron_kwargs", "the neuron")
+    base = preset if isinstance(preset, NeuronConfig) else named_preset(preset or "tdbn")
+    overrides = check_neuron_kwargs(overrides)
     return base.replace(**overrides) if overrides else base
