@@ -321,3 +321,28 @@ def test_cli_bad_inputs(flags, message, runs, tmp_path, capsys):
             argv.append(flag)
     (tmp_path / "existing").write_text("x")
     expect_one_line_error(["export", run, *argv, "--out", out], message, capsys, watch=[tmp_path])
+
+
+def test_onnx_export_refuses_a_graph_it_could_only_fix_to_one_batch():
+    """snnTorch's init_hidden neurons size their state by the first input: torch.onnx falls
+    back to a static graph of the example batch (2), which wrote a model for batch 2 only."""
+    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("onnx")
+
+    class LoopNet(nn.Module):
+        spiking, T = True, 2
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4, 10)
+            self.lif = snn.Leaky(beta=0.5, init_hidden=True)
+
+        def forward(self, x, per_step=False):
+            from snntorch import utils
+
+            utils.reset(self)
+            steps = [self.fc(self.lif(self.conv(x)).mean(dim=(2, 3))) for _ in range(self.T)]
+            return torch.stack(steps) if per_step else torch.stack(steps).mean(0)
+
+    with pytest.raises(ConfigError, match="LoopNet fixed the batch at 2"):
+        export_program(LoopNet().eval(), (1, 8, 8))

@@ -155,6 +155,13 @@ def export_program(model: nn.Module, sample_shape: tuple[int, ...]) -> Any:
         raise ConfigError(
             f"ONNX export of {type(model).__name__} failed: {first_line(_root_cause(err))}"
         ) from err
+    batch = program.model.graph.inputs[0].shape[batch_dim(traced, sample_shape)]
+    if isinstance(batch, int):  # torch.onnx fell back to a static graph
+        raise ConfigError(
+            f"ONNX export of {type(model).__name__} fixed the batch at {batch}: its forward "
+            "depends on the batch size (e.g. state sized by the first input, as snnTorch's "
+            "init_hidden neurons keep), so torch.export found no graph for any batch"
+        )
     program.model.metadata_props.update(_metadata(model))
     return program
 
