@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,31 @@ def test_folder_loader_deterministic_resumable_and_worker_independent(folders):
         for _, y in make_loader(val, 4, train=False, info=info, rank=r, world_size=2)
     ]
     assert sorted(torch.cat(seen).tolist()) == sorted(val.labels.tolist())
+
+
+def test_a_corrupt_test_image_keeps_the_trained_epoch_for_resume(folders, capsys):
+    """The test set is first read after a full epoch: the epoch is saved before the error,
+    and resume (once the file is fixed) evaluates it; the run equals an unbroken one."""
+    from spikedistill.cli import main
+
+    config = folders / "img.yaml"
+    config.write_text(
+        "data: {name: imagenet, batch_size: 3, eval_batch_size: 9, options: {image_size: 16}}\n"
+        "model: {name: convnet3, spiking: true, T: 2, options: {width: 4}}\n"
+        "train: {epochs: 1, seed: 0, threads: 1}\n"
+    )
+    args = ["train", str(config), "--data-dir", str(folders)]
+    assert main([*args, "--out", str(folders / "unbroken")]) == 0
+    image = folders / "imagenet" / "val" / "dog" / "val_0.png"
+    good = image.read_bytes()
+    image.write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main([*args, "--out", str(folders / "run")]) == 2
+    assert "epoch 1's training is saved: fix the data, then resume" in capsys.readouterr().err
+    image.write_bytes(good)
+    assert main([*args, "--out", str(folders / "run"), "--resume"]) == 0
+    unbroken, resumed = (
+        json.loads((folders / r / "metrics.json").read_text())["history"]
+        for r in ("unbroken", "run")
+    )
+    assert resumed == [{**unbroken[0], "seconds": resumed[0]["seconds"]}]

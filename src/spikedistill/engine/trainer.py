@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..checkpoint import atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader, resolve_data_root
-from ..errors import ConfigError, NonFiniteLossError, backward_error
+from ..errors import ConfigError, DataError, NonFiniteLossError, backward_error
 from ..models.pretrained import load_pretrained
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
@@ -328,7 +328,7 @@ class Trainer:
             train = self.train_epoch()
             last = s.epoch + 1 == cfg.train.epochs
             evaluated = last or (s.epoch + 1) % cfg.train.eval_every == 0
-            test = self._evaluate() if evaluated else {"loss": None, "top1": None, "samples": None}
+            test = self._test_epoch(evaluated)
             stm = periodic_stm(self, s.epoch + 1) if evaluated else None
             row = {
                 "epoch": s.epoch + 1,
@@ -367,6 +367,20 @@ class Trainer:
             self.save("last.pt")
         self.logger.close()
         return run_summary(cfg, s.history)
+
+    def _test_epoch(self, evaluated: bool) -> dict[str, Any]:
+        """The test metrics of the epoch just trained; on a data error (a test image that cannot
+        be decoded) its training is first saved, for resume (alone: under torchrun others wait)."""
+        if not evaluated:
+            return {"loss": None, "top1": None, "samples": None}
+        try:
+            return self._evaluate()
+        except DataError as err:
+            if self.dist.enabled:
+                raise
+            self.save("last.pt")
+            saved = f"epoch {self.state.epoch + 1}'s training is saved: fix the data, then resume"
+            raise DataError(f"{err}; {saved} the run") from None
 
     def _evaluate(self) -> dict[str, Any]:
         check = f"test sample of {self.cfg.data.name}" if "test" in self.unchecked else None
