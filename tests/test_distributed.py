@@ -80,7 +80,7 @@ def test_two_process_ddp_equals_one_process_and_resumes(tmp_path, capsys):
 
 
 #: a convnet3 whose every process kills itself (SIGKILL, as a preempted job) at the
-#: training forward $KILL_AT, when that is set
+#: training forward $KILL_AT, and whose rank 0 gets SIGTERM at $TERM_AT, when those are set
 KILLED_NET = """
 import os, signal
 from spikedistill.models import build_model
@@ -94,15 +94,20 @@ def net(num_classes, in_channels, spiking, T, neuron, neuron_kwargs, **options):
         calls[0] += module.training
         if calls[0] == int(os.environ.get("KILL_AT", -1)):
             os.kill(os.getpid(), signal.SIGKILL)
+        if calls[0] == int(os.environ.get("TERM_AT", -1)) and os.environ["RANK"] == "0":
+            os.kill(os.getpid(), signal.SIGTERM)
 
     model.register_forward_pre_hook(count)
     return model
 """
 
 
-def test_a_ddp_run_killed_mid_epoch_resumes_to_the_metrics_of_an_unbroken_one(tmp_path):
+def test_a_ddp_run_killed_or_stopped_mid_epoch_resumes_to_the_metrics_of_an_unbroken_one(
+    tmp_path,
+):
     """The running sums of a partial epoch in ``last.pt`` are all ranks' (each rank used to
-    save only rank 0's, and on resume every rank took them: train loss and top-1 were off)."""
+    save only rank 0's, and on resume every rank took them: train loss and top-1 were off).
+    SIGTERM to one rank stops every rank after the same step, saved (exit status 143)."""
     import os
 
     (tmp_path / "killed_net.py").write_text(KILLED_NET)
@@ -116,9 +121,13 @@ def test_a_ddp_run_killed_mid_epoch_resumes_to_the_metrics_of_an_unbroken_one(tm
     state = load_checkpoint(tmp_path / "killed" / "last.pt")["state"]
     assert (state["epoch"], state["step_in_epoch"]) == (0, 8)  # inside the 45-step epoch
     _torchrun(*args, "--out", killed, "--resume", env=env)
-    (want,), (got,) = (
-        _metrics(tmp_path / "unbroken")["history"],
-        _metrics(tmp_path / "killed")["history"],
-    )
-    for key in ("train_loss", "train_ce", "train_top1", "test_top1", "test_loss"):
-        assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    stopped = str(tmp_path / "stopped")
+    out = _torchrun(*args, "--out", stopped, env={**env, "TERM_AT": "7"}, returncode=143)
+    assert "exitcode  : 143" in out.stderr
+    assert load_checkpoint(tmp_path / "stopped" / "last.pt")["state"]["global_step"] == 7
+    _torchrun(*args, "--out", stopped, "--resume", env=env)
+    (want,) = _metrics(tmp_path / "unbroken")["history"]
+    for run in ("killed", "stopped"):
+        (got,) = _metrics(tmp_path / run)["history"]
+        for key in ("train_loss", "train_ce", "train_top1", "test_top1", "test_loss"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9), (run, key)

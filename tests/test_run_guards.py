@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bad_input import expect_one_line_error, snapshot
+from spikedistill.checkpoint import load_checkpoint
 from spikedistill.cli import main
 from spikedistill.cli.main import HeldWarnings, run_command
 from spikedistill.data import DATASETS, DatasetInfo
@@ -75,12 +76,15 @@ TRAIN_NAN = "non-finite value (NaN or inf) in training sample of float_data"
 def test_nan_in_the_data_stops_naming_the_sample_before_anything_is_saved(
     option, message, unchecked, float_data, tmp_path, capsys
 ):
+    """A bad training sample stops the run before any weights are saved; a bad test sample,
+    read after the first epoch, keeps that epoch's training in last.pt, for resume."""
     config = tmp_path / "tiny.yaml"
     config.write_text(BASE)
     out = tmp_path / "run"
     argv = ["train", str(config), "data.name=float_data", f"data.options={{{option}}}"]
     expect_one_line_error([*argv, "--out", str(out)], message, capsys)
-    assert not any(out.glob("*.pt")) and not (out / "metrics.json").exists()
+    saved = ["last.pt"] if option.startswith("bad_test") else []
+    assert [p.name for p in out.glob("*.pt")] == saved and not (out / "metrics.json").exists()
     assert not (out / ".lock").exists()
     # without the data check a NaN in training ruins the weights; the weight guard stops
     # the run before they are saved
@@ -327,3 +331,34 @@ def test_resume_of_a_folder_without_a_run_says_it_starts_one(tmp_path, capsys):
     assert "(nothing to resume there yet: a new run)" in capsys.readouterr().out
     assert main(["train", str(config), "--out", str(tmp_path / "new"), "--resume"]) == 0
     assert "nothing to resume" not in capsys.readouterr().out
+
+
+def test_sigterm_saves_the_step_and_resume_ends_like_an_unbroken_run(tmp_path, monkeypatch, capsys):
+    """A scheduler's SIGTERM (time limit, preemption) stops the run after its current step,
+    saved: exit status 143, and resume continues it to the unbroken run's metrics."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE.replace("epochs: 1", "epochs: 2"))
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["train", str(config), "--out", str(full)]) == 0
+    step, calls = Trainer.train_step, []
+
+    def terminated_in_step_5(self, *args):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the step
+        return step(self, *args)
+
+    monkeypatch.setattr(Trainer, "train_step", terminated_in_step_5)
+    capsys.readouterr()
+    assert main(["train", str(config), "--out", str(part)]) == 143
+    assert "stopped by SIGTERM after step 5 (epoch 1), saved in last.pt" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert load_checkpoint(part / "last.pt")["state"]["global_step"] == 5
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert main(["train", str(config), "--out", str(part), "--resume"]) == 0
+
+    def rows(run):
+        with open(run / "metrics.csv") as fh:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+
+    assert rows(part) == rows(full)

@@ -34,6 +34,12 @@ class NonFiniteLossError(NonFiniteError):
     """A NaN or infinite training loss (more than ``train.skip_nonfinite`` times)."""
 
 
+class StoppedError(SpikeDistillError):
+    """A run stopped on request (SIGTERM), its state saved for resume."""
+
+    exit_status = 128 + 15  # as if SIGTERM had ended it: schedulers read it so
+
+
 class RankError(SpikeDistillError):
     """An error of one process under torchrun during training, where it may be that process's
     alone (its shard of the data): the CLI prints it from every rank, naming the rank."""

@@ -90,7 +90,7 @@ def _error_message(err: BaseException) -> tuple[str, int]:
         message, status = _error_message(err.error)
         return f"rank {err.rank}: {message}", status
     if isinstance(err, SpikeDistillError):
-        return str(err), 2
+        return str(err), getattr(err, "exit_status", 2)
     if is_out_of_memory(err):
         return f"out of memory ({first_line(err)}). {OOM_HINT}", 2
     if isinstance(err, OSError):

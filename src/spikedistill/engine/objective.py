@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +20,20 @@ from ..distill.teacher import FrozenTeacher, load_teacher
 from ..errors import ConfigError
 from .config import ExperimentConfig, TeacherConfig
 from .options import check_distill_section
+
+
+class TrainStep(nn.Module):
+    """``(x, y, index) -> (logits, loss terms)``: the objective applied to the training view
+    of the student. One module over every trained parameter, for DDP to wrap."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module, train_forward: Any) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+        # the model, its compiled form or its RateBackprop view (not registered again)
+        self.__dict__["train_forward"] = train_forward
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
+        return self.objective(self.train_forward, x, y, index)
 
 
 class CrossEntropyObjective(nn.Module):

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..checkpoint import atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader, resolve_data_root
-from ..errors import ConfigError, DataError, NonFiniteLossError, backward_error
+from ..errors import ConfigError, DataError, NonFiniteLossError, StoppedError, backward_error
 from ..models.pretrained import load_pretrained
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
@@ -23,7 +23,7 @@ from .config import ExperimentConfig
 from .distributed import DistContext
 from .evaluate import evaluate
 from .finite import check_finite_batch, check_finite_model
-from .objective import build_objective
+from .objective import TrainStep, build_objective
 from .optim import build_optimizer, build_scheduler
 from .resume import read_run_checkpoint, restore, run_checkpoint
 from .run_logger import RunLogger
@@ -38,21 +38,8 @@ from .setup import (
     run_kind,
     seed_everything,
 )
+from .stop_signal import sigterm_requests
 from .train_state import TrainState, epoch_means, run_summary
-
-
-class TrainStep(nn.Module):
-    """``(x, y, index) -> (logits, loss terms)``: the objective applied to the training view
-    of the student. One module over every trained parameter, for DDP to wrap."""
-
-    def __init__(self, model: nn.Module, objective: nn.Module, train_forward: Any) -> None:
-        super().__init__()
-        self.model, self.objective = model, objective
-        # the model, its compiled form or its RateBackprop view (not registered again)
-        self.__dict__["train_forward"] = train_forward
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
-        return self.objective(self.train_forward, x, y, index)
 
 
 class Trainer:
@@ -91,6 +78,7 @@ class Trainer:
         self.state = TrainState()
         self.unchecked = {"train", "test"} if cfg.data.check_finite else set()  # first passes
         self.echoed = float("-inf")  # when a step line was last printed (off a terminal)
+        self.stop_requested = lambda: False  # within fit: whether SIGTERM came
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
@@ -286,10 +274,16 @@ class Trainer:
             if s.global_step % cfg.train.log_every == 0:  # printed too where no bar shows
                 self._log_step(values, total, n_batches, rate, bar.disable and self.dist.is_main)
             every = cfg.train.checkpoint_every
-            if every and s.global_step % every == 0 and s.step_in_epoch < n_batches:
+            stop = self.dist.any(self.stop_requested(), self.device)  # SIGTERM: all ranks stop
+            if stop or (every and s.global_step % every == 0 and s.step_in_epoch < n_batches):
                 run["seconds"] += time.perf_counter() - start
                 start = time.perf_counter()
                 self.save("last.pt")
+            if stop:
+                raise StoppedError(
+                    f"stopped by SIGTERM after step {s.global_step} (epoch {s.epoch + 1}), "
+                    "saved in last.pt: resume the run to continue"
+                )
         bar.close()
         self.unchecked.discard("train")
         run["seconds"] += time.perf_counter() - start
@@ -312,7 +306,12 @@ class Trainer:
         self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``train.epochs`` (from the resumed state)."""
+        """Train to ``train.epochs`` (from the resumed state); SIGTERM stops it at the end of a
+        step, saved (``StoppedError``: ``engine.stop_signal``)."""
+        with sigterm_requests() as self.stop_requested:
+            return self._train_epochs()
+
+    def _train_epochs(self) -> dict[str, Any]:
         cfg, s = self.cfg, self.state
         self.logger.save_config(stored_config(cfg, self.run_dir))  # --force may change it
         if s.epoch == 0 and s.step_in_epoch == 0:
