@@ -163,9 +163,11 @@ def _fake_cifar10dvs(root, per_class=10):
             write_cifar10dvs_aedat(root / "cifar10dvs" / name / f"cifar10_{name}_{i}.aedat", ev)
 
 
-def test_cifar10dvs_split_cache_and_frames(tmp_path, monkeypatch):
+def test_cifar10dvs_split_cache_and_frames(tmp_path, monkeypatch, capsys):
     _fake_cifar10dvs(tmp_path)
     train, test, info = build_datasets("cifar10dvs", tmp_path, frames=4, size=16)
+    # off a terminal (pytest captures) the conversion says what it does, for batch logs
+    assert "100 event files to frames (once: cached)" in capsys.readouterr().out
     assert (len(train), len(test)) == (90, 10)  # 9:1 per class
     assert sorted(test.labels.tolist()) == list(range(10))
     assert all(f.stem.endswith("_9") for f in test.files)  # the last recording of each class
@@ -183,6 +185,7 @@ def test_cifar10dvs_split_cache_and_frames(tmp_path, monkeypatch):
     monkeypatch.setattr("spikedistill.data.dvs.read_cifar10dvs_aedat", lambda p: 1 / 0)
     train2, _, _ = build_datasets("cifar10dvs", tmp_path, frames=4, size=16)
     assert torch.equal(train2[5][0], train[5][0])
+    assert "event files" not in capsys.readouterr().out
 
 
 def test_cifar10dvs_errors(tmp_path):

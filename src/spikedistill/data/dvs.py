@@ -151,7 +151,10 @@ def fill_cache(jobs: dict[Path, Callable[[], dict[Path, Tensor]]], what: str) ->
     """Run the jobs whose outputs are missing; a job returns ``{path: frames}`` (one source file
     may give several samples). Files are written atomically, so a killed run resumes."""
     todo = {key: job for key, job in jobs.items() if not key.exists()}
-    for job in tqdm(todo.values(), desc=f"{what}: events to frames", disable=None):
+    bar = tqdm(todo.values(), desc=f"{what}: events to frames", disable=None)
+    if todo and bar.disable:  # off a terminal (a batch job's log) no bar shows
+        print(f"{what}: {len(todo)} event files to frames (once: cached)", flush=True)
+    for job in bar:
         for path, frames in job().items():
             _atomic_tensor_save(frames, path)
 
