@@ -32,8 +32,9 @@ def pool_size(m: nn.MaxPool2d) -> int:
 
 class TilingMaxPool(torch.autograd.Function):
     """``(x [N, C, H, W], k) -> max over k x k windows`` that keeps only the argmax indices for
-    backward: each window's gradient goes to its argmax (``max_unpool2d``, the same
-    first-maximum indices as ``nn.MaxPool2d``'s own backward)."""
+    backward: each window's gradient goes to its argmax (the same first-maximum indices as
+    ``nn.MaxPool2d``'s own backward), scattered: the windows tile, so no index repeats and
+    the scatter is deterministic (``max_unpool2d`` is flagged as not, on every backward)."""
 
     @staticmethod
     def forward(ctx, x, k: int):
@@ -45,4 +46,6 @@ class TilingMaxPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (indices,) = ctx.saved_tensors
-        return F.max_unpool2d(g, indices, ctx.k, output_size=ctx.size), None
+        grad = g.new_zeros(*g.shape[:2], ctx.size[0] * ctx.size[1])
+        grad.scatter_(2, indices.flatten(2), g.flatten(2))
+        return grad.view(*g.shape[:2], *ctx.size), None
