@@ -78,6 +78,16 @@ def test_what_differs_lists_dotted_keys_per_run():
         ["train.seed", "0", "3"],
     ]
     assert config_diff_rows([a]) == [["config key", "a"]]
+    # an ANN's T, neuron and backprop mean nothing: n/a, not a difference of its own
+    ann = RunDiagnostics("ann", {}, _config(spiking=False, method="kd"))
+    snn = RunDiagnostics("snn", {}, _config(method="kd"))
+    snn.config["model"]["T"] = 2
+    assert config_diff_rows([ann, snn])[1:] == [
+        ["model.T", "n/a", "2"],
+        ["model.neuron", "n/a", "tdbn"],
+        ["model.spiking", "false", "true"],
+        ["train.backprop", "n/a", "bptt"],
+    ]
 
 
 def test_runs_differing_by_seed_share_a_mean_std_row():

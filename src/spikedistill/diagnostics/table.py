@@ -205,11 +205,21 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: keys that mean nothing for an ANN run (its T, neuron, backprop)
+SNN_ONLY = ("model.T", "model.neuron", "train.backprop", "train.rate_", "train.neuron_backend")
+
+
+def _snn_keys_na(flat: dict[str, Any]) -> dict[str, Any]:
+    if flat.get("model.spiking", True):
+        return flat
+    return {k: "n/a" if k.startswith(SNN_ONLY) else v for k, v in flat.items()}
+
+
 def config_diff_rows(runs: Sequence[RunDiagnostics]) -> list[list[str]]:
     """``[key, value in run 1, value in run 2, ...]`` for every dotted config key whose value is
-    not the same in all runs (``-`` where a run has no such key); just the header when they
-    agree or there is one run."""
-    flats = [flatten(r.config) for r in runs]
+    not the same in all runs (``-`` where a run has no such key, ``n/a`` for an ANN's T,
+    neuron and backprop); just the header when they agree or there is one run."""
+    flats = [_snn_keys_na(flatten(r.config)) for r in runs]
     keys = sorted(set().union(*flats)) if flats else []
     missing = object()
     rows = [["config key", *(r.name for r in runs)]]
