@@ -73,6 +73,25 @@ def test_ratios_are_taken_at_the_same_T():
     assert rows[1]["train_vs_sj"] is None
 
 
+def test_the_table_gives_each_time_its_spread_and_warns_when_it_is_large():
+    from spikedistill.bench.suite import markdown
+    from spikedistill.bench.timing import spread
+
+    assert spread([5.0, 1.0, 4.0, 2.0, 3.0]) == 1.0  # quartiles 1.5 and 4.5, median 3
+    assert spread([1.0, 2.0, 3.0]) is None  # too few to say
+    spec = BenchSpec("convnet3", T=1, batch=2, size=8, in_channels=1)
+    rows = [
+        dict(T=1, variant="limit", train_s=1.0, train_spread=0.05, infer_s=None, peak_mb=None),
+        dict(T=1, variant="bptt", train_s=2.0, train_spread=0.4, infer_s=None, peak_mb=None),
+    ]
+    text = markdown(add_ratios(rows), spec, "bench")
+    assert "| 5% |" in text and "| 40% |" in text
+    assert "Noisy: train times of spikedistill BPTT vary" in text
+    assert "limit" not in text.split("Noisy:")[1]
+    rows[1]["train_spread"] = 0.1
+    assert "Noisy" not in markdown(rows, spec, "bench")
+
+
 def test_memory_warmup_peak_is_forgotten():
     """A warm-up step's peak (e.g. compiling) does not count; the later steps' does."""
     from spikedistill.bench.memory import peak_step_bytes

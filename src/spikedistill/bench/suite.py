@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import platform
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 
 from ..errors import ConfigError
 from .memory import fresh_process_peak
-from .timing import interleaved_medians
+from .timing import interleaved_medians, interleaved_times, spread
 from .variants import VARIANTS, BenchSpec, Variant
 
 LABELS = {
@@ -57,7 +58,8 @@ def run_point(spec: BenchSpec, names: Sequence[str], reps: int, memory: bool) ->
     later)."""
     variants = _build(spec, names)
     neurons = {n: v.neurons for n, v in variants.items()}
-    train = interleaved_medians({n: v.train for n, v in variants.items()}, reps=reps)
+    train_times = interleaved_times({n: v.train for n, v in variants.items()}, reps=reps)
+    train = {n: statistics.median(ts) for n, ts in train_times.items()}
     infer = interleaved_medians(
         {n: v.infer for n, v in variants.items() if v.infer is not None}, reps=reps
     )
@@ -72,6 +74,7 @@ def run_point(spec: BenchSpec, names: Sequence[str], reps: int, memory: bool) ->
                 variant=name,
                 neurons=neurons[name],
                 train_s=train[name],
+                train_spread=spread(train_times[name]),
                 infer_s=infer.get(name),
                 peak_mb=peak,
             )
@@ -139,6 +142,10 @@ def _mb_digits(value: float | None) -> int:
     return 0 if value is None or value >= 10 else 2
 
 
+#: a relative interquartile range of train times above which the table warns
+NOISY = 0.25
+
+
 def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
     device = torch.cuda.get_device_name() if spec.device.startswith("cuda") else "CPU"
     lines = [
@@ -147,19 +154,33 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
         "",
         f"`{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.machine()}. Train/inference: median seconds of interleaved repetitions "
-        "(inference n/a: the same forward as BPTT's); " + _memory_protocol(rows, spec),
+        "(±: their interquartile range over the median; inference n/a: the same forward as "
+        "BPTT's); " + _memory_protocol(rows, spec),
         "",
-        "| T | variant | train s | / limit | / SJ | infer s | peak MB | mem / limit | mem / SJ |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| T | variant | train s | ± | / limit | / SJ | infer s | peak MB | mem / limit "
+        "| mem / SJ |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['T']} | {_label(r, spec)} | {_fmt(r['train_s'], 3)} | "
+            f"| {r['T']} | {_label(r, spec)} | {_fmt(r['train_s'], 3)} | {_percent(r)} | "
             f"{_fmt(r['train_vs_limit'], 3)} | {_fmt(r['train_vs_sj'], 3)} | "
             f"{_fmt(r['infer_s'], 3)} | {_fmt(r['peak_mb'], _mb_digits(r['peak_mb']))} | "
             f"{_fmt(r['mem_vs_limit'], 2)} | {_fmt(r['mem_vs_sj'], 2)} |"
         )
+    noisy = sorted({_label(r, spec) for r in rows if (r["train_spread"] or 0) > NOISY})
+    if noisy:
+        lines += [
+            "",
+            f"Noisy: train times of {', '.join(noisy)} vary by more than {NOISY:.0%} (their "
+            "interquartile range over the median, the ± column) between repetitions; the "
+            "ratios are uncertain: a busy machine? Rerun with more --reps on a quiet one.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _percent(row: dict) -> str:
+    return "n/a" if row["train_spread"] is None else f"{100 * row['train_spread']:.0f}%"
 
 
 def write_outputs(rows: list[dict], spec: BenchSpec, out: Path, command: str) -> str:

@@ -46,6 +46,22 @@ def interleaved_medians(
     steps: dict[str, Callable[[], None]], reps: int = 5, warmup: int = 1
 ) -> dict[str, float]:
     """Median seconds per call of each step; one call of each per round, rounds repeated."""
+    times = interleaved_times(steps, reps, warmup)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def spread(times: list[float]) -> float | None:
+    """The interquartile range of ``times`` over their median (``None`` for fewer than 4)."""
+    if len(times) < 4:
+        return None
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return (q3 - q1) / statistics.median(times)
+
+
+def interleaved_times(
+    steps: dict[str, Callable[[], None]], reps: int = 5, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds of every call of each step; one call of each per round, rounds repeated."""
     for _ in range(warmup):
         for fn in steps.values():
             fn()
@@ -57,7 +73,7 @@ def interleaved_medians(
             fn()
             _sync()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
 
 
 def emit_table(lines: list[str], append_to: str | None = None) -> str:

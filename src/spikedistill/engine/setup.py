@@ -14,7 +14,7 @@ from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memor
 from ..models import build_model
 from ..models.contract import check_logits, check_student, is_neuron
 from ..spiking import LIF, fuse_units
-from .config import ExperimentConfig
+from .config import ExperimentConfig, TrainConfig
 
 #: ``train.amp`` -> the autocast dtype (``None``: full precision)
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -37,6 +37,16 @@ def resolve_device(name: str, option: str = "train.device") -> torch.device:
         count = torch.cuda.device_count()
         raise ConfigError(f"{option}={name!r} but this machine has {count} GPU(s)")
     return device
+
+
+def check_device_options(t: TrainConfig, device: torch.device, distributed: bool) -> None:
+    """``ConfigError`` for ``train`` options that cannot work together on ``device``."""
+    if t.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs a GPU (it uses a gradient scaler); use bf16")
+    if t.sync_bn and distributed and device.type != "cuda":
+        raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU path)")
+    if t.backprop == "rate" and (t.sync_bn or t.compile):
+        raise ConfigError("train.sync_bn and train.compile work with train.backprop=bptt only")
 
 
 def run_kind(cfg: ExperimentConfig, model: nn.Module, backend: str) -> str:

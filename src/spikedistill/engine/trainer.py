@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..checkpoint import atomic_save, remove_stale_temporaries
 from ..data import build_batch_transform, build_datasets, make_loader, resolve_data_root
-from ..errors import ConfigError, DataError, NonFiniteLossError, StoppedError, backward_error
+from ..errors import DataError, NonFiniteLossError, StoppedError, backward_error
 from ..models.pretrained import load_pretrained
 from ..ratebp import RateBackprop
 from ..spiking import set_backend
@@ -32,6 +32,7 @@ from .run_stm import periodic_stm
 from .setup import (
     AMP_DTYPES,
     build_student,
+    check_device_options,
     first_forward,
     probe_forward,
     resolve_device,
@@ -63,7 +64,7 @@ class Trainer:
         device = resolve_device(t.device)
         self.dist = DistContext.from_env(device)  # torchrun: one process per device
         self.device = self.dist.device(device)
-        self._check_options()
+        check_device_options(t, self.device, self.dist.enabled)
         self.autocast_dtype = AMP_DTYPES[t.amp]
         self.scaler = torch.amp.GradScaler("cuda") if t.amp == "fp16" else None
         # recorded in the checkpoints: eval and report find the data without --data-dir
@@ -82,16 +83,6 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
-
-    def _check_options(self) -> None:
-        """Options that cannot work together on this device (``ConfigError``)."""
-        t = self.cfg.train
-        if t.amp == "fp16" and self.device.type != "cuda":
-            raise ConfigError("train.amp=fp16 needs a GPU (it uses a gradient scaler); use bf16")
-        if t.sync_bn and self.dist.enabled and self.device.type != "cuda":
-            raise ConfigError("train.sync_bn needs GPUs (PyTorch's SyncBatchNorm has no CPU path)")
-        if t.backprop == "rate" and (t.sync_bn or t.compile):
-            raise ConfigError("train.sync_bn and train.compile work with train.backprop=bptt only")
 
     def _build_data(self, root: str | None) -> None:
         """Datasets and loaders; under torchrun each rank gets its shard."""
@@ -273,22 +264,28 @@ class Trainer:
             )
             if s.global_step % cfg.train.log_every == 0:  # printed too where no bar shows
                 self._log_step(values, total, n_batches, rate, bar.disable and self.dist.is_main)
-            every = cfg.train.checkpoint_every
-            stop = self.dist.any(self.stop_requested(), self.device)  # SIGTERM: all ranks stop
-            if stop or (every and s.global_step % every == 0 and s.step_in_epoch < n_batches):
-                run["seconds"] += time.perf_counter() - start
-                start = time.perf_counter()
-                self.save("last.pt")
-            if stop:
-                raise StoppedError(
-                    f"stopped by SIGTERM after step {s.global_step} (epoch {s.epoch + 1}), "
-                    "saved in last.pt: resume the run to continue"
-                )
+            start = self._save_if_due(n_batches, start)
         bar.close()
         self.unchecked.discard("train")
         run["seconds"] += time.perf_counter() - start
         sums = s.summed_running(self.dist, self.device)
         return {**epoch_means(sums), "seconds": sums["seconds"]}
+
+    def _save_if_due(self, n_batches: int, start: float) -> float:
+        """``last.pt`` every ``train.checkpoint_every`` steps, and on SIGTERM, then
+        ``StoppedError``; returns the start of the time not yet in the running seconds."""
+        s, every = self.state, self.cfg.train.checkpoint_every
+        stop = self.dist.any(self.stop_requested(), self.device)  # SIGTERM: all ranks stop
+        if stop or (every and s.global_step % every == 0 and s.step_in_epoch < n_batches):
+            s.running["seconds"] += time.perf_counter() - start
+            start = time.perf_counter()
+            self.save("last.pt")
+        if stop:
+            raise StoppedError(
+                f"stopped by SIGTERM after step {s.global_step} (epoch {s.epoch + 1}), "
+                "saved in last.pt: resume the run to continue"
+            )
+        return start
 
     def _log_step(self, values, total: float, n_batches: int, rate: float, echo: bool) -> None:
         """The periodic log line (printed too with ``echo``) and scalars; weights checked."""
