@@ -147,14 +147,17 @@ def test_a_lock_file_left_by_a_dead_run_is_taken_over(tmp_path):
 
 
 HOLDER = """
-import multiprocessing, sys, time
+import multiprocessing, os, sys, time
 from pathlib import Path
 from spikedistill.engine.run_dir import claim_run_dir
 
+def work():  # runs once the fork's hooks have: then it says its pid
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+
 with claim_run_dir(Path(sys.argv[1])):
-    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    worker = multiprocessing.get_context("fork").Process(target=work)
     worker.start()  # as a DataLoader worker: forked while the run holds its folder
-    print(worker.pid, flush=True)
     time.sleep(60)
 """
 
