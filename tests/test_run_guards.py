@@ -365,3 +365,50 @@ def test_sigterm_saves_the_step_and_resume_ends_like_an_unbroken_run(tmp_path, m
             return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
 
     assert rows(part) == rows(full)
+
+
+#: convnet3, its run on image folders getting SIGTERM, sent to its whole process group (as
+#: Slurm does), from a DataLoader worker loading its 15th training sample (the first batch's
+#: iterator, before the epoch, loads fewer a worker): the run waits on a batch of the epoch
+GROUP_TERM_NET = """
+import os, signal
+import torch.utils.data
+from spikedistill.data.folder_dataset import ImageFolderDataset
+from spikedistill.models import build_model
+
+load, loaded = ImageFolderDataset.load, [0]
+
+def load_and_signal(self, index, generator):
+    if self.train and torch.utils.data.get_worker_info() is not None:
+        loaded[0] += 1
+        if loaded[0] == 15:
+            os.killpg(os.getpgid(0), signal.SIGTERM)
+    return load(self, index, generator)
+
+ImageFolderDataset.load = load_and_signal
+
+def net(num_classes, in_channels, spiking, T, neuron, neuron_kwargs, **options):
+    return build_model("convnet3", num_classes, in_channels=in_channels, spiking=spiking, T=T,
+                       neuron=neuron, neuron_kwargs=neuron_kwargs, **options)
+"""
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_saves_the_run(
+    tmp_path, image_folder_writer
+):
+    image_folder_writer(tmp_path / "imagenet", per_class=12)  # 12 batches of 3
+    (tmp_path / "group_term_net.py").write_text(GROUP_TERM_NET)
+    config = tmp_path / "img.yaml"
+    config.write_text(
+        "data: {name: imagenet, batch_size: 3, num_workers: 2, options: {image_size: 16}}\n"
+        "model: {name: 'group_term_net:net', spiking: true, T: 2, options: {width: 4}}\n"
+        "train: {epochs: 1, seed: 0, threads: 1}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    argv = [sys.executable, "-m", "spikedistill.cli", "train", str(config), "--data-dir"]
+    argv += [str(tmp_path), "--out", str(tmp_path / "run")]
+    options = {"env": env, "capture_output": True, "text": True, "timeout": 300}
+    proc = subprocess.run(argv, start_new_session=True, **options)  # its own process group
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped by SIGTERM" in proc.stderr
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["state"]["step_in_epoch"] > 0

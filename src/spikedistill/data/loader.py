@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -170,6 +171,16 @@ class _FixedSampler(Sampler):
         return len(self.indices) - self.start
 
 
+def outlive_group_sigterm(_worker_id: int) -> None:
+    """A worker absorbs the first SIGTERM: a scheduler signals the whole process group, and
+    the run may still wait on a batch before it stops, saved (a later one ends the worker)."""
+
+    def absorb(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, absorb)
+
+
 class FolderLoader(Loader):
     """A ``DataLoader`` (with ``num_workers`` processes) over the same deterministic order; a
     dataset with a ``load(index, generator)`` method gets a generator seeded per sample and
@@ -188,6 +199,7 @@ class FolderLoader(Loader):
             sampler=sampler,
             drop_last=self.drop_last,
             num_workers=self.num_workers,
+            worker_init_fn=outlive_group_sigterm if self.num_workers else None,
             generator=make_generator(self.seed, "workers", epoch, self.rank),
         )
         bs = self.batch_size
