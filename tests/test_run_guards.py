@@ -336,28 +336,40 @@ def test_resume_of_a_folder_without_a_run_says_it_starts_one(tmp_path, capsys):
     assert "nothing to resume" not in capsys.readouterr().out
 
 
-def test_sigterm_saves_the_step_and_resume_ends_like_an_unbroken_run(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("method", "where"),
+    [("train_step", "after step 5/22 of epoch 1"), ("_evaluate", "at the end of epoch 1")],
+    ids=["in-a-step", "in-the-evaluation"],
+)
+def test_sigterm_saves_the_run_and_resume_ends_like_an_unbroken_run(
+    method, where, tmp_path, monkeypatch, capsys
+):
     """A scheduler's SIGTERM (time limit, preemption) stops the run after its current step,
-    saved: exit status 143, and resume continues it to the unbroken run's metrics."""
+    or after the epoch whose evaluation it came in, saved: exit status 143, and resume
+    continues it to the unbroken run's metrics."""
     config = tmp_path / "tiny.yaml"
     config.write_text(BASE.replace("epochs: 1", "epochs: 2"))
     full, part = tmp_path / "full", tmp_path / "part"
     assert main(["train", str(config), "--out", str(full)]) == 0
-    step, calls = Trainer.train_step, []
+    real, calls = getattr(Trainer, method), []
 
-    def terminated_in_step_5(self, *args):
+    def terminated_in_call_5(self, *args):
         calls.append(1)
-        if len(calls) == 5:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the step
-        return step(self, *args)
+        if len(calls) == (5 if method == "train_step" else 1):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the call
+        return real(self, *args)
 
-    monkeypatch.setattr(Trainer, "train_step", terminated_in_step_5)
+    monkeypatch.setattr(Trainer, method, terminated_in_call_5)
     capsys.readouterr()
     assert main(["train", str(config), "--out", str(part)]) == 143
-    assert "stopped by SIGTERM after step 5 (epoch 1), saved in last.pt" in capsys.readouterr().err
+    stopped = f"stopped by SIGTERM {where}, saved in last.pt"
+    assert stopped in capsys.readouterr().err and stopped in (part / "log.txt").read_text()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
-    assert load_checkpoint(part / "last.pt")["state"]["global_step"] == 5
-    monkeypatch.setattr(Trainer, "train_step", step)
+    state = load_checkpoint(part / "last.pt")["state"]
+    assert (state["epoch"], state["step_in_epoch"]) == (
+        (0, 5) if method == "train_step" else (1, 0)
+    )
+    monkeypatch.setattr(Trainer, method, real)
     assert main(["train", str(config), "--out", str(part), "--resume"]) == 0
 
     def rows(run):
@@ -368,28 +380,36 @@ def test_sigterm_saves_the_step_and_resume_ends_like_an_unbroken_run(tmp_path, m
 
 
 #: convnet3, its run on image folders getting SIGTERM, sent to its whole process group (as
-#: Slurm does), from a DataLoader worker loading its 15th training sample (the first batch's
-#: iterator, before the epoch, loads fewer a worker): the run waits on a batch of the epoch
+#: Slurm does), from a DataLoader worker loading a training sample once the run has trained
+#: a step (the file $TRAINED says so): the run is then waiting on its loaders
 GROUP_TERM_NET = """
 import os, signal
 import torch.utils.data
 from spikedistill.data.folder_dataset import ImageFolderDataset
 from spikedistill.models import build_model
 
-load, loaded = ImageFolderDataset.load, [0]
+load, sent = ImageFolderDataset.load, []
 
 def load_and_signal(self, index, generator):
-    if self.train and torch.utils.data.get_worker_info() is not None:
-        loaded[0] += 1
-        if loaded[0] == 15:
-            os.killpg(os.getpgid(0), signal.SIGTERM)
+    worker = torch.utils.data.get_worker_info()  # one signal: from worker 0 alone
+    trained = os.path.exists(os.environ["TRAINED"])
+    if self.train and trained and worker and worker.id == 0 and not sent:
+        sent.append(1)
+        os.killpg(os.getpgid(0), signal.SIGTERM)
     return load(self, index, generator)
 
 ImageFolderDataset.load = load_and_signal
 
 def net(num_classes, in_channels, spiking, T, neuron, neuron_kwargs, **options):
-    return build_model("convnet3", num_classes, in_channels=in_channels, spiking=spiking, T=T,
-                       neuron=neuron, neuron_kwargs=neuron_kwargs, **options)
+    model = build_model("convnet3", num_classes, in_channels=in_channels, spiking=spiking, T=T,
+                        neuron=neuron, neuron_kwargs=neuron_kwargs, **options)
+
+    def mark(module, args):
+        if module.training:
+            open(os.environ["TRAINED"], "w").close()
+
+    model.register_forward_pre_hook(mark)
+    return model
 """
 
 
@@ -405,6 +425,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_the_run(
         "train: {epochs: 1, seed: 0, threads: 1}\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    env["TRAINED"] = str(tmp_path / "trained")
     argv = [sys.executable, "-m", "spikedistill.cli", "train", str(config), "--data-dir"]
     argv += [str(tmp_path), "--out", str(tmp_path / "run")]
     options = {"env": env, "capture_output": True, "text": True, "timeout": 300}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError, RankError
+from ..errors import ConfigError, RankError, StoppedError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +62,8 @@ def _fit(trainer, rank: int) -> dict:
     alone, e.g. a NaN in its shard, and every rank's line is printed)."""
     try:
         return trainer.fit()
+    except StoppedError:  # every rank stops at once: rank 0 says so
+        raise
     except Exception as err:
         if not trainer.dist.enabled:
             raise

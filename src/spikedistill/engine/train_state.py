@@ -36,6 +36,29 @@ class TrainState:
         run["samples"] = run.get("samples", 0.0) + samples
         return total
 
+    def end_epoch(
+        self, lr: float, train: dict[str, float], test: dict[str, Any], stm: float | None
+    ) -> bool:
+        """Record the epoch just trained (its history row, the best test top-1) and start the
+        next; returns whether its test top-1 is the best so far."""
+        self.history.append(
+            {
+                "epoch": self.epoch + 1,
+                "lr": lr,
+                **{f"train_{k}": v for k, v in train.items() if k != "seconds"},
+                "test_loss": test["loss"],
+                "test_top1": test["top1"],
+                "test_samples": test["samples"],
+                **({"stm": stm} if stm is not None else {}),
+                "seconds": train["seconds"],
+            }
+        )
+        improved = test["top1"] is not None and test["top1"] > self.best_top1
+        if improved:
+            self.best_top1 = test["top1"]
+        self.epoch, self.step_in_epoch, self.running = self.epoch + 1, 0, {}
+        return improved
+
     def summed_running(self, dist: DistContext, device: torch.device) -> dict[str, float]:
         """The running sums added over all ranks (a collective: every rank calls it);
         ``seconds`` stays this rank's own wall time."""
@@ -89,6 +112,21 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> l
         elif a != b:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+def epoch_message(
+    state: TrainState, epochs: int, train: dict[str, float], test: dict[str, Any]
+) -> str:
+    """The log line of the epoch ``state`` has just ended."""
+    tested = (
+        f"test loss {test['loss']:.4f} top1 {test['top1']:.2f} (best {state.best_top1:.2f})"
+        if test["top1"] is not None
+        else "not evaluated"
+    )
+    return (
+        f"epoch {state.epoch}/{epochs}: train loss {train['loss']:.4f} "
+        f"top1 {train['top1']:.2f} | {tested} | {train['seconds']:.1f}s"
+    )
 
 
 def epoch_means(sums: dict[str, float]) -> dict[str, float]:

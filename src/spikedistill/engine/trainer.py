@@ -7,7 +7,7 @@ import gc
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ from .setup import (
     seed_everything,
 )
 from .stop_signal import sigterm_requests
-from .train_state import TrainState, epoch_means, run_summary
+from .train_state import TrainState, epoch_means, epoch_message, run_summary
 
 
 class Trainer:
@@ -281,11 +281,13 @@ class Trainer:
             start = time.perf_counter()
             self.save("last.pt")
         if stop:
-            raise StoppedError(
-                f"stopped by SIGTERM after step {s.global_step} (epoch {s.epoch + 1}), "
-                "saved in last.pt: resume the run to continue"
-            )
+            self._stopped(f"after step {s.step_in_epoch}/{n_batches} of epoch {s.epoch + 1}")
         return start
+
+    def _stopped(self, where: str) -> NoReturn:
+        message = f"stopped by SIGTERM {where}, saved in last.pt: resume the run to continue"
+        self.logger.log(message)
+        raise StoppedError(message)
 
     def _log_step(self, values, total: float, n_batches: int, rate: float, echo: bool) -> None:
         """The periodic log line (printed too with ``echo``) and scalars; weights checked."""
@@ -322,45 +324,22 @@ class Trainer:
             )
         while s.epoch < cfg.train.epochs:
             train = self.train_epoch()
-            last = s.epoch + 1 == cfg.train.epochs
-            evaluated = last or (s.epoch + 1) % cfg.train.eval_every == 0
+            evaluated = s.epoch + 1 == cfg.train.epochs or (s.epoch + 1) % cfg.train.eval_every == 0
             test = self._test_epoch(evaluated)
             stm = periodic_stm(self, s.epoch + 1) if evaluated else None
-            row = {
-                "epoch": s.epoch + 1,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                **{f"train_{k}": v for k, v in train.items() if k != "seconds"},
-                "test_loss": test["loss"],
-                "test_top1": test["top1"],
-                "test_samples": test["samples"],
-                **({"stm": stm} if stm is not None else {}),
-                "seconds": train["seconds"],
-            }
-            s.history.append(row)
-            improved = evaluated and test["top1"] > s.best_top1
-            if improved:
-                s.best_top1 = test["top1"]
-            s.epoch += 1
-            s.step_in_epoch = 0
-            s.running = {}
+            improved = s.end_epoch(self.optimizer.param_groups[0]["lr"], train, test, stm)
             self.logger.epoch_metrics(s.history, run_summary(cfg, s.history))
-            tested = (
-                f"test loss {test['loss']:.4f} top1 {test['top1']:.2f} (best {s.best_top1:.2f})"
-                if evaluated
-                else "not evaluated"
-            )
             if evaluated:
                 self.logger.scalars({"test/top1": test["top1"], "test/loss": test["loss"]}, s.epoch)
-            message = (
-                f"epoch {s.epoch}/{cfg.train.epochs}: train loss {train['loss']:.4f} "
-                f"top1 {train['top1']:.2f} | {tested} | {train['seconds']:.1f}s"
-            )
+            message = epoch_message(s, cfg.train.epochs, train, test)
             self.logger.log(message)
-            if self.dist.is_main:
-                tqdm.write(message)
             if improved:
                 self.save("best.pt")
             self.save("last.pt")
+            if self.dist.is_main:  # after the saves: a closed stdout (| head) loses nothing
+                tqdm.write(message)
+            if s.epoch < cfg.train.epochs and self.dist.any(self.stop_requested(), self.device):
+                self._stopped(f"at the end of epoch {s.epoch}")  # e.g. during its evaluation
         self.logger.close()
         return run_summary(cfg, s.history)
 
