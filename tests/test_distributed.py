@@ -26,13 +26,13 @@ train: {epochs: 1, seed: 0, deterministic: true, threads: 1}
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
 
 
-def _torchrun(*args, env=None, returncode=0):
+def _torchrun(*args, env=None, returncode=0, timeout=600):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     proc = subprocess.run(
         [*cmd, "-m", "spikedistill.cli", "train", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         env=env,
     )
     assert (proc.returncode == 0) == (returncode == 0), proc.stderr[-3000:]
@@ -131,3 +131,19 @@ def test_a_ddp_run_killed_or_stopped_mid_epoch_resumes_to_the_metrics_of_an_unbr
         (got,) = _metrics(tmp_path / run)["history"]
         for key in ("train_loss", "train_ce", "train_top1", "test_top1", "test_loss"):
             assert got[key] == pytest.approx(want[key], rel=1e-9), (run, key)
+
+
+def test_an_error_on_one_rank_ends_the_run_instead_of_hanging_it(tmp_path, image_folder_writer):
+    """A test image that cannot be decoded fails on one rank while the other waits in a
+    collective; closing waited for it at a barrier, and the run hung until killed."""
+    image_folder_writer(tmp_path / "imagenet", per_class=4)
+    (tmp_path / "imagenet" / "val" / "dog" / "val_0.png").write_bytes(b"not a png")
+    config = tmp_path / "img.yaml"
+    config.write_text(
+        "data: {name: imagenet, batch_size: 4, eval_batch_size: 2, options: {image_size: 16}}\n"
+        "model: {name: convnet3, spiking: true, T: 2, options: {width: 4}}\n"
+        "train: {epochs: 1, seed: 0, threads: 1}\n"
+    )
+    args = [str(config), "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]
+    out = _torchrun(*args, returncode=2, timeout=120)  # it hung: a TimeoutExpired
+    assert "val_0.png: cannot decode image" in out.stderr

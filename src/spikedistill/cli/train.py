@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
                 fresh = " (nothing to resume there yet: a new run)" * (args.resume and not resumed)
                 print(f"run directory: {run_dir}{fresh}")
             summary = _fit(trainer, rank)
-        finally:
-            trainer.close()
+        except BaseException:
+            trainer.close(failed=True)
+            raise
+        trainer.close()
     if rank == 0:
         print(
             f"done: best top-1 {summary['best_top1']:.2f}%, last top-1 "

@@ -365,9 +365,12 @@ class Trainer:
         self.unchecked.discard("test")
         return result
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         """Leave the process group (under torchrun). DDP goes first, while the group lives:
-        its reducer freeing the gloo group can deadlock on the GIL (seen at exit)."""
+        its reducer freeing the gloo group can deadlock on the GIL (seen at exit). After an
+        error (``failed``) the other ranks may wait in a collective: nothing waits for them."""
+        if failed and self.dist.enabled:
+            return  # this process ends; torchrun then ends the others
         if self.dist.enabled and isinstance(self.step_module, nn.parallel.DistributedDataParallel):
             self.dist.barrier()
             self.step_module = TrainStep(self.model, self.objective, self.train_forward)
