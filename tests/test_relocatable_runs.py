@@ -143,6 +143,12 @@ def test_eval_and_report_find_the_data_the_run_trained_on_without_data_dir(
     assert main(["eval", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"] == 20
     assert analyze_run(tmp_path / "run", batches=1).ops is not None
+    os.chdir(tmp_path / "empty") if (tmp_path / "empty").mkdir() is None else None
+    rel = ["train", str(config), "--data-dir", os.path.relpath(data), "--out", "../rel"]
+    assert main([*rel, "data.root=../elsewhere"]) == 0  # a data.root relative to this folder
+    os.chdir(tmp_path.parent)  # from elsewhere it is no folder: the recorded one is used
+    assert main(["eval", "--checkpoint", str(tmp_path / "rel")]) == 0
     shutil.move(data, tmp_path / "moved")  # gone: the default places, then the usual error
     assert main(["eval", "--checkpoint", str(tmp_path / "run")]) == 2
-    assert "empty" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"(the run trained on the data in {data.absolute()}, which is gone)" in err

@@ -16,17 +16,16 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import build_datasets, make_loader
+    from ..data import make_loader
     from ..engine.evaluate import evaluate
-    from ..engine.load import load_student, read_checkpoint, run_data_root
+    from ..engine.load import load_student, read_checkpoint, run_datasets
     from ..engine.setup import resolve_device
 
     _check(args)
     device = resolve_device(args.device, "--device")
     ckpt, cfg = read_checkpoint(args.checkpoint)
     name = args.data or cfg.data.name
-    options = cfg.data.options if name == cfg.data.name else {}  # e.g. the frames of DVS data
-    _, test_set, info = build_datasets(name, run_data_root(ckpt, cfg, args.data_dir), **options)
+    _, test_set, info = run_datasets(ckpt, cfg, args.data_dir, name)
     if args.T is not None:
         cfg.model.T = args.T
     model = load_student(ckpt, cfg, args.checkpoint, info).to(device)

@@ -37,15 +37,14 @@ def analyze_run(
     """Everything the report shows about one run directory (``name``: its label, else the
     folder name)."""
     from ..checkpoint import run_checkpoint
-    from ..data import build_datasets, make_loader
-    from ..engine.load import load_student, read_checkpoint, run_data_root
+    from ..data import make_loader
+    from ..engine.load import load_student, read_checkpoint, run_datasets
 
     run = Path(run)
     path = run_checkpoint(run)
     ckpt, cfg = read_checkpoint(path)
     out = RunDiagnostics(name or run.name, read_metrics(run), config=cfg.to_dict())
-    root = run_data_root(ckpt, cfg, data_dir)
-    _, test_set, info = build_datasets(cfg.data.name, root, **cfg.data.options)
+    _, test_set, info = run_datasets(ckpt, cfg, data_dir)
     model = load_student(ckpt, cfg, path, info).to(device).eval()
     loader = make_loader(test_set, cfg.data.batch_size, train=False, info=info)
     data = first_batches(loader, batches, cfg.data.name)

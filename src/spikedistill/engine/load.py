@@ -12,7 +12,7 @@ from torch import nn
 
 from ..checkpoint import is_state_dict, load_checkpoint, load_weights, run_checkpoint
 from ..data.info import DatasetInfo
-from ..errors import CheckpointError, ConfigError, SpikeDistillError
+from ..errors import CheckpointError, ConfigError, DataError, SpikeDistillError
 from .config import ExperimentConfig, config_from_dict
 from .run_paths import resolved_config
 from .setup import build_student
@@ -75,12 +75,35 @@ def stored_data_info(ckpt: dict[str, Any]) -> DatasetInfo | None:
 
 def run_data_root(ckpt: Any, cfg: ExperimentConfig, data_dir: str | None = None) -> str | None:
     """Where a run's dataset is looked for: ``data_dir`` (``--data-dir``), else the config's
-    ``data.root``, else the folder the run trained from when it is still there (its
-    checkpoints record it), else ``None``: ``$SPIKEDISTILL_DATA``, then the cache."""
-    if data_dir or cfg.data.root:
-        return data_dir or cfg.data.root
+    ``data.root`` where it is a folder from here, else the folder the run trained on (its
+    checkpoints record it) while it exists, else ``data.root`` or ``None`` (then
+    ``$SPIKEDISTILL_DATA``, then the cache), with a warning that the run's folder is gone."""
+    if data_dir:
+        return data_dir
+    if cfg.data.root and os.path.isdir(os.path.expanduser(cfg.data.root)):
+        return cfg.data.root
     trained = ckpt.get("data_root") if isinstance(ckpt, dict) else None
-    return trained if isinstance(trained, str) and os.path.isdir(trained) else None
+    return trained if isinstance(trained, str) and os.path.isdir(trained) else cfg.data.root
+
+
+def run_datasets(
+    ckpt: Any, cfg: ExperimentConfig, data_dir: str | None, name: str | None = None
+) -> tuple[Any, Any, DatasetInfo]:
+    """``build_datasets`` of a run's data (``name``: another dataset, without the run's data
+    options) from ``run_data_root``; not found, the error names the run's folder if gone."""
+    from ..data import build_datasets
+
+    name = name or cfg.data.name
+    options = cfg.data.options if name == cfg.data.name else {}  # e.g. the frames of DVS data
+    try:
+        return build_datasets(name, run_data_root(ckpt, cfg, data_dir), **options)
+    except DataError as err:
+        trained = ckpt.get("data_root") if isinstance(ckpt, dict) else None
+        if data_dir or not isinstance(trained, str) or os.path.isdir(trained):
+            raise
+        raise DataError(
+            f"{err} (the run trained on the data in {trained}, which is gone)"
+        ) from None
 
 
 def load_model(
@@ -103,10 +126,7 @@ def load_model(
     ckpt, cfg = read_checkpoint(path)
     info = stored_data_info(ckpt)
     if info is None:
-        from ..data import build_datasets
-
-        root = run_data_root(ckpt, cfg, data_dir)
-        _, _, info = build_datasets(cfg.data.name, root, **cfg.data.options)
+        _, _, info = run_datasets(ckpt, cfg, data_dir)
     if model is None:
         model = load_student(ckpt, cfg, path, info)
     else:
