@@ -197,6 +197,11 @@ FLAGS = [
     ("eval-T-negative", [*EVAL, "--T", "-2"], "--T must be an integer >= 1, got -2"),
     ("eval-batch-size-0", [*EVAL, "--batch-size", "0"], "--batch-size must be an integer >= 1"),
     ("eval-stm-batch-0", [*EVAL, "--stm", "--stm-batch", "0"], "--stm-batch must be an integer"),
+    (
+        "eval-teacher-without-stm",
+        [*EVAL, "--teacher-checkpoint", "{run}/best.pt"],
+        "--teacher-checkpoint is for the STM: add --stm",
+    ),
     ("eval-device-bogus", [*EVAL, "--device", "bogus"], "--device='bogus' is not a device"),
     ("eval-unknown-dataset", [*EVAL, "--data", "mnsit"], "Did you mean 'mnist'"),
     ("eval-other-dataset", [*EVAL, "--data", "synthetic"], "does not fit the architecture"),

@@ -154,8 +154,8 @@ def markdown(rows: list[dict], spec: BenchSpec, command: str) -> str:
         "",
         f"`{command}`; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.machine()}. Train/inference: median seconds of interleaved repetitions "
-        "(±: their interquartile range over the median; inference n/a: the same forward as "
-        "BPTT's); " + _memory_protocol(rows, spec),
+        "(±: their interquartile range over the median, n/a under 4 repetitions; inference "
+        "n/a: the same forward as BPTT's); " + _memory_protocol(rows, spec),
         "",
         "| T | variant | train s | ± | / limit | / SJ | infer s | peak MB | mem / limit "
         "| mem / SJ |",

@@ -72,10 +72,11 @@ def output_folder(text: str, flag: str) -> Path:
     return path
 
 
-def output_stem(text: str, flag: str) -> Path:
-    """``text`` as the stem of output files ``STEM.md``, ``STEM.csv``, ...: it needs a name."""
+def output_stem(text: str, flag: str, example: str = "results/bench") -> Path:
+    """``text`` as the name of an output file (or the stem of ``STEM.md``, ``STEM.csv``, ...):
+    it needs a name; the error shows ``example``."""
     path = Path(text)
     if path.name in ("", ".", "..") or text.endswith(os.sep):
-        raise ConfigError(f"{flag} {text!r} needs a file name, e.g. {flag} results/bench")
+        raise ConfigError(f"{flag} {text!r} needs a file name, e.g. {flag} {example}")
     _writable_folder(path.parent, path, flag)
     return path

@@ -95,7 +95,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=["limit", "bptt", "rate", "spikingjelly"],
         help="what to time: limit, bptt, bptt_checkpoint, rate, spikingjelly",
     )
-    bench.add_argument("--reps", type=int, default=5, help="timed repetitions (medians)")
+    bench.add_argument(
+        "--reps", type=int, default=5, help="timed repetitions (medians; a spread from 4 on)"
+    )
     bench.add_argument("--no-memory", action="store_true", help="skip the memory points")
     bench.add_argument("--device", default="auto", help="cpu, cuda or auto")
     bench.add_argument("--out", default="bench", help="output stem: OUT.md, OUT.csv, OUT.png")

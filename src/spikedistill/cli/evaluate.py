@@ -13,6 +13,10 @@ STM_VARIANT_NAMES = ("paper", "normalized")  # metrics.stm.STM_VARIANTS (no torc
 
 def _check(args: argparse.Namespace) -> None:
     require_positive(args, "--T", "--batch-size", "--stm-batch")
+    stm_only = [f for f in ("teacher", "teacher_checkpoint", "stm_batch") if getattr(args, f)]
+    if stm_only and not args.stm:
+        flag = "--" + stm_only[0].replace("_", "-")
+        raise ConfigError(f"{flag} is for the STM: add --stm")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ def _input_shape(text: str | None) -> tuple[int, ...] | None:
 
 def _output_file(args: argparse.Namespace) -> Path:
     """``--out``: a file name in a writable folder, not an existing file unless ``--force``."""
-    out = output_stem(args.out, "--out")
+    out = output_stem(args.out, "--out", f"exports/model.{args.format}")
     if out.is_dir():
         raise ConfigError(f"--out {args.out!r} is a folder; give a file name")
     if out.exists() and not args.force:

@@ -88,6 +88,6 @@ def _given_in_python(
     """The data of a run trained from Python on your own loaders (``spikedistill.train``)."""
     raise ConfigError(
         "data.name=python: this run was trained on DataLoaders given in Python "
-        "(spikedistill.train), which a config cannot rebuild; evaluate it on a dataset "
-        "(eval --data NAME, or data.name=NAME) or in Python with those loaders"
+        "(spikedistill.train), which a config cannot rebuild; measure it in Python with those "
+        "loaders (eval --data NAME also takes it when its student can be rebuilt)"
     )
