@@ -210,3 +210,34 @@ def test_report_page_in_headless_chromium(report_dir):
         check=True,
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+SJ_NET = """
+from torch import nn
+from spikingjelly.activation_based import layer, neuron
+from spikedistill.interop.spikingjelly import as_student
+
+def net(num_classes, in_channels, T, width=4):
+    return as_student(nn.Sequential(
+        layer.Conv2d(in_channels, width, 3, padding=1), layer.BatchNorm2d(width),
+        neuron.LIFNode(), layer.AdaptiveAvgPool2d(1), layer.Flatten(),
+        layer.Linear(width, num_classes)), T=T)
+"""
+
+
+def test_a_spikingjelly_student_is_reported_with_its_own_neurons(tmp_path, monkeypatch):
+    """Its config names the default preset (tdbn), which it never used."""
+    pytest.importorskip("spikingjelly.activation_based")
+    from spikedistill.diagnostics.report import analyze_run
+    from spikedistill.diagnostics.table import HEAD, summary_rows
+
+    (tmp_path / "sj_net.py").write_text(SJ_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "c.yaml").write_text("name: sj\n")
+    argv = ["train", str(tmp_path / "c.yaml"), "data.name=digits", "data.train_subset=64"]
+    argv += ["data.batch_size=32"]
+    argv += ["model.name=sj_net:net", "model.spiking=true", "model.T=2", "train.epochs=1"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    run = analyze_run(tmp_path / "run", batches=1)
+    cells = dict(zip(HEAD, summary_rows([run])[1], strict=True))
+    assert cells["neuron"] == "LIFNode" and run.rates and cells["firing rate"] != "n/a"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import SpikeDistillError, first_line
+from ..models.contract import other_neurons
 from .energy import count_ops
 from .firing import firing_rates
 from .page import write_report
@@ -46,6 +47,9 @@ def analyze_run(
     out = RunDiagnostics(name or run.name, read_metrics(run), config=cfg.to_dict())
     _, test_set, info = run_datasets(ckpt, cfg, data_dir)
     model = load_student(ckpt, cfg, path, info).to(device).eval()
+    neurons = other_neurons(model) if cfg.model.spiking else None
+    if neurons:  # another library's, not the config's preset
+        out.config["model"]["neuron"] = neurons
     loader = make_loader(test_set, cfg.data.batch_size, train=False, info=info)
     data = first_batches(loader, batches, cfg.data.name)
     if cfg.model.spiking:

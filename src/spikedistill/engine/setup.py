@@ -12,8 +12,8 @@ from torch import nn
 
 from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memory
 from ..models import build_model
-from ..models.contract import check_logits, check_student, is_neuron
-from ..spiking import LIF, fuse_units
+from ..models.contract import check_logits, check_student, other_neurons
+from ..spiking import fuse_units
 from .config import ExperimentConfig, TrainConfig
 
 #: ``train.amp`` -> the autocast dtype (``None``: full precision)
@@ -54,10 +54,8 @@ def run_kind(cfg: ExperimentConfig, model: nn.Module, backend: str) -> str:
     (the neurons of another library named by their class, e.g. ``LIFNode``)."""
     if not cfg.model.spiking:
         return "ANN"
-    if not any(isinstance(m, LIF) for m in model.modules()):
-        backend = ", ".join(sorted({type(m).__name__ for m in model.modules() if is_neuron(m)}))
     backprop = "Rate-BP" if cfg.train.backprop == "rate" else "BPTT"
-    return f"SNN T={cfg.model.T}, {backend or 'no'} neurons, {backprop}"
+    return f"SNN T={cfg.model.T}, {other_neurons(model) or backend} neurons, {backprop}"
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

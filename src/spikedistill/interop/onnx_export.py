@@ -18,9 +18,12 @@ A ``FoldedNeuron`` around another neuron type, or a layer the exporter rejects, 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +132,19 @@ def _root_cause(err: BaseException) -> BaseException:
     return err
 
 
+@contextlib.contextmanager
+def _torch_logs_quiet() -> Iterator[None]:
+    """torch's own log records (pages of guard errors while torch.export gives up on a dynamic
+    batch) held back during the export: its outcome is checked and reported in one line."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_program(model: nn.Module, sample_shape: tuple[int, ...]) -> Any:
     """The ``torch.onnx.ONNXProgram`` of ``model`` (input ``input``, output ``logits``) for
     samples of ``sample_shape``, with a dynamic batch dimension."""
@@ -138,9 +154,10 @@ def export_program(model: nn.Module, sample_shape: tuple[int, ...]) -> Any:
     x = example_input(traced, sample_shape)
     _check_runs(traced, x)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _torch_logs_quiet():
             for category in (FutureWarning, DeprecationWarning):  # about torch's internals
                 warnings.simplefilter("ignore", category)
+            warnings.filterwarnings("ignore", module=r"torch\.")  # tracing notes, e.g. dynamo's
             program = torch.onnx.export(
                 traced,
                 (x,),

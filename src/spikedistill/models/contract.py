@@ -107,6 +107,14 @@ def is_neuron(module: nn.Module) -> bool:
     return hasattr(module, "v_threshold") and callable(getattr(module, "reset", None))
 
 
+def other_neurons(model: nn.Module) -> str | None:
+    """The class names of ``model``'s neurons (``"LIFNode"``) when none is spikedistill's,
+    else ``None`` (ours, or no neurons)."""
+    if any(isinstance(m, (LIF, FoldedNeuron)) for m in model.modules()):
+        return None
+    return ", ".join(sorted({type(m).__name__ for m in model.modules() if is_neuron(m)})) or None
+
+
 def _contains(module: nn.Module, test) -> bool:
     return any(test(m) for m in module.modules())
 
