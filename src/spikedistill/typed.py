@@ -88,10 +88,7 @@ def checked_arguments(func: Callable[..., Any], owner: str) -> Callable[..., Any
     """``func`` that first checks (``coerce``) each argument annotated with choices or a limit,
     naming ``"<owner> <parameter>"`` in the error: a Python call gets the config's messages."""
     signature = inspect.signature(func)
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception:  # an annotation that does not resolve (TYPE_CHECKING imports)
-        hints = {}
+    hints = parameter_types(func)
     constrained = {name: tp for name, tp in hints.items() if _constrained(tp)}
 
     @functools.wraps(func)
