@@ -25,7 +25,7 @@ from torch import nn
 
 from ..data.info import DatasetInfo
 from ..errors import ConfigError
-from ..models.contract import check_logits, time_steps
+from ..models.contract import time_steps
 from ..models.external import find_callable
 from ..warning_site import warnings_at_caller
 from .config import ExperimentConfig, config_from_dict
@@ -33,6 +33,7 @@ from .distributed import DistContext
 from .objective import build_objective
 from .run_dir import PYTHON_NAMES, claim_run_dir
 from .schema import set_dotted
+from .setup import probe_forward
 from .trainer import Trainer
 
 #: sections that the given modules and loaders decide, not ``settings``
@@ -81,20 +82,11 @@ def sample_count(loader: Any) -> int:
         return len(loader) * (getattr(loader, "batch_size", None) or 1)
 
 
-@torch.no_grad()
 def infer_data_info(student: nn.Module, x: torch.Tensor) -> DatasetInfo:
     """What the trainer needs to know of the data, read off a batch ``x`` (images
     ``[B, C, H, W]`` or event frames ``[T, B, C, H, W]``, normalised by the loader) and the
     student's output on two of its samples (the class count)."""
-    was_training = student.training
-    student.eval()
-    try:
-        device = next(student.parameters()).device
-        two = (x[:, :2] if x.dim() == 5 else x[:2]).to(device)
-        logits = student(two)
-        check_logits(student, logits, two.shape[1] if x.dim() == 5 else len(two))
-    finally:
-        student.train(was_training)
+    logits = probe_forward(student, x.to(next(student.parameters()).device))
     channels = x.shape[-3]
     steps = x.shape[0] if x.dim() == 5 else None
     size = (x.shape[-2], x.shape[-1])

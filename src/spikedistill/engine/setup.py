@@ -104,14 +104,16 @@ def first_forward(what: str, x: torch.Tensor) -> Iterator[None]:
 
 
 @torch.no_grad()
-def probe_forward(model: nn.Module, x: torch.Tensor) -> None:
+def probe_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The student contract checked, then one forward in eval mode (no statistics updated) on
-    two samples of ``x``, its logits checked."""
+    two samples of ``x``: their logits, checked."""
     check_student(model)
     was_training = model.training
     model.eval()
     try:
         two = x[:, :2] if x.dim() == 5 else x[:2]  # event frames are time-first
-        check_logits(model, model(two), two.shape[1] if x.dim() == 5 else len(two))
+        logits = model(two)
+        check_logits(model, logits, two.shape[1] if x.dim() == 5 else len(two))
+        return logits
     finally:
         model.train(was_training)
