@@ -41,8 +41,8 @@ class FiringRates:
     """Forward hooks accumulating spike counts ``[T]`` per neuron layer (``remove()`` them)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.spikes: dict[str, torch.Tensor] = {}  # [T] spikes per step
-        self.counts: dict[str, torch.Tensor] = {}  # [T] neuron outputs per step
+        self.spikes: dict[str, list[float]] = {}  # per step: spikes
+        self.counts: dict[str, list[float]] = {}  # per step: neuron outputs
         self._step: dict[str, int] = {}  # the next step of each layer in this forward
         layers = neuron_layers(model)
         if not layers:
@@ -54,30 +54,30 @@ class FiringRates:
         def hook(module: nn.Module, _inputs: tuple, out: torch.Tensor | tuple) -> None:
             steps = steps_of(module, out)
             first = self._step.get(name, 0)
-            self._step[name] = last = first + len(steps)
-            spikes = torch.zeros(last, dtype=torch.float64)
-            spikes[first:] = steps.flatten(1).sum(1, dtype=torch.float64).cpu()
-            counts = torch.zeros(last, dtype=torch.float64)
-            counts[first:] = steps[0].numel()
-            for sums, new in ((self.spikes, spikes), (self.counts, counts)):
-                old = sums.get(name, new.new_zeros(0))
-                size = max(len(old), last)
-                sums[name] = _padded(old, size) + _padded(new, size)
+            self._step[name] = first + len(steps)
+            spikes = self.spikes.setdefault(name, [])
+            counts = self.counts.setdefault(name, [])
+            for t, n in enumerate(steps.flatten(1).sum(1, dtype=torch.float64).tolist(), first):
+                if t == len(spikes):
+                    spikes.append(0.0)
+                    counts.append(0.0)
+                spikes[t] += n
+                counts[t] += steps[0].numel()
 
         return hook
 
     def rates(self) -> dict[str, torch.Tensor]:
         """``{layer: [T]}`` mean firing rate per step over everything seen so far."""
-        return {name: s / self.counts[name] for name, s in self.spikes.items()}
+        rates = {}
+        for name, sums in self.spikes.items():  # float64: counts exact up to 2^53
+            spikes, counts = torch.tensor([sums, self.counts[name]], dtype=torch.float64)
+            rates[name] = spikes / counts
+        return rates
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-
-
-def _padded(x: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.cat([x, x.new_zeros(size - len(x))])
 
 
 def firing_rates(
