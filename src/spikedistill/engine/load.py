@@ -73,17 +73,23 @@ def stored_data_info(ckpt: dict[str, Any]) -> DatasetInfo | None:
         raise CheckpointError(f"the checkpoint's data_info is damaged ({err})") from None
 
 
+def _trained_root(ckpt: Any) -> str | None:
+    """The data folder a run's checkpoint records that it trained on."""
+    root = ckpt.get("data_root") if isinstance(ckpt, dict) else None
+    return root if isinstance(root, str) else None
+
+
 def run_data_root(ckpt: Any, cfg: ExperimentConfig, data_dir: str | None = None) -> str | None:
     """Where a run's dataset is looked for: ``data_dir`` (``--data-dir``), else the config's
     ``data.root`` where it is a folder from here, else the folder the run trained on (its
     checkpoints record it) while it exists, else ``data.root`` or ``None`` (then
-    ``$SPIKEDISTILL_DATA``, then the cache), with a warning that the run's folder is gone."""
+    ``$SPIKEDISTILL_DATA``, then the cache)."""
     if data_dir:
         return data_dir
     if cfg.data.root and os.path.isdir(os.path.expanduser(cfg.data.root)):
         return cfg.data.root
-    trained = ckpt.get("data_root") if isinstance(ckpt, dict) else None
-    return trained if isinstance(trained, str) and os.path.isdir(trained) else cfg.data.root
+    trained = _trained_root(ckpt)
+    return trained if trained and os.path.isdir(trained) else cfg.data.root
 
 
 def run_datasets(
@@ -98,8 +104,8 @@ def run_datasets(
     try:
         return build_datasets(name, run_data_root(ckpt, cfg, data_dir), **options)
     except DataError as err:
-        trained = ckpt.get("data_root") if isinstance(ckpt, dict) else None
-        if data_dir or not isinstance(trained, str) or os.path.isdir(trained):
+        trained = _trained_root(ckpt)
+        if data_dir or trained is None or os.path.isdir(trained):
             raise
         raise DataError(
             f"{err} (the run trained on the data in {trained}, which is gone)"
