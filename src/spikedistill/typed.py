@@ -137,6 +137,8 @@ def _coerce_scalar(value: Any, tp: Any, path: str) -> Any:
 def coerce(value: Any, tp: Any, path: str) -> Any:
     """``value`` checked against annotation ``tp`` (ints are accepted for floats; floats must
     be finite); dataclasses are built from mappings. Unknown annotations accept anything."""
+    if tp is Any:  # a class since Python 3.11, which isinstance refuses
+        return value
     origin = typing.get_origin(tp)
     if origin is Annotated:
         value = coerce(value, typing.get_args(tp)[0], path)

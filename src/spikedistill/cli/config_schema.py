@@ -96,7 +96,7 @@ def allowed_values() -> dict[str, list[str]]:
     from ..spiking.kernels import LIF_BACKENDS
 
     return {
-        "data.name": DATASETS.names(),
+        "data.name": [*DATASETS.names(), "package.module:callable"],
         "data.augment": list(TRANSFORM_NAMES),
         "model.name": [*MODELS.names(), *EXTERNAL],
         "model.neuron": NEURON_PRESETS.names(),

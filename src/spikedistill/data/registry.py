@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ..typed import check_options, parameter_types
+from .external import COMMON, call_external, external_builder, is_external
 from .info import DatasetInfo
 from .paths import resolve_data_root
 from .subsets import class_balanced_indices, noisy_labels
@@ -20,15 +21,23 @@ from .subsets import class_balanced_indices, noisy_labels
 DatasetBuilder = Callable[..., tuple[Dataset, Dataset, DatasetInfo]]
 DATASETS: Registry[DatasetBuilder] = Registry("dataset")
 """Builders ``fn(root: Path, *, download: bool, seed: int, **options) -> (train, test, info)``;
-the options a dataset accepts are its builder's other keyword arguments."""
+the options a dataset accepts are its builder's other keyword arguments. A name
+``package.module:callable`` is your own builder (``data.external``)."""
 
-_COMMON = ("root", "download", "seed")
+
+def dataset_builder(name: str) -> DatasetBuilder:
+    """The builder of a registered dataset, or your own ``package.module:callable``."""
+    return external_builder(name) if is_external(name) else DATASETS.get(name)
 
 
 def dataset_options(name: str) -> dict[str, Any]:
     """The options of dataset ``name`` with their defaults."""
-    params = inspect.signature(DATASETS.get(name)).parameters
-    return {k: p.default for k, p in params.items() if k not in _COMMON}
+    params = inspect.signature(dataset_builder(name)).parameters
+    return {
+        k: p.default
+        for k, p in params.items()
+        if k not in COMMON and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 def build_datasets(
@@ -47,9 +56,10 @@ def build_datasets(
     ``label_noise``: replace each training label, with that probability, by a different class
     drawn uniformly. Both are deterministic from ``seed``; the test set is never changed.
     """
-    builder = DATASETS.get(name)
-    types = parameter_types(builder, skip=_COMMON)
-    options = check_options(options, types, "data.options", f"dataset {name!r}")
+    builder = dataset_builder(name)
+    if not is_external(name):
+        types = parameter_types(builder, skip=COMMON)
+        options = check_options(options, types, "data.options", f"dataset {name!r}")
     if train_subset is not None and (
         isinstance(train_subset, bool) or not isinstance(train_subset, numbers.Integral)
     ):
@@ -60,7 +70,11 @@ def build_datasets(
         raise ConfigError(f"label_noise must be in [0, 1), got {label_noise}")
 
     data_root = resolve_data_root(root)
-    train, test, info = builder(data_root, download=download, seed=seed, **options)
+    if is_external(name):
+        common = dict(root=data_root, download=download, seed=seed)
+        train, test, info = call_external(name, builder, options, **common)
+    else:
+        train, test, info = builder(data_root, download=download, seed=seed, **options)
     for split, dataset in (("training", train), ("test", test)):
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise DataError(
@@ -68,6 +82,8 @@ def build_datasets(
                 "so nothing could be trained or measured; check its files"
             )
 
+    if train_subset is not None or label_noise > 0:
+        _check_relabelable(name, train)
     if train_subset is not None:
         train = train.subset(
             class_balanced_indices(train.labels, info.num_classes, int(train_subset), seed)
@@ -79,6 +95,18 @@ def build_datasets(
             noisy_labels(train.labels, info.num_classes, float(label_noise), seed)
         )
     return train, test, info
+
+
+def _check_relabelable(name: str, train: Dataset) -> None:
+    """``train_subset`` and ``label_noise`` need the training set's ``labels`` (an int64
+    tensor), ``subset(indices)`` and ``with_labels(labels)``, as ``ImageTensorDataset`` has."""
+    missing = [a for a in ("labels", "subset", "with_labels") if not hasattr(train, a)]
+    if missing:
+        raise ConfigError(
+            f"data.train_subset and data.label_noise need a training set with labels, "
+            f"subset(indices) and with_labels(labels) (as ImageTensorDataset has); dataset "
+            f"{name!r} gives a {type(train).__name__} without {', '.join(missing)}"
+        )
 
 
 @DATASETS.register("python", listed=False)

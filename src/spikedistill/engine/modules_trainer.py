@@ -26,7 +26,7 @@ from torch import nn
 from ..data.info import DatasetInfo
 from ..errors import ConfigError
 from ..models.contract import time_steps
-from ..models.external import find_callable
+from ..user_code import find_callable
 from ..warning_site import warnings_at_caller
 from .config import ExperimentConfig, config_from_dict
 from .distributed import DistContext

@@ -9,6 +9,7 @@ import difflib
 from typing import TYPE_CHECKING, Any
 
 from ..data import DATASETS
+from ..data.external import is_external as is_external_data
 from ..distill.base import METHODS
 from ..distill.objective import parse_methods
 from ..errors import ConfigError
@@ -79,5 +80,6 @@ def check_free_form(cfg: ExperimentConfig) -> None:
     elif cfg.teacher.options:
         raise ConfigError("teacher.options is set but teacher.name is not")
     check_distill_section(cfg)
-    types = parameter_types(DATASETS.get(cfg.data.name), skip=("root", "download", "seed"))
-    check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")
+    if not is_external_data(cfg.data.name):  # your own builder is checked when it is called
+        types = parameter_types(DATASETS.get(cfg.data.name), skip=("root", "download", "seed"))
+        check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")

@@ -16,7 +16,6 @@ ResNet gives ``relu, layer1, ..., layer4``) or take module paths.
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -26,6 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError, first_line
 from ..registry import Registry
+from ..user_code import accepted, find_callable
 
 #: ``source -> builder(name, num_classes, in_channels, options) -> model``
 SOURCES: Registry[Callable[..., nn.Module]] = Registry("model source")
@@ -77,35 +77,6 @@ def _timm(name: str, num_classes: int, in_channels: int, options: dict) -> nn.Mo
     return timm.create_model(name, num_classes=num_classes, in_chans=in_channels, **options)
 
 
-def find_callable(spec: str) -> Callable[..., Any]:
-    """The object ``package.module:attribute.path`` names."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"model {spec!r}: write package.module:callable")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"model {spec!r}: cannot import {module_name!r} ({first_line(err)}); is it on "
-            "PYTHONPATH or installed?"
-        ) from None
-    for part in attribute.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"model {spec!r}: {module_name!r} has no attribute {attribute!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ConfigError(f"model {spec!r}: {attribute!r} is not callable")
-    return obj
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        parameters = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # a builtin without a signature: pass only the options
-        return False
-    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-
-
 def build_external(
     name: str, num_classes: int, in_channels: int, options: dict[str, Any], **context: Any
 ) -> nn.Module:
@@ -118,8 +89,7 @@ def build_external(
             raise ConfigError(f"{name} is an ANN: it can be a teacher, or model.spiking=false")
         return _checked(name, SOURCES.get(source)(inner, num_classes, in_channels, options))
     fn = find_callable(name)
-    given = {"num_classes": num_classes, "in_channels": in_channels, **context}
-    kwargs = {k: v for k, v in given.items() if _accepts(fn, k)}
+    kwargs = accepted(fn, {"num_classes": num_classes, "in_channels": in_channels, **context})
     try:
         model = fn(**options, **kwargs)
     except TypeError as err:

@@ -1,0 +1,196 @@
+"""Your own datasets by name, ``data.name: package.module:callable``: built, checked, trained
+from the CLI and rebuilt by ``eval``, like the registered ones."""
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from spikedistill.cli import main
+from spikedistill.data import build_datasets, dataset_options, make_loader
+from spikedistill.engine.config import load_config
+from spikedistill.engine.trainer import Trainer
+from spikedistill.errors import ConfigError, DataError
+
+OWN_DATA = '''
+import torch
+from torch.utils.data import Dataset
+from spikedistill.data import DatasetInfo, ImageTensorDataset
+
+INFO = DatasetInfo(num_classes=3, in_channels=1, image_size=(8, 8), mean=(0.4,), std=(0.3,))
+calls = []
+
+
+def images(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randint(0, 80, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        x[i, 0, 2 * c : 2 * c + 3] += 170
+    return x, labels
+
+
+class Floats(Dataset):
+    """A plain Dataset: float images in [0, 1] and int labels, one sample at a time."""
+
+    def __init__(self, n, seed):
+        self.x, self.y = images(n, seed)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i].float() / 255, int(self.y[i])
+
+
+def generic(root, *, seed=0, n_train: int = 64):
+    calls.append({"root": root, "seed": seed, "n_train": n_train})
+    return Floats(n_train, 1), Floats(32, 2), INFO
+
+
+def in_memory(n_train: int = 64):
+    return ImageTensorDataset(*images(n_train, 1)), ImageTensorDataset(*images(32, 2)), INFO
+
+
+def anything(**options):
+    calls.append(options)
+    return in_memory()
+
+
+class Bad(Floats):
+    def __init__(self, sample):
+        super().__init__(4, 0)
+        self.sample = sample
+
+    def __getitem__(self, i):
+        return self.sample
+
+
+class Pil:
+    mode = "L"
+
+
+def bad(kind):
+    x, y = torch.full((1, 8, 8), 0.5), 1
+    sample = {
+        "pil": (Pil(), y), "uint8": ((x * 255).to(torch.uint8), y), "shape": (x[0], y),
+        "normalised": (x - 0.6, y), "label": (x, 3), "float-label": (x, 1.0), "single": x,
+    }[kind]
+    return Floats(4, 0), Bad(sample), INFO
+
+
+def not_a_triple():
+    return Floats(4, 0), Floats(4, 0)
+'''
+
+
+@pytest.fixture
+def own_data(tmp_path, monkeypatch):
+    (tmp_path / "own_data.py").write_text(textwrap.dedent(OWN_DATA))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import own_data
+
+    yield own_data
+    sys.modules.pop("own_data", None)  # the next test's module is another file
+
+
+SMALL = ["model.name=convnet3", "model.options.width=4", "model.spiking=true", "model.T=2",
+         "data.batch_size=16", "train.epochs=2", "train.device=cpu"]  # fmt: skip
+
+
+def test_the_builder_gets_what_its_signature_takes(own_data, tmp_path):
+    train, test, info = build_datasets("own_data:generic", tmp_path, seed=5, n_train=48)
+    assert own_data.calls == [{"root": tmp_path, "seed": 5, "n_train": 48}]  # no download
+    assert (len(train), len(test), info) == (48, 32, own_data.INFO)
+    build_datasets("own_data:anything", tmp_path, seed=2, width=3)  # **options: all of it
+    assert own_data.calls[-1] == {"root": tmp_path, "download": False, "seed": 2, "width": 3}
+    assert dataset_options("own_data:generic") == {"n_train": 64}
+
+
+def test_its_batches_are_its_samples_normalised_with_its_info(own_data):
+    train, _, info = build_datasets("own_data:generic")
+    loader = make_loader(train, 16, train=True, info=info, seed=3)
+    x, y = next(iter(loader))
+    order = loader.indices()[:16]
+    expected = torch.stack([train[int(i)][0] for i in order]).sub(0.4).div(0.3)
+    torch.testing.assert_close(x, expected)
+    assert y.tolist() == [train[int(i)][1] for i in order]
+
+
+def test_a_plain_dataset_trains_as_the_same_images_held_in_memory(own_data, tmp_path):
+    """The ``DataLoader`` path (one sample at a time) and the in-memory one give the same
+    batches, so the same run: every number of the history is equal."""
+    runs = {}
+    for builder in ("generic", "in_memory"):
+        cfg = load_config(None, [*SMALL, f"data.name=own_data:{builder}", "train.epochs=4"])
+        history = Trainer(cfg, tmp_path / builder).fit()["history"]
+        keys = ("train_loss", "train_top1", "test_loss", "test_top1")
+        runs[builder] = [row[k] for row in history for k in keys]
+    assert runs["generic"] == pytest.approx(runs["in_memory"], rel=1e-6)
+    assert runs["generic"][-1] > 50  # last test top-1: it learns the three bands (chance 33)
+
+
+def test_the_cli_trains_on_it_and_eval_rebuilds_it(own_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    config = tmp_path / "exp.yaml"
+    config.write_text("data: {name: 'own_data:generic', options: {n_train: 48}}\n")
+    assert main(["train", str(config), *SMALL, "--out", str(run)]) == 0
+    last = json.loads((run / "metrics.json").read_text())["history"][-1]
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["top1"] == pytest.approx(last["test_top1"])
+    assert own_data.calls[-1]["n_train"] == 48  # eval rebuilt it with the run's options
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"),
+    [
+        ("pil", r"the image is a Pil, not a tensor \(torchvision: transform=transforms\.ToTensor"),
+        ("uint8", r"the image is torch.uint8; give floats in \[0, 1\]"),
+        ("shape", r"the image is \[8, 8\]; info says \[1, 8, 8\] \[C, H, W\]"),
+        ("normalised", r"span \[-0.1, -0.1\], not \[0, 1\]; the loader normalises"),
+        ("label", r"label 3 is outside \[0, 3\)"),
+        ("float-label", "the label is 1.0, not an integer class index"),
+        ("single", "test sample 0 is a Tensor, not an \\(image, label\\) pair"),
+    ],
+)
+def test_a_sample_of_the_wrong_form_is_named_before_training(own_data, kind, fragment):
+    with pytest.raises(DataError, match=fragment) as info:
+        build_datasets("own_data:bad", kind=kind)
+    assert str(info.value).startswith("dataset 'own_data:bad': test sample 0")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "error", "fragment"),
+    [
+        ("own_data:generic", {"n_trian": 3}, ConfigError,
+         "unknown option 'data.options.n_trian' of dataset 'own_data:generic'; did you mean "
+         "'data.options.n_train'"),
+        ("own_data:generic", {"n_train": "many"}, ConfigError, "data.options.n_train"),
+        ("own_data:not_a_triple", {}, ConfigError, "returned a tuple of 2; it must return "
+         r"\(train, test, info\)"),
+        ("own_data:nothing", {}, ConfigError, "'own_data' has no attribute 'nothing'"),
+        ("no_such_module:build", {}, ConfigError, "dataset 'no_such_module:build': cannot "
+         "import 'no_such_module'"),
+    ],
+)  # fmt: skip
+def test_a_builder_that_does_not_fit_is_one_clear_error(own_data, name, options, error, fragment):
+    with pytest.raises(error, match=fragment):
+        build_datasets(name, **options)
+
+
+def test_a_subset_needs_labels_and_subset_in_memory_has_them(own_data):
+    train, _, _ = build_datasets("own_data:in_memory", train_subset=30, label_noise=0.2)
+    assert len(train) == 30
+    with pytest.raises(ConfigError, match="gives a Floats without labels, subset, with_labels"):
+        build_datasets("own_data:generic", train_subset=30)
+
+
+def test_a_config_names_it_and_leaves_its_options_to_it():
+    """A run's config loads where its module does not import (``report`` of a run elsewhere);
+    the builder checks its options when it is called."""
+    cfg = load_config(None, ["data.name=gone_module:build", "data.options.anything=1"])
+    assert cfg.data.name == "gone_module:build" and cfg.data.options == {"anything": 1}
