@@ -337,34 +337,39 @@ def test_resume_of_a_folder_without_a_run_says_it_starts_one(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("method", "where"),
-    [("train_step", "after step 5/22 of epoch 1"), ("_evaluate", "at the end of epoch 1")],
-    ids=["in-a-step", "in-the-evaluation"],
+    ("signum", "method", "where"),
+    [
+        (signal.SIGTERM, "train_step", "SIGTERM after step 5/22 of epoch 1"),
+        (signal.SIGTERM, "_evaluate", "SIGTERM at the end of epoch 1"),
+        (signal.SIGINT, "train_step", "Ctrl-C after step 5/22 of epoch 1"),
+    ],
+    ids=["sigterm-in-a-step", "sigterm-in-the-evaluation", "ctrl-c-in-a-step"],
 )
-def test_sigterm_saves_the_run_and_resume_ends_like_an_unbroken_run(
-    method, where, tmp_path, monkeypatch, capsys
+def test_a_stop_signal_saves_the_run_and_resume_ends_like_an_unbroken_run(
+    signum, method, where, tmp_path, monkeypatch, capsys
 ):
-    """A scheduler's SIGTERM (time limit, preemption) stops the run after its current step,
-    or after the epoch whose evaluation it came in, saved: exit status 143, and resume
-    continues it to the unbroken run's metrics."""
+    """A scheduler's SIGTERM (time limit, preemption) or a Ctrl-C stops the run after its
+    current step, or after the epoch whose evaluation it came in, saved: exit status 143
+    (130), and resume continues it to the unbroken run's metrics."""
     config = tmp_path / "tiny.yaml"
     config.write_text(BASE.replace("epochs: 1", "epochs: 2"))
     full, part = tmp_path / "full", tmp_path / "part"
     assert main(["train", str(config), "--out", str(full)]) == 0
     real, calls = getattr(Trainer, method), []
 
-    def terminated_in_call_5(self, *args):
+    def signalled_in_call_5(self, *args):
         calls.append(1)
         if len(calls) == (5 if method == "train_step" else 1):
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the call
+            os.kill(os.getpid(), signum)  # arrives inside the call
         return real(self, *args)
 
-    monkeypatch.setattr(Trainer, method, terminated_in_call_5)
+    monkeypatch.setattr(Trainer, method, signalled_in_call_5)
     capsys.readouterr()
-    assert main(["train", str(config), "--out", str(part)]) == 143
-    stopped = f"stopped by SIGTERM {where}, saved in last.pt"
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    assert main(["train", str(config), "--out", str(part)]) == 128 + signum
+    stopped = f"stopped by {where}, saved in last.pt"
     assert stopped in capsys.readouterr().err and stopped in (part / "log.txt").read_text()
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert handlers == {s: signal.getsignal(s) for s in handlers}  # the handlers are put back
     state = load_checkpoint(part / "last.pt")["state"]
     assert (state["epoch"], state["step_in_epoch"]) == (
         (0, 5) if method == "train_step" else (1, 0)
@@ -379,9 +384,30 @@ def test_sigterm_saves_the_run_and_resume_ends_like_an_unbroken_run(
     assert rows(part) == rows(full)
 
 
-#: convnet3, its run on image folders getting SIGTERM, sent to its whole process group (as
-#: Slurm does), from a DataLoader worker loading a training sample once the run has trained
-#: a step (the file $TRAINED says so): the run is then waiting on its loaders
+def test_a_second_ctrl_c_interrupts_at_once(tmp_path, monkeypatch, capsys):
+    """Ctrl-C twice within a step: no wait for the step's end; the run stops unsaved (130)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(BASE)
+    real, calls = Trainer.train_step, []
+
+    def interrupted_twice_in_call_3(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_twice_in_call_3)
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "Ctrl-C: the run stops after this step, saved (Ctrl-C again: at once)" in err
+    assert "spikedistill: interrupted" in err and "saved in last.pt" not in err
+    assert len(calls) == 3 and not (tmp_path / "run" / "last.pt").exists()
+
+
+#: convnet3, its run on image folders getting $SIGNAL, sent to its whole process group (as
+#: Slurm does, and a terminal's Ctrl-C), from a DataLoader worker loading a training sample
+#: once the run has trained a step (the file $TRAINED says so): the run then waits on loaders
 GROUP_TERM_NET = """
 import os, signal
 import torch.utils.data
@@ -395,7 +421,7 @@ def load_and_signal(self, index, generator):
     trained = os.path.exists(os.environ["TRAINED"])
     if self.train and trained and worker and worker.id == 0 and not sent:
         sent.append(1)
-        os.killpg(os.getpgid(0), signal.SIGTERM)
+        os.killpg(os.getpgid(0), getattr(signal, os.environ["SIGNAL"]))
     return load(self, index, generator)
 
 ImageFolderDataset.load = load_and_signal
@@ -413,8 +439,9 @@ def net(num_classes, in_channels, spiking, T, neuron, neuron_kwargs, **options):
 """
 
 
-def test_sigterm_to_the_process_group_with_loader_workers_saves_the_run(
-    tmp_path, image_folder_writer
+@pytest.mark.parametrize(("name", "said"), [("SIGTERM", "SIGTERM"), ("SIGINT", "Ctrl-C")])
+def test_a_stop_signal_to_the_process_group_with_loader_workers_saves_the_run(
+    name, said, tmp_path, image_folder_writer
 ):
     image_folder_writer(tmp_path / "imagenet", per_class=12)  # 12 batches of 3
     (tmp_path / "group_term_net.py").write_text(GROUP_TERM_NET)
@@ -425,11 +452,12 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_the_run(
         "train: {epochs: 1, seed: 0, threads: 1}\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    env["TRAINED"] = str(tmp_path / "trained")
+    env["TRAINED"], env["SIGNAL"] = str(tmp_path / "trained"), name
     argv = [sys.executable, "-m", "spikedistill.cli", "train", str(config), "--data-dir"]
     argv += [str(tmp_path), "--out", str(tmp_path / "run")]
     options = {"env": env, "capture_output": True, "text": True, "timeout": 300}
     proc = subprocess.run(argv, start_new_session=True, **options)  # its own process group
-    assert proc.returncode == 143, proc.stderr
-    assert "stopped by SIGTERM" in proc.stderr
+    assert proc.returncode == 128 + getattr(signal, name), proc.stderr
+    assert f"stopped by {said}" in proc.stderr
+    assert proc.stderr.count("Ctrl-C: the run stops") == (name == "SIGINT")  # not the workers
     assert load_checkpoint(tmp_path / "run" / "last.pt")["state"]["step_in_epoch"] > 0

@@ -35,9 +35,11 @@ class NonFiniteLossError(NonFiniteError):
 
 
 class StoppedError(SpikeDistillError):
-    """A run stopped on request (SIGTERM), its state saved for resume."""
+    """A run stopped on request (SIGTERM, Ctrl-C), its state saved for resume."""
 
-    exit_status = 128 + 15  # as if SIGTERM had ended it: schedulers read it so
+    def __init__(self, message: str, signum: int = 15) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum  # as if the signal had ended it: schedulers read it so
 
 
 class RankError(SpikeDistillError):

@@ -171,14 +171,17 @@ class _FixedSampler(Sampler):
         return len(self.indices) - self.start
 
 
-def outlive_group_sigterm(_worker_id: int) -> None:
-    """A worker absorbs the first SIGTERM: a scheduler signals the whole process group, and
-    the run may still wait on a batch before it stops, saved (a later one ends the worker)."""
+def outlive_group_stop(_worker_id: int) -> None:
+    """A worker absorbs the first SIGTERM and the first Ctrl-C: a scheduler signals the whole
+    process group, a terminal its foreground group, and the run may still wait on a batch
+    before it stops, saved (a later one ends the worker)."""
 
-    def absorb(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def absorb(signum: int, _frame: object) -> None:
+        later = signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler
+        signal.signal(signum, later)
 
     signal.signal(signal.SIGTERM, absorb)
+    signal.signal(signal.SIGINT, absorb)
 
 
 class FolderLoader(Loader):
@@ -199,7 +202,7 @@ class FolderLoader(Loader):
             sampler=sampler,
             drop_last=self.drop_last,
             num_workers=self.num_workers,
-            worker_init_fn=outlive_group_sigterm if self.num_workers else None,
+            worker_init_fn=outlive_group_stop if self.num_workers else None,
             generator=make_generator(self.seed, "workers", epoch, self.rank),
         )
         bs = self.batch_size

@@ -93,10 +93,6 @@ class DistContext:
         dist.all_reduce(t)
         return t.tolist()
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """Whether ``flag`` is set on any rank (a collective under torchrun)."""
-        return bool(self.sum([float(flag)], device)[0]) if self.enabled else flag
-
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

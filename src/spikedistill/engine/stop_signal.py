@@ -1,25 +1,53 @@
-"""SIGTERM (a scheduler's time limit or preemption, ``kill``) ends a run at the end of its
-current step, after saving ``last.pt``, instead of losing the work since its last checkpoint.
-Slurm sends it before the kill (``#SBATCH --signal=TERM@120`` for two minutes' notice)."""
+"""SIGTERM (a scheduler's time limit or preemption, ``kill``) and Ctrl-C (SIGINT) end a run at
+the end of its current step, after saving ``last.pt``, instead of losing the work since its
+last checkpoint. Slurm sends SIGTERM before the kill (``#SBATCH --signal=TERM@120`` for two
+minutes' notice); a second Ctrl-C interrupts at once."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
+import torch
+
+from .distributed import DistContext
+
+#: the signals that stop a run, saved, with how the stop line names them
+STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+
 
 @contextlib.contextmanager
-def sigterm_requests() -> Iterator[Callable[[], bool]]:
-    """Within the block SIGTERM only marks a request; yields the function that tells whether
-    one came. Outside the main thread (where Python takes no handler) nothing changes."""
+def stop_requests() -> Iterator[Callable[[], int]]:
+    """Within the block SIGTERM and a first Ctrl-C only mark a request; yields the function
+    that returns the signal that came (0: none). Outside the main thread (where Python takes
+    no handler) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: 0
         return
     received: list[int] = []
-    before = signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
+
+    def request(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:
+            if signal.SIGINT in received:  # the second: now
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt
+            print("\nCtrl-C: the run stops after this step, saved (Ctrl-C again: at once)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        received.append(signum)
+
+    before = {s: signal.signal(s, request) for s in STOP_SIGNALS}
     try:
-        yield lambda: bool(received)
+        yield lambda: received[0] if received else 0
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def agreed_stop(local: int, dist: DistContext, device: torch.device) -> int:
+    """The stop signal any rank received (SIGTERM before Ctrl-C; 0: none), so that every
+    rank stops after the same step: one all-reduce under torchrun."""
+    counts = dist.sum([float(local == s) for s in STOP_SIGNALS], device)
+    return next((s for s, n in zip(STOP_SIGNALS, counts, strict=True) if n), 0)

@@ -39,7 +39,7 @@ from .setup import (
     run_kind,
     seed_everything,
 )
-from .stop_signal import sigterm_requests
+from .stop_signal import STOP_SIGNALS, agreed_stop, stop_requests
 from .train_state import TrainState, epoch_means, epoch_message, run_summary
 
 
@@ -79,7 +79,7 @@ class Trainer:
         self.state = TrainState()
         self.unchecked = {"train", "test"} if cfg.data.check_finite else set()  # first passes
         self.echoed = float("-inf")  # when a step line was last printed (off a terminal)
-        self.stop_requested = lambda: False  # within fit: whether SIGTERM came
+        self.stop_requested = lambda: 0  # within fit: the stop signal that came (0: none)
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
@@ -272,22 +272,25 @@ class Trainer:
         return {**epoch_means(sums), "seconds": sums["seconds"]}
 
     def _save_if_due(self, n_batches: int, start: float) -> float:
-        """``last.pt`` every ``train.checkpoint_every`` steps, and on SIGTERM, then
+        """``last.pt`` every ``train.checkpoint_every`` steps, and on SIGTERM or Ctrl-C, then
         ``StoppedError``; returns the start of the time not yet in the running seconds."""
         s, every = self.state, self.cfg.train.checkpoint_every
-        stop = self.dist.any(self.stop_requested(), self.device)  # SIGTERM: all ranks stop
+        stop = agreed_stop(self.stop_requested(), self.dist, self.device)  # all ranks stop
         if stop or (every and s.global_step % every == 0 and s.step_in_epoch < n_batches):
             s.running["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
             self.save("last.pt")
         if stop:
-            self._stopped(f"after step {s.step_in_epoch}/{n_batches} of epoch {s.epoch + 1}")
+            self._stopped(stop, f"after step {s.step_in_epoch}/{n_batches} of epoch {s.epoch + 1}")
         return start
 
-    def _stopped(self, where: str) -> NoReturn:
-        message = f"stopped by SIGTERM {where}, saved in last.pt: resume the run to continue"
+    def _stopped(self, signum: int, where: str) -> NoReturn:
+        message = (
+            f"stopped by {STOP_SIGNALS[signum]} {where}, saved in last.pt: resume the run to "
+            "continue"
+        )
         self.logger.log(message)
-        raise StoppedError(message)
+        raise StoppedError(message, signum)
 
     def _log_step(self, values, total: float, n_batches: int, rate: float, echo: bool) -> None:
         """The periodic log line (printed too with ``echo``) and scalars; weights checked."""
@@ -305,9 +308,9 @@ class Trainer:
         self.logger.scalars({f"train/{k}": v for k, v in values.items()}, s.global_step)
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``train.epochs`` (from the resumed state); SIGTERM stops it at the end of a
-        step, saved (``StoppedError``: ``engine.stop_signal``)."""
-        with sigterm_requests() as self.stop_requested:
+        """Train to ``train.epochs`` (from the resumed state); SIGTERM or Ctrl-C stops it at
+        the end of a step, saved (``StoppedError``: ``engine.stop_signal``)."""
+        with stop_requests() as self.stop_requested:
             return self._train_epochs()
 
     def _train_epochs(self) -> dict[str, Any]:
@@ -338,8 +341,9 @@ class Trainer:
             self.save("last.pt")
             if self.dist.is_main:  # after the saves: a closed stdout (| head) loses nothing
                 tqdm.write(message)
-            if s.epoch < cfg.train.epochs and self.dist.any(self.stop_requested(), self.device):
-                self._stopped(f"at the end of epoch {s.epoch}")  # e.g. during its evaluation
+            stop = agreed_stop(self.stop_requested(), self.dist, self.device)
+            if stop and s.epoch < cfg.train.epochs:
+                self._stopped(stop, f"at the end of epoch {s.epoch}")  # e.g. in its evaluation
         self.logger.close()
         return run_summary(cfg, s.history)
 
