@@ -80,7 +80,8 @@ def test_two_process_ddp_equals_one_process_and_resumes(tmp_path, capsys):
 
 
 #: a convnet3 whose every process kills itself (SIGKILL, as a preempted job) at the
-#: training forward $KILL_AT, and whose rank 0 gets SIGTERM at $TERM_AT, when those are set
+#: training forward $KILL_AT, whose rank 0 gets SIGTERM at $TERM_AT, and whose rank 1 (or
+#: only process) gives NaN logits at $NAN_AT, when those are set
 KILLED_NET = """
 import os, signal
 from spikedistill.models import build_model
@@ -97,7 +98,12 @@ def net(num_classes, in_channels, spiking, T, neuron, neuron_kwargs, **options):
         if calls[0] == int(os.environ.get("TERM_AT", -1)) and os.environ["RANK"] == "0":
             os.kill(os.getpid(), signal.SIGTERM)
 
+    def poison(module, args, output):
+        nan = calls[0] == int(os.environ.get("NAN_AT", -1))
+        return output * float("nan") if nan and os.environ.get("RANK", "1") == "1" else None
+
     model.register_forward_pre_hook(count)
+    model.register_forward_hook(poison)
     return model
 """
 
@@ -131,6 +137,29 @@ def test_a_ddp_run_killed_or_stopped_mid_epoch_resumes_to_the_metrics_of_an_unbr
         (got,) = _metrics(tmp_path / run)["history"]
         for key in ("train_loss", "train_ce", "train_top1", "test_top1", "test_loss"):
             assert got[key] == pytest.approx(want[key], rel=1e-9), (run, key)
+
+
+def test_a_nonfinite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path, monkeypatch):
+    """``train.skip_nonfinite`` under torchrun: a NaN loss in rank 1's shard alone makes both
+    ranks skip that step, so the run equals one process skipping it. Rank 0 used to step
+    alone, and its gradient all-reduces met rank 1's of the next step."""
+    import os
+
+    (tmp_path / "killed_net.py").write_text(KILLED_NET)
+    config = tmp_path / "ddp.yaml"
+    config.write_text(CONFIG)
+    args = [str(config), "model.name=killed_net:net", "train.skip_nonfinite=1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    _torchrun(*args, "--out", str(tmp_path / "ddp"), env={**env, "NAN_AT": "5"}, timeout=300)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("NAN_AT", "5")
+    assert main(["train", *args, "--out", str(tmp_path / "single")]) == 0
+    log = (tmp_path / "ddp" / "log.txt").read_text()
+    assert "non-finite loss (on another rank) at step 5 (epoch 1): step skipped (1/1)" in log
+    for run in ("ddp", "single"):
+        state = load_checkpoint(tmp_path / run / "last.pt")["state"]
+        assert (state["skipped_steps"], state["global_step"]) == (1, 45)
+    _assert_same_weights(tmp_path / "single", tmp_path / "ddp")
 
 
 def test_an_error_on_one_rank_ends_the_run_instead_of_hanging_it(tmp_path, image_folder_writer):

@@ -46,8 +46,25 @@ def stop_requests() -> Iterator[Callable[[], int]]:
             signal.signal(s, handler)
 
 
-def agreed_stop(local: int, dist: DistContext, device: torch.device) -> int:
-    """The stop signal any rank received (SIGTERM before Ctrl-C; 0: none), so that every
-    rank stops after the same step: one all-reduce under torchrun."""
-    counts = dist.sum([float(local == s) for s in STOP_SIGNALS], device)
+def _flags(local: int) -> list[float]:
+    return [float(local == s) for s in STOP_SIGNALS]
+
+
+def _first(counts: list[float]) -> int:
     return next((s for s, n in zip(STOP_SIGNALS, counts, strict=True) if n), 0)
+
+
+def agreed_stop(local: int, dist: DistContext, device: torch.device) -> int:
+    """The stop signal any rank received (SIGTERM first; 0: none), so that every rank stops
+    at the same point: one all-reduce under torchrun."""
+    return _first(dist.sum(_flags(local), device))
+
+
+def agreed_step(
+    nonfinite: bool, local: int, dist: DistContext, device: torch.device
+) -> tuple[bool, int]:
+    """Whether any rank's loss is non-finite (every rank then skips the step, or the ranks'
+    gradient all-reduces would pair different steps), and :func:`agreed_stop`'s signal: one
+    all-reduce under torchrun, for both."""
+    counts = dist.sum([float(nonfinite), *_flags(local)], device)
+    return counts[0] > 0, _first(counts[1:])

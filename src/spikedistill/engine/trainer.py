@@ -39,7 +39,7 @@ from .setup import (
     run_kind,
     seed_everything,
 )
-from .stop_signal import STOP_SIGNALS, agreed_stop, stop_requests
+from .stop_signal import STOP_SIGNALS, agreed_step, agreed_stop, stop_requests
 from .train_state import TrainState, epoch_means, epoch_message, run_summary
 
 
@@ -80,6 +80,7 @@ class Trainer:
         self.unchecked = {"train", "test"} if cfg.data.check_finite else set()  # first passes
         self.echoed = float("-inf")  # when a step line was last printed (off a terminal)
         self.stop_requested = lambda: 0  # within fit: the stop signal that came (0: none)
+        self.stop = 0  # the stop signal any rank received, as of the last step
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         for path in remove_stale_temporaries(self.run_dir) if self.dist.is_main else []:
             self.logger.log(f"removed {path.name}, left by a checkpoint write that was killed")
@@ -183,7 +184,9 @@ class Trainer:
         loss = sum(terms.values())
         if self.rate_view is not None:
             loss = self.rate_view.training_loss(loss)
-        if not torch.isfinite(loss):
+        local = (not torch.isfinite(loss), self.stop_requested())
+        nonfinite, self.stop = agreed_step(*local, self.dist, self.device)
+        if nonfinite:  # on any rank: every rank skips the step
             self._nonfinite(terms)
             self.scheduler.step()  # the schedule stays aligned with the data
             return None
@@ -206,7 +209,7 @@ class Trainer:
 
     def _nonfinite(self, terms: dict[str, torch.Tensor]) -> None:
         s, budget = self.state, self.cfg.train.skip_nonfinite
-        bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v))
+        bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "on another rank"
         where = f"non-finite loss ({bad}) at step {s.global_step + 1} (epoch {s.epoch + 1})"
         s.skipped_steps += 1
         if s.skipped_steps > budget:
@@ -248,6 +251,7 @@ class Trainer:
                 s.step_in_epoch += 1
                 s.global_step += 1
                 bar.update(1)
+                start = self._save_if_due(n_batches, start)
                 continue
             logits, terms = result
             values = {k: v.item() for k, v in terms.items()}  # one host sync per term
@@ -274,8 +278,7 @@ class Trainer:
     def _save_if_due(self, n_batches: int, start: float) -> float:
         """``last.pt`` every ``train.checkpoint_every`` steps, and on SIGTERM or Ctrl-C, then
         ``StoppedError``; returns the start of the time not yet in the running seconds."""
-        s, every = self.state, self.cfg.train.checkpoint_every
-        stop = agreed_stop(self.stop_requested(), self.dist, self.device)  # all ranks stop
+        s, every, stop = self.state, self.cfg.train.checkpoint_every, self.stop  # agreed_step's
         if stop or (every and s.global_step % every == 0 and s.step_in_epoch < n_batches):
             s.running["seconds"] += time.perf_counter() - start
             start = time.perf_counter()
