@@ -17,8 +17,10 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from ..errors import ConfigError, UnknownNameError
 from ..registry import Registry
 from ..typed import checked_arguments
+from ..user_code import find_callable
 
 
 @dataclass
@@ -74,12 +76,47 @@ M = TypeVar("M", bound=type[DistillMethod])
 
 
 def register_method(name: str) -> Callable[[M], M]:
-    """Register a method class under ``name``. Its constructor checks each option annotated
-    with choices (``Literal``) or a limit (``typed.Bounds``, ``typed.MinItems``) as a config
-    is checked, naming ``"<name> <option>"``."""
+    """Register a method class under ``name`` (its ``name`` attribute, set here if the class
+    leaves it empty). Its constructor checks each option annotated with choices (``Literal``)
+    or a limit (``typed.Bounds``, ``typed.MinItems``) as a config is checked, naming
+    ``"<name> <option>"``."""
 
     def decorator(cls: M) -> M:
+        if cls.name and cls.name != name:
+            raise ConfigError(
+                f"register_method({name!r}) on {cls.__qualname__}, whose name is {cls.name!r}: "
+                "the two must be the same (the config's key and the loss terms' prefix)"
+            )
+        cls.name = check_method_name(name, cls)
         cls.__init__ = checked_arguments(cls.__init__, name)  # type: ignore[method-assign]
         return METHODS.register(name)(cls)
 
     return decorator
+
+
+def check_method_name(name: str, cls: type) -> str:
+    """``name`` if it can key a method's options and module (a Python identifier)."""
+    if not name.isidentifier():
+        raise ConfigError(
+            f"{cls.__qualname__}: a method's name is a Python identifier (its options' key in "
+            f"distill.options, its loss terms' name), not {name!r}"
+        )
+    return name
+
+
+def method_class(name: str) -> type[DistillMethod]:
+    """The method ``name`` names in ``distill.method``: a registered one, or your own
+    ``package.module:Class`` (a ``DistillMethod`` subclass; its ``name`` attribute keys its
+    options)."""
+    if ":" not in name:
+        if name not in METHODS:
+            raise UnknownNameError(
+                f"{METHODS.unknown_message(name)} (your own method: name it as "
+                "package.module:Class, importable here)"
+            )
+        return METHODS.get(name)
+    cls = find_callable(name, "distillation method")
+    if not (isinstance(cls, type) and issubclass(cls, DistillMethod)):
+        raise ConfigError(f"distillation method {name!r} is not a DistillMethod subclass")
+    check_method_name(cls.name, cls)
+    return cls

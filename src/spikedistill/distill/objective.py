@@ -22,22 +22,22 @@ from ..models.contract import (
 )
 from ..spiking import unfold_time
 from ..typed import check_options, parameter_types
-from .base import METHODS, DistillBatch, DistillMethod
+from .base import DistillBatch, DistillMethod, method_class
 from .taps import FeatureTaps
 from .teacher import FrozenTeacher
 from .teacher_cache import TeacherCache
 
 
 def parse_methods(spec: str) -> list[str]:
-    """``"kd+sastc"`` -> ``["kd", "sastc"]``; ``"none"`` -> ``[]``."""
+    """``"kd+sastc"`` -> ``["kd", "sastc"]``; ``"none"`` -> ``[]``; each registered or your
+    own ``package.module:Class`` (see ``method_class``)."""
     names = [n.strip() for n in spec.split("+")]
     if names == ["none"]:
         return []
     if "" in names:
         raise ConfigError(f"distill.method {spec!r} has an empty method name (e.g. kd+sastc)")
-    for name in names:
-        METHODS.get(name)  # raises with the valid names
-    if len(set(names)) != len(names):
+    keys = [method_class(name).name for name in names]  # raises with the valid names
+    if len(set(keys)) != len(keys):
         raise ConfigError(f"distill.method {spec!r} names a method twice")
     return names
 
@@ -45,10 +45,11 @@ def parse_methods(spec: str) -> list[str]:
 def build_method(
     name: str, student: nn.Module, teacher: nn.Module, options: dict[str, Any]
 ) -> DistillMethod:
-    cls = METHODS.get(name)
+    """Method ``name`` (registered, or ``package.module:Class``) with its checked options."""
+    cls = method_class(name)
     types = parameter_types(cls, skip=("student", "teacher"))
-    options = check_options(options, types, f"distill.options.{name}", f"method {name!r}")
-    return cls(student, teacher, **options)
+    path, owner = f"distill.options.{cls.name}", f"method {cls.name!r}"
+    return cls(student, teacher, **check_options(options, types, path, owner))
 
 
 def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -210,5 +211,25 @@ class DistillObjective(nn.Module):
         if self.ce_weight:
             terms["ce"] = self.ce_weight * nn.functional.cross_entropy(batch.student_logits, y)
         for method in self.methods.values():
-            terms.update(method(batch))
+            add_terms(terms, method(batch), method.name)
         return batch.student_logits, terms
+
+
+def add_terms(terms: dict[str, torch.Tensor], new: Any, method: str) -> None:
+    """``new``, a method's loss terms, added to ``terms``: each a scalar tensor under a name
+    of its own (``ConfigError`` naming the method otherwise)."""
+    if not isinstance(new, dict):
+        raise ConfigError(
+            f"method {method!r} returned a {type(new).__name__}, not a dict of loss terms "
+            f"({{{method!r}: loss}})"
+        )
+    for key, value in new.items():
+        where = f"method {method!r}: its term {key!r}"
+        if not isinstance(value, torch.Tensor):
+            raise ConfigError(f"{where} is a {type(value).__name__}, not a scalar tensor")
+        if value.dim() != 0:
+            raise ConfigError(f"{where} has shape {list(value.shape)}; reduce it to a scalar")
+        if key in terms:
+            owner = "the cross-entropy's" if key == "ce" else "another method's"
+            raise ConfigError(f"{where} is also {owner}; name it otherwise ({method}_{key})")
+        terms[key] = value

@@ -179,6 +179,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         _check(self.ce_weight >= 0, f"distill.ce_weight must be >= 0, got {self.ce_weight}")
+        self.method = "+".join(n.strip() for n in self.method.split("+"))  # as recorded
 
 
 @dataclass
@@ -205,5 +206,12 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     return from_dict(ExperimentConfig, apply_overrides(data, list(overrides or [])))
 
 
-def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    return from_dict(ExperimentConfig, data)
+def config_from_dict(data: dict[str, Any], *, methods: bool = True) -> ExperimentConfig:
+    """The config ``data`` describes, checked; ``methods=False``: the distillation methods are
+    not looked up (a run read back for its student, where their code may not import; building
+    the objective checks them)."""
+    if methods or not isinstance(data, dict):
+        return from_dict(ExperimentConfig, data)
+    cfg = from_dict(ExperimentConfig, {**data, "distill": {}})
+    cfg.distill = from_dict(DistillConfig, data.get("distill", {}), "distill")
+    return cfg

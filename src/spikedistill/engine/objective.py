@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..distill.base import METHODS
+from ..distill.base import method_class
 from ..distill.objective import DistillObjective, build_method, parse_methods
 from ..distill.teacher import FrozenTeacher, load_teacher
 from ..errors import ConfigError
@@ -93,8 +93,9 @@ def build_objective(
         teacher = config_teacher(t, num_classes, in_channels)
     methods = []
     for name in names:
-        options = dict(cfg.distill.options.get(name, {}))
-        params = inspect.signature(METHODS.get(name).__init__).parameters
+        cls = method_class(name)
+        options = dict(cfg.distill.options.get(cls.name, {}))
+        params = inspect.signature(cls.__init__).parameters
         if "batch_size" in params:  # check_distill_section refused a user's value
             options["batch_size"] = cfg.data.batch_size // world_size
         methods.append(build_method(name, student, teacher.model, options))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data import DATASETS
 from ..data.external import is_external as is_external_data
-from ..distill.base import METHODS
+from ..distill.base import method_class
 from ..distill.objective import parse_methods
 from ..errors import ConfigError
 from ..models.external import is_external
@@ -55,17 +55,17 @@ def check_model_section(cfg: ExperimentConfig) -> None:
 
 
 def check_distill_section(cfg: ExperimentConfig) -> None:
-    names = parse_methods(cfg.distill.method)
+    classes = {c.name: c for c in map(method_class, parse_methods(cfg.distill.method))}
     options: Any = cfg.distill.options
     for name, section in options.items():
-        if name not in names:
-            close = difflib.get_close_matches(str(name), names, n=1)
+        if name not in classes:
+            close = difflib.get_close_matches(str(name), list(classes), n=1)
             hint = f"; did you mean distill.options.{close[0]}?" if close else ""
             raise ConfigError(
                 f"distill.options.{name}: method {name!r} is not in "
                 f"distill.method={cfg.distill.method!r}{hint}"
             )
-        types = parameter_types(METHODS.get(name), skip=("student", "teacher"))
+        types = parameter_types(classes[name], skip=("student", "teacher"))
         checked = check_options(section, types, f"distill.options.{name}", f"method {name!r}")
         preset = sorted(SET_BY_TRAINER.keys() & checked.keys())
         if preset:
@@ -83,3 +83,4 @@ def check_free_form(cfg: ExperimentConfig) -> None:
     if not is_external_data(cfg.data.name):  # your own builder is checked when it is called
         types = parameter_types(DATASETS.get(cfg.data.name), skip=("root", "download", "seed"))
         check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")
+

@@ -1,0 +1,166 @@
+"""Your own distillation methods by name, ``distill.method: kd+package.module:Class``: the
+README's example trains as written, its term is checked against ``kd``, and a run reads back
+where the method's code does not import."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spikedistill.cli import main
+from spikedistill.distill import DistillMethod, register_method
+from spikedistill.distill.objective import add_terms
+from spikedistill.engine.config import load_config
+from spikedistill.errors import ConfigError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_method_module() -> str:
+    """The Python block of the README's "Your own methods" section: ``my_methods.py``."""
+    section = README.read_text(encoding="utf-8").split("### Your own methods", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture
+def my_methods(tmp_path, monkeypatch):
+    (tmp_path / "my_methods.py").write_text(readme_method_module())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_methods"
+    sys.modules.pop("my_methods", None)
+
+
+TINY = ["data.name=digits", "data.batch_size=32", "train.epochs=1", "train.device=cpu",
+        "model.name=convnet3", "model.options.width=4", "teacher.name=convnet3",
+        "teacher.options.width=8", "distill.options.kd.tau=2",
+        "distill.options.step_kd.tau=2"]  # fmt: skip
+
+
+def _history(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())["history"][-1]
+
+
+def test_the_readme_method_trains_beside_kd_and_equals_it_at_one_step(my_methods, tmp_path):
+    """``step_kd`` is KD per time step, averaged: for an ANN (T=1) it is ``kd`` itself; for
+    an SNN it is at least ``kd`` of the averaged logits (KL is convex in the logits)."""
+    method = f"distill.method=kd+{my_methods}:StepKD"
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: step-kd\n")
+    rows = {}
+    students = {"ann": ["model.spiking=false"], "snn": ["model.spiking=true", "model.T=3"]}
+    for name, student in students.items():
+        out = tmp_path / name
+        assert main(["train", str(config), *TINY, *student, method, "--out", str(out)]) == 0
+        rows[name] = _history(out)
+    assert rows["ann"]["train_step_kd"] == pytest.approx(rows["ann"]["train_kd"], rel=1e-6)
+    assert rows["snn"]["train_step_kd"] > rows["snn"]["train_kd"] * (1 + 1e-4)
+    saved = (tmp_path / "snn" / "config.yaml").read_text()
+    assert "kd+my_methods:StepKD" in saved and "step_kd:" in saved
+
+
+def test_a_run_reads_back_where_its_method_does_not_import(my_methods, tmp_path, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: step-kd\n")
+    run = tmp_path / "run"
+    argv = ["train", str(config), *TINY, "model.spiking=true", "model.T=2"]
+    assert main([*argv, f"distill.method=kd+{my_methods}:StepKD", "--out", str(run)]) == 0
+    sys.modules.pop(my_methods)
+    sys.path.remove(str(tmp_path))  # as on another machine
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(_history(run)["test_top1"])
+    assert main(["eval", "--checkpoint", str(run), "--stm"]) == 2  # needs the objective
+    assert "distillation method 'my_methods:StepKD': cannot import 'my_methods'" in (
+        capsys.readouterr().err
+    )
+
+
+class Returns(DistillMethod):
+    """A method whose ``forward`` returns ``Returns.value``."""
+
+    name = "returns"
+    value = None
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        super().__init__()
+
+    def forward(self, batch):
+        return Returns.value
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (1.5, "method 'm' returned a float, not a dict of loss terms"),
+        ({"m": 1.5}, "method 'm': its term 'm' is a float, not a scalar tensor"),
+        ({"m": torch.ones(3)}, r"its term 'm' has shape \[3\]; reduce it to a scalar"),
+        ({"ce": torch.tensor(1.0)}, "its term 'ce' is also the cross-entropy's; name it "
+         r"otherwise \(m_ce\)"),
+        ({"kd": torch.tensor(1.0)}, "its term 'kd' is also another method's"),
+    ],
+)  # fmt: skip
+def test_terms_that_are_not_named_scalars_are_refused(value, fragment):
+    terms = {"ce": torch.tensor(2.0), "kd": torch.tensor(3.0)}
+    with pytest.raises(ConfigError, match=fragment):
+        add_terms(terms, value, "m")
+    assert list(terms) == ["ce", "kd"]  # nothing overwritten
+
+
+def test_a_term_named_like_kd_stops_the_run_at_its_first_batch(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Returns, "value", {"kd": torch.tensor(1.0)})
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: clash\n")
+    method = f"distill.method=kd+{__name__}:Returns"
+    assert main(["train", str(config), *TINY[:-1], method, "--out", str(tmp_path / "r")]) == 2
+    assert "method 'returns': its term 'kd' is also another method's" in capsys.readouterr().err
+
+
+class NamedKD(Returns):
+    name = "kd"  # another method's
+
+
+class Unnamed(Returns):
+    name = ""
+
+
+@pytest.mark.parametrize(
+    ("method", "fragment"),
+    [
+        (f"kd+{__name__}:Returns.forward", "is not a DistillMethod subclass"),
+        (f"{__name__}:add_terms", "is not a DistillMethod subclass"),
+        ("no_such_module:Method", "cannot import 'no_such_module'"),
+        ("kd+stepkd", r"unknown distillation method 'stepkd'.*your own method: name it as "
+         "package.module:Class"),
+        (f"kd+{__name__}:NamedKD", "names a method twice"),
+    ],
+)  # fmt: skip
+def test_method_names_that_do_not_resolve_are_one_clear_error(method, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, ["teacher.name=convnet3", f"distill.method={method}"])
+
+
+def test_own_options_are_checked_when_the_config_loads(my_methods):
+    base = ["teacher.name=convnet3", f"distill.method=kd+{my_methods}:StepKD"]
+    cfg = load_config(None, [*base, "distill.options.step_kd.tau=2"])
+    assert cfg.distill.options == {"step_kd": {"tau": 2}}
+    with pytest.raises(ConfigError, match=r"did you mean 'distill\.options\.step_kd\.tau'"):
+        load_config(None, [*base, "distill.options.step_kd.tua=2"])
+    with pytest.raises(ConfigError, match=r"distill\.options\.step_kd\.tau must be > 0"):
+        load_config(None, [*base, "distill.options.step_kd.tau=0"])
+    with pytest.raises(ConfigError, match=r"did you mean distill\.options\.step_kd"):
+        load_config(None, [*base, "distill.options.stepkd.tau=2"])
+    spaced = load_config(None, ["teacher.name=convnet3", "distill.method=kd + fitnet"])
+    assert spaced.distill.method == "kd+fitnet"  # recorded as the names
+
+
+def test_register_method_keeps_names_that_key_options_and_terms():
+    with pytest.raises(ConfigError, match="the two must be the same"):
+        register_method("other_name")(Returns)
+    with pytest.raises(ConfigError, match="a method's name is a Python identifier"):
+        register_method("a+b")(Unnamed)
+    with pytest.raises(ConfigError, match=r"a method's name is a Python identifier .*not ''"):
+        load_config(None, ["teacher.name=convnet3", f"distill.method={__name__}:Unnamed"])
