@@ -183,3 +183,18 @@ def test_a_run_saved_before_an_option_existed_resumes(tmp_path):
     torch.save(ckpt, tmp_path / "run/last.pt")
     with pytest.raises(ConfigError, match=r"differs from the run's in model\.T"):
         Trainer(cfg, tmp_path / "run").resume()
+
+
+def test_a_method_option_set_to_its_default_is_no_change_on_resume(tmp_path):
+    base = ["data.name=synthetic", "data.options.n_train=32", "train.epochs=1",
+            "data.batch_size=16", "train.device=cpu", "teacher.name=convnet3",
+            "distill.method=kd"]  # fmt: skip
+    with pytest.warns(UserWarning, match="untrained"):
+        Trainer(load_config(None, base), tmp_path / "run").fit()
+    with pytest.warns(UserWarning, match="untrained"):
+        Trainer(load_config(None, [*base, "distill.options.kd.tau=4"]), tmp_path / "run").resume()
+    with (
+        pytest.warns(UserWarning, match="untrained"),
+        pytest.raises(ConfigError, match=r"in distill\.options\.kd\.tau \(4\.0 -> 2\)"),
+    ):
+        Trainer(load_config(None, [*base, "distill.options.kd.tau=2"]), tmp_path / "run").resume()

@@ -6,6 +6,7 @@ written, a wrong name or type is one ``ConfigError`` naming the dotted key."""
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..data import DATASETS
@@ -84,3 +85,22 @@ def check_free_form(cfg: ExperimentConfig) -> None:
         types = parameter_types(DATASETS.get(cfg.data.name), skip=("root", "download", "seed"))
         check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")
 
+
+def with_method_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (as a dict) with each method's omitted options at their defaults, so that
+    an option set to its default is no change (``--resume``); as given where its methods do
+    not resolve."""
+    distill = config.get("distill")
+    try:
+        names = parse_methods(distill["method"])
+        classes = [method_class(name) for name in names]
+    except (ConfigError, KeyError, TypeError, AttributeError):
+        return config
+    options = dict(distill.get("options") or {})
+    for cls in classes:
+        params = inspect.signature(cls.__init__).parameters.values()
+        defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        for key in SET_BY_TRAINER:
+            defaults.pop(key, None)
+        options[cls.name] = {**defaults, **options.get(cls.name, {})}
+    return {**config, "distill": {**distill, "options": options}}

@@ -13,6 +13,7 @@ import torch
 from ..checkpoint import SCHEMA_VERSION, load_checkpoint, load_weights
 from ..errors import CheckpointError, ConfigError, first_line
 from .config import config_from_dict
+from .options import with_method_defaults
 from .run_paths import absolute_config, resolved_config, stored_config
 from .schema import shorten
 from .train_state import TrainState, config_diff, rng_state, set_rng_state
@@ -100,6 +101,7 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], force: bool) -> None:
     (naming the keys) unless ``force``, and then must still fit the model."""
     saved = resolved_config(with_defaults(ckpt["config"]), trainer.run_dir)
     given = absolute_config(trainer.cfg.to_dict())  # paths resolved
+    saved, given = with_method_defaults(saved), with_method_defaults(given)
     changed = [f"{k} ({_at(saved, k)} -> {_at(given, k)})" for k in config_diff(saved, given)]
     saved_world = ckpt.get("world_size", 1)
     if saved_world != trainer.dist.world_size:  # another sharding: another data order
