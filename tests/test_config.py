@@ -1,8 +1,11 @@
+import typing
+
 import pytest
 
 from spikedistill.engine.config import ExperimentConfig, config_from_dict, load_config
 from spikedistill.engine.schema import apply_overrides
 from spikedistill.errors import ConfigError
+from spikedistill.typed import coerce
 
 
 def write(tmp_path, text):
@@ -84,3 +87,27 @@ def test_base_recipe_is_deep_merged(tmp_path):
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ConfigError, match="circular"):
         load_config(str(tmp_path / "loop.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "expected"),
+    [
+        (tuple[int, int], [1, 2], (1, 2)),
+        (tuple[int, int], [1, 2, 3], "p: expected 2 items, got [1, 2, 3]"),
+        (tuple[int, float], [1, "x"], "p[1]: expected float, got 'x'"),
+        (tuple[int, ...], [1, 2, 3], (1, 2, 3)),
+        (dict[str, float], {"a": 1}, {"a": 1.0}),
+        (dict[str, float], {"a": "x"}, "p.a: expected float, got 'x'"),
+        (dict[str, int], {1: 2}, "p key 1: expected str, got 1"),
+        (typing.Any, object, object),  # an option without annotation
+    ],
+)
+def test_option_annotations_check_every_item(annotation, value, expected):
+    """What an own method's or dataset's option may be annotated with: a fixed-size tuple
+    checks its length and each item's type, a dict its keys and values."""
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError) as info:
+            coerce(value, annotation, "p")
+        assert str(info.value) == expected
+    else:
+        assert coerce(value, annotation, "p") == expected

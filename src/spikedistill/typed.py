@@ -159,13 +159,24 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     if origin in _LISTS or tp in _LISTS:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)[:1] or (Any,)
-        items = [coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, int]: fixed
+            if len(value) != len(args):
+                raise ConfigError(f"{path}: expected {len(args)} items, got {value!r}")
+            item_types = list(args)
+        else:
+            item_types = [args[0] if args else Any] * len(value)
+        pairs = enumerate(zip(value, item_types, strict=True))
+        items = [coerce(v, t, f"{path}[{i}]") for i, (v, t) in pairs]
         return tuple(items) if origin is tuple else items
     if origin in _MAPPINGS or tp in _MAPPINGS:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
+        key_type, value_type = typing.get_args(tp) or (Any, Any)
+        return {
+            coerce(k, key_type, f"{path} key {k!r}"): coerce(v, value_type, f"{path}.{k}")
+            for k, v in value.items()
+        }
     if tp in (int, float, str, bool):
         return _coerce_scalar(value, tp, path)
     if isinstance(tp, type) and tp is not object and not isinstance(value, tp):
