@@ -252,6 +252,13 @@ ROWS = [
     # the run folder: never overwritten, never shared
     ("out-holds-a-run", [], "already holds a run", _copy_run()),
     ("out-holds-results-only", [], "already holds a run (best.pt", _copy_run("last.pt")),
+    (
+        "out-holds-a-start-only",
+        [],
+        "holds the start of a run that saved nothing (see its log.txt) (config.yaml, log.txt); "
+        "pass --resume to start it over",
+        _copy_run("last.pt", "best.pt", "metrics.json", "metrics.csv"),
+    ),
     ("out-holds-the-config", ["--config-in-out"], "write over its own config", None),
     ("out-holds-the-base-config", ["--config-beside"], "is the folder of the config", None),
     ("resume-without-last-but-results", ["--resume"], "cannot resume", _copy_run("last.pt")),

@@ -88,9 +88,12 @@ def check_run_dir(
                 f"{out} {run_dir} is the folder of the config {config}; the run would write "
                 f"over its files: choose another {out}"
             )
+        started = set(held) <= {"config.yaml", "log.txt"}  # it stopped before saving
+        what = "the start of a run that saved nothing (see its log.txt)" if started else "a run"
+        again = "start it over" if started else "continue it"
         raise RunDirError(
-            f"{run_dir} already holds a run ({', '.join(held[:4])}); pass {names['resume']} "
-            f"to continue it, or choose another {out}"
+            f"{run_dir} already holds {what} ({', '.join(held[:4])}); pass {names['resume']} "
+            f"to {again}, or choose another {out}"
         )
     lost = [name for name in _found(run_dir, RESULTS) if not (run_dir / "last.pt").exists()]
     if resume and lost:
