@@ -164,3 +164,53 @@ def test_register_method_keeps_names_that_key_options_and_terms():
         register_method("a+b")(Unnamed)
     with pytest.raises(ConfigError, match=r"a method's name is a Python identifier .*not ''"):
         load_config(None, ["teacher.name=convnet3", f"distill.method={__name__}:Unnamed"])
+
+
+class RawTaps(Returns):
+    """A feature method that hands back its tap specs unresolved."""
+
+    name = "raw_taps"
+    specs: tuple = ()
+
+    def teacher_taps(self):
+        return list(RawTaps.specs)
+
+
+@pytest.mark.parametrize("specs", [[-1], ["layer7"]])
+def test_tap_specs_a_method_leaves_unresolved_are_named(specs, monkeypatch):
+    from spikedistill import build_model
+    from spikedistill.distill import DistillObjective, FrozenTeacher
+
+    monkeypatch.setattr(RawTaps, "specs", tuple(specs))
+    student = build_model("convnet3", 3, in_channels=1, spiking=True, T=2, width=4)
+    teacher = FrozenTeacher(build_model("convnet3", 3, in_channels=1, width=4))
+    with pytest.raises(ConfigError) as info:
+        DistillObjective(student, teacher, [RawTaps(student, teacher.model)])
+    assert str(info.value) == (
+        f"method 'raw_taps': its teacher_taps() gives {specs[0]!r}, not a module path of the "
+        "teacher (ConvNet3); resolve stage indices and paths in its __init__ with "
+        "spikedistill.distill.resolve_taps(model, specs)"
+    )
+
+
+class NeedsAlpha(Returns):
+    name = "needs_alpha"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, alpha: float) -> None:
+        super().__init__(student, teacher)
+
+
+def test_a_method_is_called_as_a_config_calls_it():
+    """Every option has a default (a config may omit it), and a Python call with a misspelt
+    option gets the config's message."""
+    with pytest.raises(ConfigError, match="its option 'alpha' has no default"):
+        load_config(None, ["teacher.name=convnet3", f"distill.method={__name__}:NeedsAlpha"])
+    with pytest.raises(ConfigError, match="its option 'alpha' has no default"):
+        register_method("needs_alpha")(NeedsAlpha)
+    from spikedistill.distill.kd import KD
+
+    with pytest.raises(ConfigError) as info:
+        KD(None, None, wieght=2.0)
+    assert str(info.value) == (
+        "unknown option 'wieght' of 'kd'; did you mean 'weight'? (valid here: tau, weight)"
+    )

@@ -90,9 +90,15 @@ def checked_arguments(func: Callable[..., Any], owner: str) -> Callable[..., Any
     signature = inspect.signature(func)
     hints = parameter_types(func)
     constrained = {name: tp for name, tp in hints.items() if _constrained(tp)}
+    parameters = signature.parameters.values()
+    options = [p.name for p in parameters if p.default is not p.empty]
+    any_keyword = any(p.kind is p.VAR_KEYWORD for p in parameters)
 
     @functools.wraps(func)
     def checked(*args: Any, **kwargs: Any) -> Any:
+        unknown = [k for k in kwargs if k not in signature.parameters]
+        if unknown and not any_keyword:
+            raise _unknown_key(unknown[0], options, "", "option", repr(owner))
         bound = signature.bind(*args, **kwargs)
         for name, value in bound.arguments.items():
             if name in constrained:

@@ -10,6 +10,7 @@ class docstring lists its options under ``Options:``, one ``- ``name``: meaning`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -87,19 +88,28 @@ def register_method(name: str) -> Callable[[M], M]:
                 f"register_method({name!r}) on {cls.__qualname__}, whose name is {cls.name!r}: "
                 "the two must be the same (the config's key and the loss terms' prefix)"
             )
-        cls.name = check_method_name(name, cls)
+        cls.name = check_method_class(name, cls)
         cls.__init__ = checked_arguments(cls.__init__, name)  # type: ignore[method-assign]
         return METHODS.register(name)(cls)
 
     return decorator
 
 
-def check_method_name(name: str, cls: type) -> str:
-    """``name`` if it can key a method's options and module (a Python identifier)."""
+def check_method_class(name: str, cls: type) -> str:
+    """``name`` if it can key a method's options and module (a Python identifier), and
+    every option of ``cls`` has a default (a config may leave any of them out)."""
     if not name.isidentifier():
         raise ConfigError(
             f"{cls.__qualname__}: a method's name is a Python identifier (its options' key in "
             f"distill.options, its loss terms' name), not {name!r}"
+        )
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]  # self, S, A
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    bare = [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
+    if bare:
+        raise ConfigError(
+            f"method {name!r}: its option {bare[0]!r} has no default; every option needs one "
+            "(Method(student, teacher, **options))"
         )
     return name
 
@@ -118,5 +128,5 @@ def method_class(name: str) -> type[DistillMethod]:
     cls = find_callable(name, "distillation method")
     if not (isinstance(cls, type) and issubclass(cls, DistillMethod)):
         raise ConfigError(f"distillation method {name!r} is not a DistillMethod subclass")
-    check_method_name(cls.name, cls)
+    check_method_class(cls.name, cls)
     return cls

@@ -137,8 +137,8 @@ class DistillObjective(nn.Module):
         self.teacher = teacher
         self.methods = nn.ModuleDict({m.name: m for m in methods})
         self.ce_weight = ce_weight
-        student_paths = [p for m in methods for p in m.student_taps()]
-        teacher_paths = [p for m in methods for p in m.teacher_taps()]
+        student_paths = [p for m in methods for p in _tap_paths(m, "student", student)]
+        teacher_paths = [p for m in methods for p in _tap_paths(m, "teacher", teacher.model)]
         self._student_taps = (
             FeatureTaps(student, student_paths, repeats="stack") if student_paths else None
         )
@@ -213,6 +213,20 @@ class DistillObjective(nn.Module):
         for method in self.methods.values():
             add_terms(terms, method(batch), method.name)
         return batch.student_logits, terms
+
+
+def _tap_paths(method: DistillMethod, side: str, model: nn.Module) -> list[str]:
+    """``method``'s ``student_taps()`` / ``teacher_taps()``: module paths of ``model``."""
+    paths = getattr(method, f"{side}_taps")()
+    modules = dict(model.named_modules())
+    for path in paths:
+        if not isinstance(path, str) or path not in modules:
+            raise ConfigError(
+                f"method {method.name!r}: its {side}_taps() gives {path!r}, not a module path "
+                f"of the {side} ({type(model).__name__}); resolve stage indices and paths in "
+                "its __init__ with spikedistill.distill.resolve_taps(model, specs)"
+            )
+    return paths
 
 
 def add_terms(terms: dict[str, torch.Tensor], new: Any, method: str) -> None:
