@@ -376,3 +376,14 @@ def test_method_options_with_limits_are_checked_when_the_config_loads():
         option, python_value = name.split(".")[1], [] if value == "[]" else value
         with pytest.raises(ConfigError, match=rf"^{method} {option} {message}"):
             METHODS.get(method)(None, None, **{option: python_value})
+
+
+def test_schema_lists_the_choices_of_an_optional_literal():
+    from typing import Literal, Optional
+
+    from spikedistill.cli.config_schema import literal_choices
+
+    assert literal_choices(Literal["a", "b"]) == ("a", "b")
+    assert literal_choices(Optional[Literal["a", "b"]]) == ("a", "b", None)  # noqa: UP045
+    assert literal_choices(Literal["a"] | None) == ("a", None)
+    assert literal_choices(int | None) is None and literal_choices(str) is None

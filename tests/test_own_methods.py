@@ -214,3 +214,22 @@ def test_a_method_is_called_as_a_config_calls_it():
     assert str(info.value) == (
         "unknown option 'wieght' of 'kd'; did you mean 'weight'? (valid here: tau, weight)"
     )
+
+
+class KeepsStudent(Returns):
+    name = "keeps_student"
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        super().__init__(student, teacher)
+        self.student = student
+
+
+def test_a_method_holding_the_student_is_refused():
+    from spikedistill import build_model
+    from spikedistill.distill import DistillObjective, FrozenTeacher
+
+    student = build_model("convnet3", 3, in_channels=1, spiking=True, T=2, width=4)
+    teacher = FrozenTeacher(build_model("convnet3", 3, in_channels=1, width=4))
+    with pytest.raises(ConfigError, match="method 'keeps_student' holds the student as its "
+                       "module 'student': it would be saved and optimised"):  # fmt: skip
+        DistillObjective(student, teacher, [KeepsStudent(student, teacher.model)])

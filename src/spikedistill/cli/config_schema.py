@@ -137,7 +137,7 @@ def method_option_keys() -> list[Key]:
             meaning = meanings.get(option, "")
             if option in SET_BY_TRAINER:
                 default, meaning = None, SET_BY_TRAINER[option]
-            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+            choices = literal_choices(hint)
             limit = limit_of(hint)
             keys.append(
                 Key(
@@ -149,6 +149,18 @@ def method_option_keys() -> list[Key]:
                 )
             )
     return keys
+
+
+def literal_choices(hint: Any) -> tuple[Any, ...] | None:
+    """The values of a ``Literal[...]`` annotation, also inside ``Optional`` (with None)."""
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        inner = [literal_choices(a) for a in args if a is not type(None)]
+        if len(inner) == 1 and inner[0] is not None:
+            return (*inner[0], *([None] if type(None) in args else []))
+    return None
 
 
 def _keys(cls: type, prefix: str, allowed: dict[str, list[str]]) -> list[Key]:

@@ -30,7 +30,8 @@ class DistillBatch:
 
     - ``y``: labels ``[B]``;
     - ``student_logits``: ``[B, K]``, the mean over time of ``step_logits`` ``[T, B, K]``
-      (``T = 1`` for an ANN student);
+      (``T = 1`` for an ANN student, and under Rate-BP, ``train.backprop: rate``, whose
+      training pass sees the rates: there the features have ``T = 1`` too);
     - ``teacher_logits``: ``[B, K]``, detached;
     - ``student_features[path]``: ``[T, B, C, H, W]`` (time-first; ``T = 1`` for an ANN);
     - ``teacher_features[path]``: ``[B, C, H, W]``, detached;

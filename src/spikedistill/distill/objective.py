@@ -134,6 +134,8 @@ class DistillObjective(nn.Module):
         ``TeacherCache``; only for inputs that are the same every epoch)."""
         super().__init__()
         check_student(student)
+        for method in methods:
+            _check_holds_no_model(method, student, teacher.model)
         self.teacher = teacher
         self.methods = nn.ModuleDict({m.name: m for m in methods})
         self.ce_weight = ce_weight
@@ -213,6 +215,19 @@ class DistillObjective(nn.Module):
         for method in self.methods.values():
             add_terms(terms, method(batch), method.name)
         return batch.student_logits, terms
+
+
+def _check_holds_no_model(method: DistillMethod, student: nn.Module, teacher: nn.Module) -> None:
+    """A method that keeps the student or the teacher as a submodule would save and optimise
+    them as its own parameters."""
+    for path, module in method.named_modules():
+        if module is student or module is teacher:
+            side = "student" if module is student else "teacher"
+            raise ConfigError(
+                f"method {method.name!r} holds the {side} as its module {path!r}: it would be "
+                "saved and optimised as the method's own; keep what you need of it (a layer's "
+                "shape, a plain reference outside the module tree) instead"
+            )
 
 
 def _tap_paths(method: DistillMethod, side: str, model: nn.Module) -> list[str]:
