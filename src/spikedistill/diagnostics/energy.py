@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.contract import batch_size_of
 from .firing import neuron_layers
 from .passes import monitored_pass
 
@@ -108,7 +109,7 @@ class OpCounter:
     def _start(self, _module: nn.Module, inputs: tuple) -> None:
         x = inputs[0]
         # [T, B, ...] event frames of an SNN, else [B, ...]
-        self._batch = x.shape[1] if x.dim() == 5 else x.shape[0]
+        self._batch = batch_size_of(x)
         self._samples += self._batch
         self._spiking_seen = False
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.contract import (
+    batch_size_of,
     check_logits,
     check_student,
     feature_layout_of,
@@ -55,7 +56,7 @@ def build_method(
 def student_forward(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Per-step logits ``[T, B, K]`` of a student (``T = 1`` for an ANN; ``[1, B, K]``: a
     student that gives only its mean over time)."""
-    batch = x.shape[1] if x.dim() == 5 else x.shape[0]  # event frames are time-first
+    batch = batch_size_of(x)
     if not is_spiking(student):
         logits = student(x)
         check_logits(student, logits, batch)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memory
 from ..models import build_model
-from ..models.contract import check_logits, check_student, other_neurons
+from ..models.contract import batch_size_of, check_logits, check_student, other_neurons
 from ..spiking import fuse_units
 from .config import ExperimentConfig, TrainConfig
 
@@ -113,7 +113,7 @@ def probe_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     try:
         two = x[:, :2] if x.dim() == 5 else x[:2]  # event frames are time-first
         logits = model(two)
-        check_logits(model, logits, two.shape[1] if x.dim() == 5 else len(two))
+        check_logits(model, logits, batch_size_of(two))
         return logits
     finally:
         model.train(was_training)

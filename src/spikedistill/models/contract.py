@@ -63,6 +63,12 @@ class Student(Protocol):
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor: ...
 
 
+def batch_size_of(x: torch.Tensor) -> int:
+    """The samples in an input batch: images ``[B, C, H, W]``, or event frames, which come
+    time-first, ``[T, B, C, H, W]``."""
+    return x.shape[1] if x.dim() == 5 else x.shape[0]
+
+
 def is_spiking(model: nn.Module) -> bool:
     return bool(getattr(model, "spiking", False))
 
