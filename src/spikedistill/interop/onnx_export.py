@@ -158,6 +158,8 @@ def export_program(model: nn.Module, sample_shape: tuple[int, ...]) -> Any:
             for category in (FutureWarning, DeprecationWarning):  # about torch's internals
                 warnings.simplefilter("ignore", category)
             warnings.filterwarnings("ignore", module=r"torch\.")  # tracing notes, e.g. dynamo's
+            # state kept as a plain attribute (snnTorch's init_hidden): the batch check names it
+            warnings.filterwarnings("ignore", message=r"The tensor attribute .* during export")
             program = torch.onnx.export(
                 traced,
                 (x,),
