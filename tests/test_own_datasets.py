@@ -83,6 +83,10 @@ def bad(kind):
 
 def not_a_triple():
     return Floats(4, 0), Floats(4, 0)
+
+
+def iterable():
+    return Floats(4, 0), iter([(torch.zeros(1, 8, 8), 0)]), INFO
 '''
 
 
@@ -173,6 +177,8 @@ def test_a_sample_of_the_wrong_form_is_named_before_training(own_data, kind, fra
         ("own_data:not_a_triple", {}, ConfigError, "returned a tuple of 2; it must return "
          r"\(train, test, info\)"),
         ("own_data:nothing", {}, ConfigError, "'own_data' has no attribute 'nothing'"),
+        ("own_data:iterable", {}, ConfigError, "returned a list_iterator as its test set; a "
+         "map-style Dataset is needed"),
         ("no_such_module:build", {}, ConfigError, "dataset 'no_such_module:build': cannot "
          "import 'no_such_module'"),
     ],

@@ -61,6 +61,12 @@ def call_external(
         )
     train, test, info = built
     for split, dataset in (("training", train), ("test", test)):
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise ConfigError(
+                f"dataset {name!r} returned a {type(dataset).__name__} as its {split} set; a "
+                "map-style Dataset is needed (__len__ and __getitem__), as the loader shuffles "
+                "and shards by index"
+            )
         if len(dataset) > 0:
             check_sample(first_sample(dataset), info, f"dataset {name!r}: {split} sample 0")
     return train, test, info
