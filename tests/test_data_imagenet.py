@@ -147,3 +147,36 @@ def test_a_corrupt_test_image_keeps_the_trained_epoch_for_resume(folders, capsys
         for r in ("unbroken", "run")
     )
     assert resumed == [{**unbroken[0], "seconds": resumed[0]["seconds"]}]
+
+
+def test_a_corrupt_training_image_keeps_the_steps_done_for_resume(folders, capsys):
+    """A training image that cannot be decoded stops the run at the step that reads it, with
+    the steps before it saved; once the file is fixed, resume ends like an unbroken run."""
+    from spikedistill.checkpoint import load_checkpoint
+    from spikedistill.cli import main
+
+    config = folders / "img.yaml"
+    config.write_text(
+        "data: {name: imagenet, batch_size: 3, eval_batch_size: 9, options: {image_size: 16}}\n"
+        "model: {name: convnet3, spiking: true, T: 2, options: {width: 4}}\n"
+        "train: {epochs: 1, seed: 0, threads: 1}\n"
+    )
+    args = ["train", str(config), "--data-dir", str(folders)]
+    assert main([*args, "--out", str(folders / "unbroken")]) == 0
+    images = sorted((folders / "imagenet" / "train").rglob("*.png"))
+    image = images[len(images) // 2]
+    good = image.read_bytes()
+    image.write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main([*args, "--out", str(folders / "run")]) == 2
+    err = capsys.readouterr().err
+    done = load_checkpoint(folders / "run" / "last.pt")["state"]["step_in_epoch"]
+    assert 0 < done < 3 and f"epoch 1's first {done} steps are saved: fix the data" in err
+    assert str(image) in err
+    image.write_bytes(good)
+    assert main([*args, "--out", str(folders / "run"), "--resume"]) == 0
+    unbroken, resumed = (
+        json.loads((folders / r / "metrics.json").read_text())["history"]
+        for r in ("unbroken", "run")
+    )
+    assert resumed == [{**unbroken[0], "seconds": resumed[0]["seconds"]}]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -242,7 +243,8 @@ class Trainer:
         start = time.perf_counter()  # of the time not yet added to run["seconds"]
         rate_start, seen_now = start, 0
         check = "train" in self.unchecked
-        for x, y, index in self.train_loader.iter_from(s.step_in_epoch, with_indices=True):
+        batches = self.train_loader.iter_from(s.step_in_epoch, with_indices=True)
+        for x, y, index in self._saved_on_data_error(batches):
             if check:
                 check_finite_batch(x, index, f"training sample of {cfg.data.name}")
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -358,11 +360,23 @@ class Trainer:
         try:
             return self._evaluate()
         except DataError as err:
-            if self.dist.enabled:
-                raise
-            self.save("last.pt")
-            saved = f"epoch {self.state.epoch + 1}'s training is saved: fix the data, then resume"
-            raise DataError(f"{err}; {saved} the run") from None
+            self._raise_saved(err, f"epoch {self.state.epoch + 1}'s training is saved")
+
+    def _saved_on_data_error(self, batches: Iterator) -> Iterator:
+        """``batches``; a data error (a file that cannot be read) saves the steps done first."""
+        try:
+            yield from batches
+        except DataError as err:
+            s = self.state
+            self._raise_saved(err, f"epoch {s.epoch + 1}'s first {s.step_in_epoch} steps are saved")
+
+    def _raise_saved(self, err: DataError, saved: str) -> NoReturn:
+        """``err``, after saving ``last.pt`` (one process: under torchrun the other ranks wait
+        in a collective, and ``err`` alone is raised)."""
+        if self.dist.enabled:
+            raise err
+        self.save("last.pt")
+        raise DataError(f"{err}; {saved}: fix the data, then resume the run") from None
 
     def _evaluate(self) -> dict[str, Any]:
         check = f"test sample of {self.cfg.data.name}" if "test" in self.unchecked else None
