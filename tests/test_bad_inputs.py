@@ -116,6 +116,24 @@ ROWS = [
     ("unknown-model", ["model.name=resnet99"], "Valid: convnet3", None),
     ("unknown-method", ["distill.method=kdd"], "Did you mean 'kd'", None),
     ("unknown-dataset", ["data.name=mnsit"], "Did you mean 'mnist'", None),
+    (
+        "own-dataset-not-importable",
+        ["data.name=no_such_pkg.data:build"],
+        "dataset 'no_such_pkg.data:build': cannot import 'no_such_pkg.data'",
+        None,
+    ),
+    (
+        "own-method-not-importable",
+        [*TEACHER[1:], "distill.method=kd+no_such_pkg.m:Method"],
+        "distillation method 'no_such_pkg.m:Method': cannot import 'no_such_pkg.m'",
+        None,
+    ),
+    (
+        "own-method-not-a-method",
+        [*TEACHER[1:], "distill.method=kd+os.path:join"],
+        "distillation method 'os.path:join' is not a DistillMethod subclass",
+        None,
+    ),
     ("unknown-neuron-preset", ["model.neuron=tdbm"], "Valid: if, ratebp, tdbn", None),
     # free-form option dicts, checked against the signature of what takes them
     ("width-0", ["model.options={width: 0}"], "model.options.width must be >= 1, got 0", None),
