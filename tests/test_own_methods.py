@@ -233,3 +233,12 @@ def test_a_method_holding_the_student_is_refused():
     with pytest.raises(ConfigError, match="method 'keeps_student' holds the student as its "
                        "module 'student': it would be saved and optimised"):  # fmt: skip
         DistillObjective(student, teacher, [KeepsStudent(student, teacher.model)])
+
+
+def test_config_schema_lists_an_own_methods_options(my_methods, capsys):
+    assert main(["config", "schema", "--json", "--method", f"{my_methods}:StepKD"]) == 0
+    keys = {k["key"]: k for k in json.loads(capsys.readouterr().out)}
+    tau = keys["distill.options.step_kd.tau"]
+    assert (tau["type"], tau["default"]) == ("float", 4.0)
+    assert tau["meaning"] == "the softmax temperature (> 0)"
+    assert "distill.options.kd.tau" in keys  # the package's own are still there

@@ -16,6 +16,7 @@ import textwrap
 import tokenize
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,17 +119,19 @@ def config_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[Key]:
     return _keys(cls, prefix, allowed)
 
 
-def method_option_keys() -> list[Key]:
-    """``distill.options.METHOD.OPTION`` for every method: the type and default of its
-    constructor's keyword (what ``distill.options`` is checked against when a config loads)."""
+def method_option_keys(own: Sequence[str] = ()) -> list[Key]:
+    """``distill.options.METHOD.OPTION`` for every method, and your own ones named in ``own``
+    (``package.module:Class``): the type and default of its constructor's keyword (what
+    ``distill.options`` is checked against when a config loads)."""
     from .. import distill  # noqa: F401  (fill the registry)
-    from ..distill.base import METHODS
+    from ..distill.base import METHODS, method_class
     from ..engine.options import SET_BY_TRAINER
     from ..typed import limit_of, parameter_types
 
     keys = []
-    for name in METHODS.names():
-        cls = METHODS.get(name)
+    classes = [METHODS.get(name) for name in METHODS.names()] + [method_class(m) for m in own]
+    for cls in classes:
+        name = cls.name
         params = inspect.signature(cls.__init__).parameters
         meanings = option_meanings(cls.__doc__)
         for option, hint in parameter_types(cls, skip=("student", "teacher")).items():

@@ -19,7 +19,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_schema(args: argparse.Namespace) -> int:
     from .config_schema import as_json, as_table, config_keys, method_option_keys
 
-    keys = config_keys() + method_option_keys()
+    keys = config_keys() + method_option_keys(args.method)
     print(as_json(keys) if args.json else as_table(keys))
     return 0
 
@@ -41,4 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "schema", help="every config key: type, default, allowed values, meaning"
     )
     schema.add_argument("--json", action="store_true", help="a JSON list, for programs")
+    schema.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        metavar="package.module:Class",
+        help="also list the options of your own method (repeatable)",
+    )
     schema.set_defaults(func=run_schema)
