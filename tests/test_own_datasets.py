@@ -2,6 +2,8 @@
 from the CLI and rebuilt by ``eval``, like the registered ones."""
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 
@@ -83,6 +85,32 @@ def bad(kind):
 
 def not_a_triple():
     return Floats(4, 0), Floats(4, 0)
+
+
+class Odd(Floats):
+    """Floats whose sample ``at`` is odd: a NaN (frames), a label beyond the classes, or an
+    exception of the dataset's own code."""
+
+    def __init__(self, n, seed, kind, at=5, steps=None):
+        super().__init__(n, seed)
+        self.kind, self.at, self.steps = kind, at, steps
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        if self.steps:
+            x = x.expand(self.steps, *x.shape).clone()  # event frames [T, C, H, W]
+        if i == self.at and self.kind == "nan":
+            x[-1, 0, 0] = float("nan")
+        if i == self.at and self.kind == "label":
+            y = 7
+        if i == self.at and self.kind == "raise":
+            raise KeyError(f"no sample {i}")
+        return x, y
+
+
+def odd(kind: str = "nan", steps: int = 0):
+    info = INFO if not steps else DatasetInfo(3, 1, (8, 8), (0.4,), (0.3,), time_steps=steps)
+    return Odd(64, 1, kind, steps=steps), Odd(32, 2, "none", steps=steps), info
 
 
 def iterable():
@@ -200,3 +228,33 @@ def test_a_config_names_it_and_leaves_its_options_to_it():
     the builder checks its options when it is called."""
     cfg = load_config(None, ["data.name=gone_module:build", "data.options.anything=1"])
     assert cfg.data.name == "gone_module:build" and cfg.data.options == {"anything": 1}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["data.options.steps=2"], "non-finite value (NaN or inf) in training sample 5 of "
+         "own_data:odd"),  # event frames [T, B, ...]: the sample, not a time step
+        (["data.options.kind=label"], "sample 5 has label 7, outside the 3 classes [0, 3)"),
+    ],
+)  # fmt: skip
+def test_a_sample_after_the_first_is_named_when_it_is_read(own_data, tmp_path, options, message):
+    cfg = load_config(None, [*SMALL, "data.name=own_data:odd", *options])
+    with pytest.raises(DataError) as info:
+        Trainer(cfg, tmp_path / "run").fit()
+    assert str(info.value).startswith(message)
+
+
+def test_an_error_of_the_datasets_code_in_a_worker_ends_the_process(own_data, tmp_path):
+    """Loader workers absorb one SIGTERM (a scheduler's, to the process group); at exit
+    multiprocessing sends them just one, so a loader left alive by an error's traceback hung
+    the process after its error line."""
+    config = tmp_path / "exp.yaml"
+    config.write_text("data: {name: 'own_data:odd', num_workers: 2, options: {kind: raise}}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    argv = [sys.executable, "-m", "spikedistill.cli", "train", str(config), *SMALL]
+    proc = subprocess.run(
+        [*argv, "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "KeyError" in proc.stderr, proc.stderr[-2000:]

@@ -205,18 +205,39 @@ class FolderLoader(Loader):
             worker_init_fn=outlive_group_stop if self.num_workers else None,
             generator=make_generator(self.seed, "workers", epoch, self.rank),
         )
-        bs = self.batch_size
+        bs, batches = self.batch_size, iter(loader)
         try:
-            for b, (x, y) in enumerate(loader, start=start):
-                x, y = self._finish(
-                    x.to(torch.float32), torch.as_tensor(y, dtype=torch.int64), epoch, b
-                )
-                yield x, y, indices[b * bs : b * bs + len(y)]
+            for b, (x, y) in enumerate(batches, start=start):
+                y, at = torch.as_tensor(y, dtype=torch.int64), indices[b * bs : b * bs + len(y)]
+                check_labels(y, at, self.info.num_classes)
+                yield *self._finish(x.to(torch.float32), y, epoch, b), at
         except SpikeDistillError as err:
             flat = _without_worker_traceback(err)
             if flat is err:
                 raise
             raise flat from None
+        finally:
+            _stop_workers(batches)
+
+
+def check_labels(labels: Tensor, indices: Tensor, num_classes: int) -> None:
+    """``DataError`` naming the first sample whose label is not a class index of the data."""
+    outside = (labels < 0) | (labels >= num_classes)
+    if bool(outside.any()):
+        first = int(outside.nonzero()[0])
+        raise DataError(
+            f"sample {int(indices[first])} has label {int(labels[first])}, outside the "
+            f"{num_classes} classes [0, {num_classes}) its dataset's info gives"
+        )
+
+
+def _stop_workers(batches: Iterator) -> None:
+    """End a ``DataLoader`` iterator's workers now, as its ``__del__`` would: after an error its
+    traceback may keep it alive until exit, where multiprocessing's one SIGTERM to each worker
+    is the one ``outlive_group_stop`` absorbs, and the exit would wait for them forever."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _without_worker_traceback(err: SpikeDistillError) -> SpikeDistillError:
@@ -269,6 +290,7 @@ def make_loader(
             raise DataError(
                 f"dataset has {dataset.images.shape[-3]} channels but info says {info.in_channels}"
             )
+        check_labels(dataset.labels, torch.arange(len(dataset)), info.num_classes)
         loader = TensorLoader(dataset, batch_size, **common)
     else:
         loader = FolderLoader(dataset, batch_size, num_workers=num_workers, **common)
