@@ -62,15 +62,15 @@ def float_data(monkeypatch):
     monkeypatch.setitem(DATASETS._items, "float_data", build)
 
 
-TRAIN_NAN = "non-finite value (NaN or inf) in training sample of float_data"
+TRAIN_NAN = "non-finite value (NaN or inf) in training sample {} of float_data"
 
 
 @pytest.mark.parametrize(
     ("option", "message", "unchecked"),
     [
-        ("bad_train: 17", f"{TRAIN_NAN} 17", "non-finite values in model.stem"),
-        ("bad_train: 100", f"{TRAIN_NAN} 100", "non-finite values in model.stem"),
-        ("bad_test: 40", "non-finite value (NaN or inf) in test sample of float_data 40", None),
+        ("bad_train: 17", TRAIN_NAN.format(17), "non-finite values in model.stem"),
+        ("bad_train: 100", TRAIN_NAN.format(100), "non-finite values in model.stem"),
+        ("bad_test: 40", "non-finite value (NaN or inf) in test sample 40 of float_data", None),
     ],
 )
 def test_nan_in_the_data_stops_naming_the_sample_before_anything_is_saved(

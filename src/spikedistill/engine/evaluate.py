@@ -21,7 +21,7 @@ def evaluate(
 ) -> dict[str, float]:
     """``{"top1": %, "loss": mean CE, "samples": n}`` over every batch of ``loader``; with
     ``reduce`` (a sum over processes, ``DistContext.sum``) over every process's shard.
-    ``check_finite`` (e.g. "test sample of mnist"): refuse non-finite inputs, naming them."""
+    ``check_finite`` (the dataset's name): refuse non-finite inputs, naming the test sample."""
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -29,7 +29,7 @@ def evaluate(
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if check_finite:  # positions in this process's (unshuffled) test shard
-            check_finite_batch(x, torch.arange(total, total + len(x)), check_finite)
+            check_finite_batch(x, torch.arange(total, total + len(y)), "test", check_finite)
         with torch.autocast(
             device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
         ):

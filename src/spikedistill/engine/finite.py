@@ -10,18 +10,20 @@ from torch import nn
 from ..errors import DataError, NonFiniteError
 
 
-def check_finite_batch(x: torch.Tensor, index: torch.Tensor, what: str) -> None:
+def check_finite_batch(x: torch.Tensor, index: torch.Tensor, split: str, dataset: str) -> None:
     """``DataError`` naming the first sample of the batch with a non-finite value (``index``:
-    the samples' dataset indices; ``what``: e.g. "training sample of mnist")."""
+    the samples' dataset indices; ``split``: "training" or "test"). Event frames come
+    time-first, ``[T, B, ...]``."""
     if not x.is_floating_point():
         return
-    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    samples = x.transpose(0, 1) if x.dim() == 5 else x
+    finite = torch.isfinite(samples.reshape(samples.shape[0], -1)).all(1)
     if bool(finite.all()):
         return
     bad = int(index[int((~finite).nonzero()[0])])
     raise DataError(
-        f"non-finite value (NaN or inf) in {what} {bad}; fix or drop that sample (the check "
-        "runs on the first pass over the data: data.check_finite)"
+        f"non-finite value (NaN or inf) in {split} sample {bad} of {dataset}; fix or drop that "
+        "sample (the check runs on the first pass over the data: data.check_finite)"
     )
 
 

@@ -246,7 +246,7 @@ class Trainer:
         batches = self.train_loader.iter_from(s.step_in_epoch, with_indices=True)
         for x, y, index in self._saved_on_data_error(batches):
             if check:
-                check_finite_batch(x, index, f"training sample of {cfg.data.name}")
+                check_finite_batch(x, index, "training", cfg.data.name)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             result = self.train_step(x, y, index)
             if result is None:  # skipped non-finite step
@@ -379,7 +379,7 @@ class Trainer:
         raise DataError(f"{err}; {saved}: fix the data, then resume the run") from None
 
     def _evaluate(self) -> dict[str, Any]:
-        check = f"test sample of {self.cfg.data.name}" if "test" in self.unchecked else None
+        check = self.cfg.data.name if "test" in self.unchecked else None
         result = evaluate(
             self.model, self.test_loader, self.device, self.autocast_dtype, self.dist.sum, check
         )
