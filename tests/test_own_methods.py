@@ -101,6 +101,8 @@ class Returns(DistillMethod):
         ({"ce": torch.tensor(1.0)}, "its term 'ce' is also the cross-entropy's; name it "
          r"otherwise \(m_ce\)"),
         ({"kd": torch.tensor(1.0)}, "its term 'kd' is also another method's"),
+        ({"top1": torch.tensor(1.0)}, "its term 'top1' is also the trainer's"),
+        ({"loss": torch.tensor(1.0)}, "its term 'loss' is also the trainer's"),
     ],
 )  # fmt: skip
 def test_terms_that_are_not_named_scalars_are_refused(value, fragment):

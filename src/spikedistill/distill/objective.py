@@ -245,6 +245,10 @@ def _tap_paths(method: DistillMethod, side: str, model: nn.Module) -> list[str]:
     return paths
 
 
+#: what the trainer logs beside the terms (``train_loss``, ``train_top1``, ...): no term's name
+TRAINER_NAMES = frozenset({"loss", "top1", "correct", "samples", "seconds"})
+
+
 def add_terms(terms: dict[str, torch.Tensor], new: Any, method: str) -> None:
     """``new``, a method's loss terms, added to ``terms``: each a scalar tensor under a name
     of its own (``ConfigError`` naming the method otherwise)."""
@@ -259,7 +263,8 @@ def add_terms(terms: dict[str, torch.Tensor], new: Any, method: str) -> None:
             raise ConfigError(f"{where} is a {type(value).__name__}, not a scalar tensor")
         if value.dim() != 0:
             raise ConfigError(f"{where} has shape {list(value.shape)}; reduce it to a scalar")
-        if key in terms:
-            owner = "the cross-entropy's" if key == "ce" else "another method's"
+        if key in terms or key in TRAINER_NAMES:
+            owner = {"ce": "the cross-entropy's"}.get(key, "another method's")
+            owner = "the trainer's (its metrics)" if key in TRAINER_NAMES else owner
             raise ConfigError(f"{where} is also {owner}; name it otherwise ({method}_{key})")
         terms[key] = value
