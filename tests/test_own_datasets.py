@@ -258,3 +258,16 @@ def test_an_error_of_the_datasets_code_in_a_worker_ends_the_process(own_data, tm
         timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1 and "KeyError" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_frames_and_steps_that_differ_name_the_options_that_exist(own_data, tmp_path):
+    from spikedistill.engine.setup import build_student
+
+    four = [*SMALL[:3], "model.T=4", *SMALL[4:]]
+    with pytest.raises(ConfigError) as info:
+        Trainer(load_config(None, [*four, "data.name=own_data:odd", "data.options.steps=2"]),
+                tmp_path / "run")  # fmt: skip
+    assert str(info.value).endswith("but model.T=4; set model.T=2")  # no data.options.frames
+    dvs = load_config(None, [*four, "data.name=cifar10dvs"])
+    with pytest.raises(ConfigError, match=r"set model.T=10 \(or data.options.frames=4\)"):
+        build_student(dvs, 10, 2, time_steps=10)

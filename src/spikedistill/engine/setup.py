@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..data import dataset_options
 from ..errors import ConfigError, SpikeDistillError, first_line, is_out_of_memory
 from ..models import build_model
 from ..models.contract import batch_size_of, check_logits, check_student, other_neurons
@@ -69,6 +70,14 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def _has_frames(cfg: ExperimentConfig) -> bool:
+    """Whether the dataset takes ``data.options.frames`` (the event datasets do)."""
+    try:
+        return "frames" in dataset_options(cfg.data.name)
+    except ConfigError:  # your own builder, where it does not import
+        return False
+
+
 def build_student(
     cfg: ExperimentConfig, num_classes: int, in_channels: int, time_steps: int | None = None
 ) -> nn.Module:
@@ -77,7 +86,7 @@ def build_student(
     if time_steps is not None and m.spiking and time_steps != m.T:
         raise ConfigError(
             f"the data gives {time_steps} event frames per sample but model.T={m.T}; "
-            f"set model.T={time_steps} (or data.options.frames={m.T})"
+            f"set model.T={time_steps}" + f" (or data.options.frames={m.T})" * _has_frames(cfg)
         )
     options = {"in_channels": in_channels, **m.options}
     if m.spiking:
