@@ -87,6 +87,10 @@ def not_a_triple():
     return Floats(4, 0), Floats(4, 0)
 
 
+def dict_info():
+    return Floats(4, 0), Floats(4, 0), {"num_classes": 3}
+
+
 class Odd(Floats):
     """Floats whose sample ``at`` is odd: a NaN (frames), a label beyond the classes, or an
     exception of the dataset's own code."""
@@ -180,7 +184,7 @@ def test_the_cli_trains_on_it_and_eval_rebuilds_it(own_data, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("kind", "fragment"),
     [
-        ("pil", r"the image is a Pil, not a tensor \(torchvision: transform=transforms\.ToTensor"),
+        ("pil", r"the image is not a tensor but a Pil \(torchvision: transform=transforms\.ToT"),
         ("uint8", r"the image is torch.uint8; give floats in \[0, 1\]"),
         ("shape", r"the image is \[8, 8\]; info says \[1, 8, 8\] \[C, H, W\]"),
         ("normalised", r"span \[-0.1, -0.1\], not \[0, 1\]; the loader normalises"),
@@ -204,6 +208,8 @@ def test_a_sample_of_the_wrong_form_is_named_before_training(own_data, kind, fra
         ("own_data:generic", {"n_train": "many"}, ConfigError, "data.options.n_train"),
         ("own_data:not_a_triple", {}, ConfigError, "returned a tuple of 2; it must return "
          r"\(train, test, info\)"),
+        ("own_data:dict_info", {}, ConfigError, r"returned a \(train, test, info\) whose info "
+         "is a dict"),
         ("own_data:nothing", {}, ConfigError, "'own_data' has no attribute 'nothing'"),
         ("own_data:iterable", {}, ConfigError, "returned a list_iterator as its test set; a "
          "map-style Dataset is needed"),

@@ -175,7 +175,10 @@ def test_unexpected_errors_give_one_line_exit_1_and_debug_shows_them(tmp_path, m
     config.write_text(BASE)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    expected = "unexpected RuntimeError: a bug (a bug? rerun with --debug)"
+    expected = (
+        "unexpected RuntimeError: a bug (a bug? spikedistill --debug COMMAND ... shows the "
+        "traceback)"
+    )
     assert err == f"spikedistill: error: {expected}\n"
     with pytest.raises(RuntimeError, match="a bug"):
         main(["--debug", "train", str(config), "--out", str(tmp_path / "run2")])

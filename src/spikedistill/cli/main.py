@@ -97,7 +97,8 @@ def _error_message(err: BaseException) -> tuple[str, int]:
         return str(err), 2
     text = str(err).strip().splitlines()
     detail = f": {text[0]}" if text else ""
-    return (f"unexpected {type(err).__name__}{detail} (a bug? rerun with --debug)"), 1
+    hint = "(a bug? spikedistill --debug COMMAND ... shows the traceback)"
+    return f"unexpected {type(err).__name__}{detail} {hint}", 1
 
 
 class HeldWarnings:

@@ -55,6 +55,8 @@ def call_external(
         raise ConfigError(f"dataset {name!r} rejected its options: {first_line(err)}") from None
     if not (isinstance(built, tuple) and len(built) == 3 and isinstance(built[2], DatasetInfo)):
         got = type(built).__name__ + (f" of {len(built)}" if isinstance(built, tuple) else "")
+        if isinstance(built, tuple) and len(built) == 3:
+            got = f"(train, test, info) whose info is a {type(built[2]).__name__}"
         raise ConfigError(
             f"dataset {name!r} returned a {got}; it must return (train, test, info), two "
             "Datasets and a spikedistill.data.DatasetInfo"
@@ -96,7 +98,8 @@ def check_sample(sample: Any, info: DatasetInfo, where: str) -> None:
 def _check_image(image: Any, info: DatasetInfo, where: str) -> None:
     if not isinstance(image, Tensor):
         hint = " (torchvision: transform=transforms.ToTensor())" if hasattr(image, "mode") else ""
-        raise DataError(f"{where}: the image is a {type(image).__name__}, not a tensor{hint}")
+        kind = type(image).__name__
+        raise DataError(f"{where}: the image is not a tensor but a {kind}{hint}")
     if not image.is_floating_point():
         raise DataError(
             f"{where}: the image is {image.dtype}; give floats in [0, 1] (divide by 255), or "

@@ -297,7 +297,7 @@ def make_loader(
     if len(loader) == 0 and loader.num_samples > 0:
         raise ConfigError(
             f"batch_size {batch_size} exceeds the {loader.num_samples} samples per rank and the "
-            "last partial batch is dropped: no batch at all. Lower data.batch_size (in "
-            "Python, or pass drop_last=False)."
+            "last partial batch is dropped: no batch at all. Lower data.batch_size (calling "
+            "make_loader yourself, you may also pass drop_last=False)."
         )
     return loader

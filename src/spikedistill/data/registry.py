@@ -77,9 +77,10 @@ def build_datasets(
         train, test, info = builder(data_root, download=download, seed=seed, **options)
     for split, dataset in (("training", train), ("test", test)):
         if len(dataset) == 0:  # type: ignore[arg-type]
+            where = "" if is_external(name) else f" (data root {data_root})"
             raise DataError(
-                f"dataset {name!r} (data root {data_root}): the {split} set is empty, "
-                "so nothing could be trained or measured; check its files"
+                f"dataset {name!r}{where}: the {split} set is empty, so nothing could be "
+                "trained or measured; check its files"
             )
 
     if train_subset is not None or label_noise > 0:
