@@ -400,7 +400,7 @@ def test_a_second_ctrl_c_interrupts_at_once(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Trainer, "train_step", interrupted_twice_in_call_3)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
-    assert "Ctrl-C: the run stops after this step, saved (Ctrl-C again: at once)" in err
+    assert "Ctrl-C: the run stops after this step or evaluation, saved (Ctrl-C again: at " in err
     assert "spikedistill: interrupted" in err and "saved in last.pt" not in err
     assert len(calls) == 3 and not (tmp_path / "run" / "last.pt").exists()
 

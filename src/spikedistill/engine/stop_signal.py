@@ -34,8 +34,8 @@ def stop_requests() -> Iterator[Callable[[], int]]:
             if signal.SIGINT in received:  # the second: now
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise KeyboardInterrupt
-            print("\nCtrl-C: the run stops after this step, saved (Ctrl-C again: at once)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print("\nCtrl-C: the run stops after this step or evaluation, saved (Ctrl-C again: "
+                  "at once)", file=sys.stderr, flush=True)  # fmt: skip
         received.append(signum)
 
     before = {s: signal.signal(s, request) for s in STOP_SIGNALS}
