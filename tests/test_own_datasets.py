@@ -87,6 +87,10 @@ def not_a_triple():
     return Floats(4, 0), Floats(4, 0)
 
 
+def broken():
+    return undefined_name  # noqa: F821
+
+
 def dict_info():
     return Floats(4, 0), Floats(4, 0), {"num_classes": 3}
 
@@ -211,6 +215,8 @@ def test_a_sample_of_the_wrong_form_is_named_before_training(own_data, kind, fra
         ("own_data:dict_info", {}, ConfigError, r"returned a \(train, test, info\) whose info "
          "is a dict"),
         ("own_data:nothing", {}, ConfigError, "'own_data' has no attribute 'nothing'"),
+        ("own_data:broken", {}, DataError, "dataset 'own_data:broken': your builder raised "
+         "NameError: name 'undefined_name' is not defined"),
         ("own_data:iterable", {}, ConfigError, "returned a list_iterator as its test set; a "
          "map-style Dataset is needed"),
         ("no_such_module:build", {}, ConfigError, "dataset 'no_such_module:build': cannot "
@@ -263,7 +269,8 @@ def test_an_error_of_the_datasets_code_in_a_worker_ends_the_process(own_data, tm
         [*argv, "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 1 and "KeyError" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stderr[-2000:]  # your data's mistake, named as such
+    assert "your dataset's Odd failed to give a sample: KeyError: 'no sample 5'" in proc.stderr
 
 
 def test_frames_and_steps_that_differ_name_the_options_that_exist(own_data, tmp_path):

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DataError, first_line
+from ..errors import ConfigError, DataError, SpikeDistillError, first_line
 from ..typed import check_options, parameter_types
 from ..user_code import accepted, find_callable, takes_any_keyword
 from .info import DatasetInfo
@@ -53,6 +53,11 @@ def call_external(
         built = builder(**options, **accepted(builder, common))
     except TypeError as err:
         raise ConfigError(f"dataset {name!r} rejected its options: {first_line(err)}") from None
+    except SpikeDistillError:
+        raise
+    except Exception as err:  # your code's error, not ours (--debug shows its traceback)
+        what = f"{type(err).__name__}: {first_line(err)}"
+        raise DataError(f"dataset {name!r}: your builder raised {what}") from err
     if not (isinstance(built, tuple) and len(built) == 3 and isinstance(built[2], DatasetInfo)):
         got = type(built).__name__ + (f" of {len(built)}" if isinstance(built, tuple) else "")
         if isinstance(built, tuple) and len(built) == 3:

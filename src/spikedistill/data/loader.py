@@ -216,6 +216,13 @@ class FolderLoader(Loader):
             if flat is err:
                 raise
             raise flat from None
+        except Exception as err:
+            if type(self.dataset).__module__.startswith("spikedistill."):
+                raise  # the package's own dataset: a bug of ours
+            raise DataError(
+                f"your dataset's {type(self.dataset).__name__} failed to give a sample: "
+                f"{_last_line(err)}"
+            ) from err
         finally:
             _stop_workers(batches)
 
@@ -249,6 +256,15 @@ def _without_worker_traceback(err: SpikeDistillError) -> SpikeDistillError:
         return err
     last = text.splitlines()[-1]
     return type(err)(last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: "))
+
+
+def _last_line(err: BaseException) -> str:
+    """``Type: message`` of ``err``, or of the error a worker raised (torch re-raises it as
+    "Caught KeyError in DataLoader worker process 0. Original Traceback ...")."""
+    text = str(err).strip()
+    if text.startswith("Caught ") and "Traceback" in text:
+        return text.splitlines()[-1]
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def make_loader(
