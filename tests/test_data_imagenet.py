@@ -121,37 +121,11 @@ def test_folder_loader_deterministic_resumable_and_worker_independent(folders):
     assert sorted(torch.cat(seen).tolist()) == sorted(val.labels.tolist())
 
 
-def test_a_corrupt_test_image_keeps_the_trained_epoch_for_resume(folders, capsys):
-    """The test set is first read after a full epoch: the epoch is saved before the error,
-    and resume (once the file is fixed) evaluates it; the run equals an unbroken one."""
-    from spikedistill.cli import main
-
-    config = folders / "img.yaml"
-    config.write_text(
-        "data: {name: imagenet, batch_size: 3, eval_batch_size: 9, options: {image_size: 16}}\n"
-        "model: {name: convnet3, spiking: true, T: 2, options: {width: 4}}\n"
-        "train: {epochs: 1, seed: 0, threads: 1}\n"
-    )
-    args = ["train", str(config), "--data-dir", str(folders)]
-    assert main([*args, "--out", str(folders / "unbroken")]) == 0
-    image = folders / "imagenet" / "val" / "dog" / "val_0.png"
-    good = image.read_bytes()
-    image.write_bytes(b"not a png")
-    capsys.readouterr()
-    assert main([*args, "--out", str(folders / "run")]) == 2
-    assert "epoch 1's training is saved: fix the data, then resume" in capsys.readouterr().err
-    image.write_bytes(good)
-    assert main([*args, "--out", str(folders / "run"), "--resume"]) == 0
-    unbroken, resumed = (
-        json.loads((folders / r / "metrics.json").read_text())["history"]
-        for r in ("unbroken", "run")
-    )
-    assert resumed == [{**unbroken[0], "seconds": resumed[0]["seconds"]}]
-
-
-def test_a_corrupt_training_image_keeps_the_steps_done_for_resume(folders, capsys):
-    """A training image that cannot be decoded stops the run at the step that reads it, with
-    the steps before it saved; once the file is fixed, resume ends like an unbroken run."""
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_a_corrupt_image_keeps_the_training_done_for_resume(folders, capsys, split):
+    """A test image is first read after a full epoch, which is saved before the error; a
+    training image stops the run at the step that reads it, the steps before it saved. Once
+    the file is fixed, resume ends like an unbroken run."""
     from spikedistill.checkpoint import load_checkpoint
     from spikedistill.cli import main
 
@@ -163,7 +137,7 @@ def test_a_corrupt_training_image_keeps_the_steps_done_for_resume(folders, capsy
     )
     args = ["train", str(config), "--data-dir", str(folders)]
     assert main([*args, "--out", str(folders / "unbroken")]) == 0
-    images = sorted((folders / "imagenet" / "train").rglob("*.png"))
+    images = sorted((folders / "imagenet" / split).rglob("*.png"))
     image = images[len(images) // 2]
     good = image.read_bytes()
     image.write_bytes(b"not a png")
@@ -171,8 +145,9 @@ def test_a_corrupt_training_image_keeps_the_steps_done_for_resume(folders, capsy
     assert main([*args, "--out", str(folders / "run")]) == 2
     err = capsys.readouterr().err
     done = load_checkpoint(folders / "run" / "last.pt")["state"]["step_in_epoch"]
-    assert 0 < done < 3 and f"epoch 1's first {done} steps are saved: fix the data" in err
-    assert str(image) in err
+    saved = "epoch 1's training is" if split == "val" else f"epoch 1's first {done} steps are"
+    assert f"{saved} saved: fix the data, then resume" in err and str(image) in err
+    assert done == 3 if split == "val" else 0 < done < 3  # 3 steps of 3 images per epoch
     image.write_bytes(good)
     assert main([*args, "--out", str(folders / "run"), "--resume"]) == 0
     unbroken, resumed = (
