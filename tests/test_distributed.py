@@ -162,11 +162,15 @@ def test_a_nonfinite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path, monkeyp
     _assert_same_weights(tmp_path / "single", tmp_path / "ddp")
 
 
-def test_an_error_on_one_rank_ends_the_run_instead_of_hanging_it(tmp_path, image_folder_writer):
-    """A test image that cannot be decoded fails on one rank while the other waits in a
-    collective; closing waited for it at a barrier, and the run hung until killed."""
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_an_error_on_one_rank_ends_the_run_instead_of_hanging_it(
+    tmp_path, image_folder_writer, split
+):
+    """An image that cannot be decoded fails on one rank while the other waits in a
+    collective; closing waited for it at a barrier, and the run hung until killed. A test
+    image now ends every rank's evaluation together, so they save the epoch trained."""
     image_folder_writer(tmp_path / "imagenet", per_class=4)
-    (tmp_path / "imagenet" / "val" / "dog" / "val_0.png").write_bytes(b"not a png")
+    (tmp_path / "imagenet" / split / "dog" / f"{split}_0.png").write_bytes(b"not a png")
     config = tmp_path / "img.yaml"
     config.write_text(
         "data: {name: imagenet, batch_size: 4, eval_batch_size: 2, options: {image_size: 16}}\n"
@@ -175,4 +179,9 @@ def test_an_error_on_one_rank_ends_the_run_instead_of_hanging_it(tmp_path, image
     )
     args = [str(config), "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]
     out = _torchrun(*args, returncode=2, timeout=120)  # it hung: a TimeoutExpired
-    assert "val_0.png: cannot decode image" in out.stderr
+    assert f"{split}_0.png: cannot decode image" in out.stderr
+    saved = (tmp_path / "run" / "last.pt").exists()
+    assert saved == (split == "val")  # a training file: one rank's, while the other waits
+    if saved:
+        assert "epoch 1's training is saved: fix the data, then resume" in out.stderr
+        assert load_checkpoint(tmp_path / "run" / "last.pt")["state"]["step_in_epoch"] == 3

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from ..errors import DataError
 from .finite import check_finite_batch
 
 
@@ -21,9 +22,35 @@ def evaluate(
 ) -> dict[str, float]:
     """``{"top1": %, "loss": mean CE, "samples": n}`` over every batch of ``loader``; with
     ``reduce`` (a sum over processes, ``DistContext.sum``) over every process's shard.
-    ``check_finite`` (the dataset's name): refuse non-finite inputs, naming the test sample."""
+    ``check_finite`` (the dataset's name): refuse non-finite inputs, naming the test sample.
+    A test sample that cannot be read (``DataError``) on one process ends the evaluation on
+    every process, after that sum, so that they stop (and save) together."""
     was_training = model.training
     model.eval()
+    failed: DataError | None = None
+    try:
+        correct, total, loss_sum = _sums(model, loader, device, autocast_dtype, check_finite)
+    except DataError as err:
+        failed, (correct, total, loss_sum) = err, (0, 0, 0.0)
+    finally:
+        model.train(was_training)
+    failures = float(failed is not None)
+    if reduce is not None:
+        correct, total, loss_sum, failures = reduce([correct, total, loss_sum, failures], device)
+    if failures:
+        raise failed or DataError("another process could not read a test sample (see its line)")
+    total = max(total, 1)
+    return {"top1": 100.0 * correct / total, "loss": loss_sum / total, "samples": float(total)}
+
+
+def _sums(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    check_finite: str | None,
+) -> tuple[int, int, float]:
+    """Correct predictions, samples and the summed cross-entropy over ``loader``."""
     correct = total = 0
     loss_sum = 0.0
     for x, y in loader:
@@ -37,8 +64,4 @@ def evaluate(
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         total += y.numel()
-    model.train(was_training)
-    if reduce is not None:
-        correct, total, loss_sum = reduce([correct, total, loss_sum], device)
-    total = max(total, 1)
-    return {"top1": 100.0 * correct / total, "loss": loss_sum / total, "samples": float(total)}
+    return correct, total, loss_sum

@@ -354,7 +354,7 @@ class Trainer:
 
     def _test_epoch(self, evaluated: bool) -> dict[str, Any]:
         """The test metrics of the epoch just trained; on a data error (a test image that cannot
-        be decoded) its training is first saved, for resume (alone: under torchrun others wait)."""
+        be decoded) its training is first saved, for resume (every process meets the error)."""
         if not evaluated:
             return {"loss": None, "top1": None, "samples": None}
         try:
@@ -367,13 +367,13 @@ class Trainer:
         try:
             yield from batches
         except DataError as err:
-            s = self.state
-            self._raise_saved(err, f"epoch {s.epoch + 1}'s first {s.step_in_epoch} steps are saved")
+            saved = f"epoch {self.state.epoch + 1}'s first {self.state.step_in_epoch} steps are"
+            self._raise_saved(err, f"{saved} saved", every_rank=not self.dist.enabled)
 
-    def _raise_saved(self, err: DataError, saved: str) -> NoReturn:
-        """``err``, after saving ``last.pt`` (one process: under torchrun the other ranks wait
-        in a collective, and ``err`` alone is raised)."""
-        if self.dist.enabled:
+    def _raise_saved(self, err: DataError, saved: str, every_rank: bool = True) -> NoReturn:
+        """``err``, after saving ``last.pt`` when every process has met it (not: a training
+        file one rank of torchrun reads, while the others wait in a collective)."""
+        if not every_rank:
             raise err
         self.save("last.pt")
         raise DataError(f"{err}; {saved}: fix the data, then resume the run") from None
