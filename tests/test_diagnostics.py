@@ -241,3 +241,20 @@ def test_a_spikingjelly_student_is_reported_with_its_own_neurons(tmp_path, monke
     run = analyze_run(tmp_path / "run", batches=1)
     cells = dict(zip(HEAD, summary_rows([run])[1], strict=True))
     assert cells["neuron"] == "LIFNode" and run.rates and cells["firing rate"] != "n/a"
+
+
+def test_the_teacher_energy_is_the_teacher_runs_that_training_used(tmp_path):
+    """A teacher run given as ``teacher.checkpoint`` brings its ``model.options`` (width 4
+    here); the report measured a default-width teacher instead, 3.5x its energy."""
+    from spikedistill.diagnostics.report import analyze_run
+
+    (tmp_path / "tiny.yaml").write_text("name: teacher-energy\n")
+    data = [*COMMON[:3], "train.epochs=1", "model.name=convnet3", "model.options.width=4"]
+    teacher = ["train", str(tmp_path / "tiny.yaml"), *data, "model.spiking=false"]
+    assert main([*teacher, "--out", str(tmp_path / "teacher")]) == 0
+    student = ["train", str(tmp_path / "tiny.yaml"), *data, "model.spiking=true", "model.T=2"]
+    student += ["teacher.name=convnet3", f"teacher.checkpoint={tmp_path / 'teacher'}"]
+    assert main([*student, "distill.method=kd", "--out", str(tmp_path / "kd")]) == 0
+    own = analyze_run(tmp_path / "teacher", batches=1).ops
+    as_teacher = analyze_run(tmp_path / "kd", batches=1).teacher_ops
+    assert as_teacher.macs == own.macs and as_teacher.energy_pj == pytest.approx(own.energy_pj)

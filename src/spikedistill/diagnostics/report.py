@@ -64,13 +64,17 @@ def _teacher_diagnostics(out, ckpt, path, cfg, model, data, info, energy, device
     """The teacher's energy, the STM and the method diagnostics of a distilled run."""
     from ..distill.objective import DistillObjective
     from ..distill.stm_probe import stm_probe
+    from ..distill.teacher import teacher_options
     from ..engine.load import require_objective
     from ..engine.run_stm import stm_of_run, trained_objective
     from ..models import build_model
 
-    teacher_arch = build_model(
-        cfg.teacher.name, info.num_classes, in_channels=info.in_channels, **cfg.teacher.options
-    )
+    t = cfg.teacher
+    try:  # a teacher run given as its checkpoint brings its options, as in training
+        options = teacher_options(t.name, t.checkpoint, t.options)
+    except SpikeDistillError:  # its checkpoint is not on this machine: the config's
+        options = t.options
+    teacher_arch = build_model(t.name, info.num_classes, in_channels=info.in_channels, **options)
     out.teacher_ops = count_ops(teacher_arch.to(device), data[:1], device, *energy)
     x, y = (t.to(device) for t in data[0])
     try:

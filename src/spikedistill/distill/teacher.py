@@ -61,8 +61,7 @@ def load_teacher(
     if checkpoint:
         loaded = load_checkpoint_or_run(checkpoint)
         trained = _trained_model(loaded)
-        if trained.get("name") == name and not options:
-            options = trained.get("options") or {}
+        options = _run_options(trained, name, options)
         if trained.get("spiking"):
             warnings.warn(
                 f"teacher.checkpoint {checkpoint!r} is a spiking run's: its weights load into "
@@ -86,6 +85,24 @@ def load_teacher(
     else:
         load_pretrained(model, loaded, arch=name, what=f"teacher {name!r}", ema=ema)
     return FrozenTeacher(model, train_bn=train_bn)
+
+
+def teacher_options(
+    name: str, checkpoint: str | None, options: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The options ``load_teacher`` builds teacher ``name`` with: ``options``, else those a
+    spikedistill run of ``name`` given as ``checkpoint`` records."""
+    if not checkpoint:
+        return dict(options or {})
+    return _run_options(_trained_model(load_checkpoint_or_run(checkpoint)), name, options)
+
+
+def _run_options(
+    trained: dict[str, Any], name: str, options: dict[str, Any] | None
+) -> dict[str, Any]:
+    if trained.get("name") == name and not options:
+        return dict(trained.get("options") or {})
+    return dict(options or {})
 
 
 def recorded_model(checkpoint: str) -> str | None:
