@@ -91,6 +91,10 @@ def broken():
     return undefined_name  # noqa: F821
 
 
+def in_255_units():
+    return Floats(4, 0), Floats(4, 0), DatasetInfo(3, 1, (8, 8), (76.5,), (76.5,))
+
+
 def dict_info():
     return Floats(4, 0), Floats(4, 0), {"num_classes": 3}
 
@@ -215,6 +219,8 @@ def test_a_sample_of_the_wrong_form_is_named_before_training(own_data, kind, fra
         ("own_data:dict_info", {}, ConfigError, r"returned a \(train, test, info\) whose info "
          "is a dict"),
         ("own_data:nothing", {}, ConfigError, "'own_data' has no attribute 'nothing'"),
+        ("own_data:in_255_units", {}, ConfigError, r"mean \(76.5,\) and std \(76.5,\) are for "
+         r"inputs scaled to \[0, 1\].*in 0-255 units\? divide them by 255"),
         ("own_data:broken", {}, DataError, "dataset 'own_data:broken': your builder raised "
          "NameError: name 'undefined_name' is not defined"),
         ("own_data:iterable", {}, ConfigError, "returned a list_iterator as its test set; a "

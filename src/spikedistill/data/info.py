@@ -31,3 +31,8 @@ class DatasetInfo:
             )
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std must be positive, got {self.std}")
+        if any(not 0 <= m <= 1 for m in self.mean) or any(s > 1 for s in self.std):
+            raise ConfigError(
+                f"mean {self.mean} and std {self.std} are for inputs scaled to [0, 1] (uint8 "
+                "images are divided by 255 first): in 0-255 units? divide them by 255"
+            )
