@@ -87,6 +87,10 @@ def not_a_triple():
     return Floats(4, 0), Floats(4, 0)
 
 
+def missing_file():
+    return Floats(4, 0), Odd(4, 0, "raise", at=0), INFO
+
+
 def broken():
     return undefined_name  # noqa: F821
 
@@ -128,6 +132,17 @@ def odd(kind: str = "nan", steps: int = 0):
 def iterable():
     return Floats(4, 0), iter([(torch.zeros(1, 8, 8), 0)]), INFO
 '''
+
+
+def test_an_error_while_importing_your_module_is_named_as_yours(tmp_path, monkeypatch):
+    (tmp_path / "raising_module.py").write_text("raise ValueError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        build_datasets("raising_module:build")
+    assert str(info.value) == (
+        "dataset 'raising_module:build': importing 'raising_module' raised ValueError: boom at "
+        "import"
+    )
 
 
 @pytest.fixture
@@ -221,6 +236,8 @@ def test_a_sample_of_the_wrong_form_is_named_before_training(own_data, kind, fra
         ("own_data:nothing", {}, ConfigError, "'own_data' has no attribute 'nothing'"),
         ("own_data:in_255_units", {}, ConfigError, r"mean \(76.5,\) and std \(76.5,\) are for "
          r"inputs scaled to \[0, 1\].*in 0-255 units\? divide them by 255"),
+        ("own_data:missing_file", {}, DataError, "dataset 'own_data:missing_file': test sample "
+         "0 could not be read: KeyError: 'no sample 0'"),
         ("own_data:broken", {}, DataError, "dataset 'own_data:broken': your builder raised "
          "NameError: name 'undefined_name' is not defined"),
         ("own_data:iterable", {}, ConfigError, "returned a list_iterator as its test set; a "
@@ -276,7 +293,9 @@ def test_an_error_of_the_datasets_code_in_a_worker_ends_the_process(own_data, tm
         timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]  # your data's mistake, named as such
-    assert "your dataset's Odd failed to give a sample: KeyError: 'no sample 5'" in proc.stderr
+    assert "your dataset's Odd failed to give training sample 5: KeyError: 'no sample 5'" in (
+        proc.stderr
+    )
 
 
 def test_frames_and_steps_that_differ_name_the_options_that_exist(own_data, tmp_path):

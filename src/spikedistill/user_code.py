@@ -23,6 +23,11 @@ def find_callable(spec: str, what: str = "model") -> Callable[..., Any]:
             f"{what} {spec!r}: cannot import {module_name!r} ({first_line(err)}); is it on "
             "PYTHONPATH or installed?"
         ) from None
+    except Exception as err:  # your module's own error (--debug shows its traceback)
+        raise ConfigError(
+            f"{what} {spec!r}: importing {module_name!r} raised {type(err).__name__}: "
+            f"{first_line(err)}"
+        ) from err
     for part in attribute.split("."):
         if not hasattr(obj, part):
             raise ConfigError(f"{what} {spec!r}: {module_name!r} has no attribute {attribute!r}")

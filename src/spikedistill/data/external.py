@@ -75,15 +75,22 @@ def call_external(
                 "and shards by index"
             )
         if len(dataset) > 0:
-            check_sample(first_sample(dataset), info, f"dataset {name!r}: {split} sample 0")
+            where = f"dataset {name!r}: {split} sample 0"
+            check_sample(first_sample(dataset, where), info, where)
     return train, test, info
 
 
-def first_sample(dataset: Dataset) -> Any:
+def first_sample(dataset: Dataset, where: str) -> Any:
     """``dataset``'s sample 0, as the loader reads it (``load`` with a generator if it has
-    one)."""
+    one); an error of its code is named as its (``where``: "dataset ...: test sample 0")."""
     load = getattr(dataset, "load", None)
-    return dataset[0] if load is None else load(0, torch.Generator().manual_seed(0))
+    try:
+        return dataset[0] if load is None else load(0, torch.Generator().manual_seed(0))
+    except SpikeDistillError:
+        raise
+    except Exception as err:
+        what = f"{type(err).__name__}: {first_line(err)}"
+        raise DataError(f"{where} could not be read: {what}") from err
 
 
 def check_sample(sample: Any, info: DatasetInfo, where: str) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import ConfigError, DataError, SpikeDistillError
+from ..errors import ConfigError, DataError, SpikeDistillError, first_line
 from .info import DatasetInfo
 from .sampling import check_rank, epoch_indices
 from .seeding import derive_seed, make_generator
@@ -139,10 +139,12 @@ class TensorLoader(Loader):
 
 
 class _SeededView(Dataset):
-    """Gives ``dataset.load(index, generator)`` (if it has one) a per-sample seeded generator."""
+    """Gives ``dataset.load(index, generator)`` (if it has one) a per-sample seeded generator;
+    an error of your own dataset's code becomes a ``DataError`` naming the sample."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, split: str) -> None:
+        self.dataset, self.split = dataset, split
+        self.own = not type(dataset).__module__.startswith("spikedistill.")
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -150,9 +152,17 @@ class _SeededView(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
         index, seed = key
         load = getattr(self.dataset, "load", None)
-        if load is None:
-            return self.dataset[index]
-        return load(index, torch.Generator().manual_seed(seed))
+        try:
+            if load is None:
+                return self.dataset[index]
+            return load(index, torch.Generator().manual_seed(seed))
+        except Exception as err:
+            if not self.own or isinstance(err, SpikeDistillError):
+                raise  # the package's own dataset: a bug of ours, or a DataError
+            raise DataError(
+                f"your dataset's {type(self.dataset).__name__} failed to give {self.split} "
+                f"sample {index}: {type(err).__name__}: {first_line(err)}"
+            ) from err
 
 
 class _FixedSampler(Sampler):
@@ -197,7 +207,7 @@ class FolderLoader(Loader):
         base = derive_seed(self.seed, "sample", epoch, self.rank)
         sampler = _FixedSampler(indices, start * self.batch_size, base)
         loader = DataLoader(
-            _SeededView(self.dataset),
+            _SeededView(self.dataset, "training" if self.train else "test"),
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=self.drop_last,
@@ -216,13 +226,6 @@ class FolderLoader(Loader):
             if flat is err:
                 raise
             raise flat from None
-        except Exception as err:
-            if type(self.dataset).__module__.startswith("spikedistill."):
-                raise  # the package's own dataset: a bug of ours
-            raise DataError(
-                f"your dataset's {type(self.dataset).__name__} failed to give a sample: "
-                f"{_last_line(err)}"
-            ) from err
         finally:
             _stop_workers(batches)
 
@@ -256,15 +259,6 @@ def _without_worker_traceback(err: SpikeDistillError) -> SpikeDistillError:
         return err
     last = text.splitlines()[-1]
     return type(err)(last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: "))
-
-
-def _last_line(err: BaseException) -> str:
-    """``Type: message`` of ``err``, or of the error a worker raised (torch re-raises it as
-    "Caught KeyError in DataLoader worker process 0. Original Traceback ...")."""
-    text = str(err).strip()
-    if text.startswith("Caught ") and "Traceback" in text:
-        return text.splitlines()[-1]
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def make_loader(
