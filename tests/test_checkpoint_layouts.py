@@ -155,6 +155,14 @@ def test_wrong_architecture_fails_with_the_keys_and_the_readings_tried(tmp_path)
     text = str(err.value)
     assert "'head.fc.weight' has 100 outputs in the checkpoint and 10 in the model" in text
     assert "maps onto" not in text  # the keys were renamed onto the zoo's: no note
+    with pytest.raises(CheckpointError) as err:  # trained on RGB, the data is grayscale
+        load_pretrained(
+            build_model("resnet8x4", 100, in_channels=1), tmp_path / "r.pth", "resnet8x4"
+        )
+    assert (
+        "The first layer 'stem.0.weight' takes 3 input channels in the checkpoint and 1 in the "
+        "model: the checkpoint was trained on 3-channel inputs, the data here has 1"
+    ) in str(err.value)
     # the right keys onto a zoo model no rule maps them to: nothing loads, the note says why
     tv = import_torchvision()
     state = tv.models.resnet18(num_classes=10).state_dict()

@@ -217,11 +217,11 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "
             parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
-        hint = classifier_hint(model, state)
+        found = (hint(model, state) for hint in (classifier_hint, input_hint))
+        hints = "".join(f"{h}. " for h in found if h)
         raise CheckpointError(
-            f"{what} checkpoint does not fit the architecture: {'; '.join(parts)}. "
-            + (f"{hint}. " if hint else "")
-            + "Check the model name, num_classes and options."
+            f"{what} checkpoint does not fit the architecture: {'; '.join(parts)}. {hints}"
+            "Check the model name, num_classes and options."
         )
     model.load_state_dict(state)
 
@@ -241,4 +241,21 @@ def classifier_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
         f"The classifier {key!r} has {theirs.shape[0]} outputs in the checkpoint and "
         f"{own.shape[0]} in the model: the checkpoint was trained for {theirs.shape[0]} classes "
         f"(another dataset?), the model is built with num_classes={own.shape[0]}"
+    )
+
+
+def input_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """A sentence when the model's first convolution takes another number of input channels
+    in ``state`` (weights trained on RGB images, data in grayscale, ...), else ''."""
+    first = [name for name, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    key = f"{first[0]}.weight" if first else ""
+    own, theirs = model.state_dict().get(key), state.get(key)
+    if own is None or theirs is None or own.dim() != theirs.dim() or own.dim() < 3:
+        return ""
+    if theirs.shape[1] == own.shape[1] or theirs.shape[0] != own.shape[0]:
+        return ""
+    return (
+        f"The first layer {key!r} takes {theirs.shape[1]} input channels in the checkpoint and "
+        f"{own.shape[1]} in the model: the checkpoint was trained on {theirs.shape[1]}-channel "
+        f"inputs, the data here has {own.shape[1]}"
     )
