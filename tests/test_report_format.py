@@ -164,3 +164,23 @@ def test_a_report_over_an_older_one_removes_the_older_figures_only(tmp_path):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["accuracy.png", "firing_new.png", "mine.png", "report.html", "report.md"]
     assert linked_figures(tmp_path / "report.md") == {"accuracy.png", "firing_new.png"}
+
+
+def test_epoch_axes_tick_whole_epochs():
+    """Three epochs used to get ticks at 1.5 and 2.5."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikedistill.viz.curves import epoch_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [10.0, 20.0, 30.0])
+    fig.canvas.draw()
+    assert any(t % 1 for t in ax.get_xticks())  # matplotlib's default: halves
+    epoch_axis(ax)
+    fig.canvas.draw()
+    ticks = ax.get_xticks()
+    assert all(t % 1 == 0 for t in ticks) and ax.get_xlabel() == "epoch"
+    plt.close(fig)

@@ -171,7 +171,7 @@ def build_batch_transform(names: Sequence[str] | str, info: DatasetInfo) -> Comp
     the image size), filled with the dataset mean; ``erase``: random erasing (probability 1/2,
     2-20 % of the area, aspect 0.3-3.3), filled with the dataset mean (0 after normalisation, as
     torchvision's on a normalised tensor). They are applied in the order of ``TRANSFORM_NAMES``
-    whatever the order given (crop, flip, autoaugment, cutout, erase).
+    whatever the order given (crop, flip, roll, autoaugment, cutout, erase).
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]

@@ -7,6 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def epoch_axis(ax: Any) -> None:
+    """Label ``ax``'s x axis "epoch", with whole epochs as ticks (not 1.5, 2.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_runs(summaries: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> None:
     """Left: test top-1 per epoch of every run; right: best top-1 per run (axis from 0).
     Writes a PNG."""
@@ -21,7 +29,8 @@ def plot_runs(summaries: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
         points = [(e, a) for e, a in points if a is not None]
         if points:  # a run not tested yet has none
             curves.plot(*zip(*points, strict=True), marker="o", ms=3, color=f"C{i}", label=label)
-    curves.set(xlabel="epoch", ylabel="test top-1 (%)", title="test accuracy")
+    curves.set(ylabel="test top-1 (%)", title="test accuracy")
+    epoch_axis(curves)
     curves.grid(alpha=0.3)
     if curves.lines:
         curves.legend()

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .curves import epoch_axis
+
 
 def _pyplot():
     import matplotlib
@@ -142,7 +144,8 @@ def plot_terms(summaries: Mapping[str, Mapping[str, Any]], path: str | os.PathLi
             pts = [(r["epoch"], r[key]) for r in summary["history"] if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", ms=3, color=f"C{i}", label=label)
-        ax.set(title=key.removeprefix("train_"), xlabel="epoch")
+        ax.set_title(key.removeprefix("train_"))
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_axis_off()
