@@ -229,33 +229,44 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str = "
 def classifier_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     """A sentence when the model's last ``nn.Linear`` (its classifier) has another number of
     outputs in ``state`` (a head trained for other classes), else ''."""
-    last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
-    key = f"{last[0]}.weight".lstrip(".") if last else ""
-    own = model.state_dict().get(key)
-    theirs = state.get(key)
-    if own is None or theirs is None or own.dim() != 2 or theirs.dim() != 2:
+    found = _differing_dim(model, state, nn.Linear, -1, dim=0)
+    if not found:
         return ""
-    if theirs.shape[0] == own.shape[0] or theirs.shape[1] != own.shape[1]:
-        return ""
+    key, theirs, own = found
     return (
-        f"The classifier {key!r} has {theirs.shape[0]} outputs in the checkpoint and "
-        f"{own.shape[0]} in the model: the checkpoint was trained for {theirs.shape[0]} classes "
-        f"(another dataset?), the model is built with num_classes={own.shape[0]}"
+        f"The classifier {key!r} has {theirs} outputs in the checkpoint and {own} in the model: "
+        f"the checkpoint was trained for {theirs} classes (another dataset?), the model is built "
+        f"with num_classes={own}"
     )
 
 
 def input_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     """A sentence when the model's first convolution takes another number of input channels
     in ``state`` (weights trained on RGB images, data in grayscale, ...), else ''."""
-    first = [name for name, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    key = f"{first[0]}.weight" if first else ""
-    own, theirs = model.state_dict().get(key), state.get(key)
-    if own is None or theirs is None or own.dim() != theirs.dim() or own.dim() < 3:
+    found = _differing_dim(model, state, nn.modules.conv._ConvNd, 0, dim=1)
+    if not found:
         return ""
-    if theirs.shape[1] == own.shape[1] or theirs.shape[0] != own.shape[0]:
-        return ""
+    key, theirs, own = found
     return (
-        f"The first layer {key!r} takes {theirs.shape[1]} input channels in the checkpoint and "
-        f"{own.shape[1]} in the model: the checkpoint was trained on {theirs.shape[1]}-channel "
-        f"inputs, the data here has {own.shape[1]}"
+        f"The first layer {key!r} takes {theirs} input channels in the checkpoint and {own} in "
+        f"the model: the checkpoint was trained on {theirs}-channel inputs, the data here has "
+        f"{own}"
     )
+
+
+def _differing_dim(
+    model: nn.Module, state: dict[str, torch.Tensor], kind: type, which: int, dim: int
+) -> tuple[str, int, int] | None:
+    """``(key, in state, in model)`` when the weight of the ``which``-th module of ``kind``
+    differs from ``state``'s in size ``dim`` alone, else None."""
+    names = [name for name, m in model.named_modules() if isinstance(m, kind)]
+    if not names:
+        return None
+    key = f"{names[which]}.weight".lstrip(".")
+    own, theirs = model.state_dict().get(key), state.get(key)
+    if own is None or theirs is None or own.dim() != theirs.dim() or own.dim() < 2:
+        return None
+    others = [d for d in range(own.dim()) if d != dim]
+    if own.shape[dim] == theirs.shape[dim] or any(own.shape[d] != theirs.shape[d] for d in others):
+        return None
+    return key, theirs.shape[dim], own.shape[dim]
