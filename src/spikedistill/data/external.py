@@ -82,7 +82,7 @@ def call_external(
 
 def first_sample(dataset: Dataset, where: str) -> Any:
     """``dataset``'s sample 0, as the loader reads it (``load`` with a generator if it has
-    one); an error of its code is named as its (``where``: "dataset ...: test sample 0")."""
+    one); an error of the dataset's code names ``where`` ("dataset ...: test sample 0")."""
     load = getattr(dataset, "load", None)
     try:
         return dataset[0] if load is None else load(0, torch.Generator().manual_seed(0))
