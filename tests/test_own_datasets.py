@@ -52,6 +52,18 @@ def generic(root, *, seed=0, n_train: int = 64):
     return Floats(n_train, 1), Floats(32, 2), INFO
 
 
+class Targets(Floats):
+    """Floats that name their labels up front, as torchvision's datasets do."""
+
+    @property
+    def targets(self):
+        return self.y.tolist()
+
+
+def with_targets(n_train: int = 64):
+    return Targets(n_train, 1), Floats(32, 2), INFO
+
+
 def in_memory(n_train: int = 64):
     return ImageTensorDataset(*images(n_train, 1)), ImageTensorDataset(*images(32, 2)), INFO
 
@@ -251,10 +263,19 @@ def test_a_builder_that_does_not_fit_is_one_clear_error(own_data, name, options,
         build_datasets(name, **options)
 
 
-def test_a_subset_needs_labels_and_subset_in_memory_has_them(own_data):
-    train, _, _ = build_datasets("own_data:in_memory", train_subset=30, label_noise=0.2)
-    assert len(train) == 30
-    with pytest.raises(ConfigError, match="gives a Floats without labels, subset, with_labels"):
+def test_a_subset_takes_the_labels_a_dataset_names(own_data):
+    """A dataset with ``targets`` gets the same class-balanced subset and noisy labels as the
+    same images in memory (from the same seed); one without is refused."""
+    kept = {}
+    for builder in ("in_memory", "with_targets"):
+        train, _, _ = build_datasets(f"own_data:{builder}", train_subset=30, label_noise=0.2)
+        kept[builder] = [(train[i][0], train[i][1]) for i in range(len(train))]
+    assert len(kept["in_memory"]) == len(kept["with_targets"]) == 30
+    for (x, y), (x2, y2) in zip(kept["in_memory"], kept["with_targets"], strict=True):
+        assert torch.equal(x, x2) and y == y2
+    clean, _, _ = build_datasets("own_data:with_targets", train_subset=30)
+    assert 0 < sum(kept["with_targets"][i][1] != clean[i][1] for i in range(30)) < 30
+    with pytest.raises(ConfigError, match="gives a Floats with neither targets nor labels"):
         build_datasets("own_data:generic", train_subset=30)
 
 

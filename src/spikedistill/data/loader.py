@@ -144,7 +144,8 @@ class _SeededView(Dataset):
 
     def __init__(self, dataset: Dataset, split: str) -> None:
         self.dataset, self.split = dataset, split
-        self.own = not type(dataset).__module__.startswith("spikedistill.")
+        inner = type(getattr(dataset, "dataset", dataset))  # a Subset's or LabelledView's
+        self.own, self.name = not inner.__module__.startswith("spikedistill."), inner.__name__
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -160,7 +161,7 @@ class _SeededView(Dataset):
             if not self.own or isinstance(err, SpikeDistillError):
                 raise  # the package's own dataset: a bug of ours, or a DataError
             raise DataError(
-                f"your dataset's {type(self.dataset).__name__} failed to give {self.split} "
+                f"your dataset's {self.name} failed to give {self.split} "
                 f"sample {index}: {type(err).__name__}: {first_line(err)}"
             ) from err
 

@@ -15,6 +15,7 @@ from ..registry import Registry
 from ..typed import check_options, parameter_types
 from .external import COMMON, call_external, external_builder, is_external
 from .info import DatasetInfo
+from .labelled_view import LabelledView, known_labels
 from .paths import resolve_data_root
 from .subsets import class_balanced_indices, noisy_labels
 
@@ -84,7 +85,7 @@ def build_datasets(
             )
 
     if train_subset is not None or label_noise > 0:
-        _check_relabelable(name, train)
+        train = _relabelable(name, train)
     if train_subset is not None:
         train = train.subset(
             class_balanced_indices(train.labels, info.num_classes, int(train_subset), seed)
@@ -98,16 +99,20 @@ def build_datasets(
     return train, test, info
 
 
-def _check_relabelable(name: str, train: Dataset) -> None:
-    """``train_subset`` and ``label_noise`` need the training set's ``labels`` (an int64
-    tensor), ``subset(indices)`` and ``with_labels(labels)``, as ``ImageTensorDataset`` has."""
-    missing = [a for a in ("labels", "subset", "with_labels") if not hasattr(train, a)]
-    if missing:
+def _relabelable(name: str, train: Dataset) -> Dataset:
+    """``train`` with the ``labels`` (int64), ``subset(indices)`` and ``with_labels(labels)``
+    that ``train_subset`` and ``label_noise`` use: its own (``ImageTensorDataset``), or a
+    ``LabelledView`` of a dataset that names its labels (``targets``, as torchvision's)."""
+    if all(hasattr(train, a) for a in ("labels", "subset", "with_labels")):
+        return train
+    labels = known_labels(train)
+    if labels is None:
         raise ConfigError(
-            f"data.train_subset and data.label_noise need a training set with labels, "
-            f"subset(indices) and with_labels(labels) (as ImageTensorDataset has); dataset "
-            f"{name!r} gives a {type(train).__name__} without {', '.join(missing)}"
+            "data.train_subset and data.label_noise need the training labels without reading "
+            f"every sample: dataset {name!r} gives a {type(train).__name__} with neither "
+            "targets nor labels (one int per sample, as torchvision's datasets have)"
         )
+    return LabelledView(train, labels)
 
 
 @DATASETS.register("python", listed=False)
