@@ -57,6 +57,11 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def described(err: BaseException) -> str:
+    """``Type: first line`` of an error: another library's or your own code's, quoted in ours."""
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation failure (CUDA, CPU allocator or Python)."""
     if isinstance(err, MemoryError):

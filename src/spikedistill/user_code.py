@@ -1,4 +1,4 @@
-"""Your own code, named ``package.module:callable`` in a config (models, datasets)."""
+"""Your own code, named ``package.module:callable`` in a config (models, datasets, methods)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigError, first_line
+from .errors import ConfigError, described, first_line
+
+
+def is_external(name: str) -> bool:
+    """Whether a config's name names code outside the package's registries (it has a ``:``:
+    ``package.module:callable``, ``torchvision:NAME``, ``timm:NAME``)."""
+    return ":" in name
 
 
 def find_callable(spec: str, what: str = "model") -> Callable[..., Any]:
@@ -25,8 +31,7 @@ def find_callable(spec: str, what: str = "model") -> Callable[..., Any]:
         ) from None
     except Exception as err:  # your module's own error (--debug shows its traceback)
         raise ConfigError(
-            f"{what} {spec!r}: importing {module_name!r} raised {type(err).__name__}: "
-            f"{first_line(err)}"
+            f"{what} {spec!r}: importing {module_name!r} raised {described(err)}"
         ) from err
     for part in attribute.split("."):
         if not hasattr(obj, part):

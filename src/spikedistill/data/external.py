@@ -24,17 +24,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DataError, SpikeDistillError, first_line
+from ..errors import ConfigError, DataError, SpikeDistillError, described, first_line
 from ..typed import check_options, parameter_types
 from ..user_code import accepted, find_callable, takes_any_keyword
 from .info import DatasetInfo
 
 COMMON = ("root", "download", "seed")  # what the trainer gives every builder
-
-
-def is_external(name: str) -> bool:
-    """Whether ``name`` names your own dataset builder (it has a ``:``)."""
-    return ":" in name
 
 
 def external_builder(name: str) -> Callable[..., Any]:
@@ -56,8 +51,7 @@ def call_external(
     except SpikeDistillError:
         raise
     except Exception as err:  # your code's error, not ours (--debug shows its traceback)
-        what = f"{type(err).__name__}: {first_line(err)}"
-        raise DataError(f"dataset {name!r}: your builder raised {what}") from err
+        raise DataError(f"dataset {name!r}: your builder raised {described(err)}") from err
     if not (isinstance(built, tuple) and len(built) == 3 and isinstance(built[2], DatasetInfo)):
         got = type(built).__name__ + (f" of {len(built)}" if isinstance(built, tuple) else "")
         if isinstance(built, tuple) and len(built) == 3:
@@ -89,8 +83,7 @@ def first_sample(dataset: Dataset, where: str) -> Any:
     except SpikeDistillError:
         raise
     except Exception as err:
-        what = f"{type(err).__name__}: {first_line(err)}"
-        raise DataError(f"{where} could not be read: {what}") from err
+        raise DataError(f"{where} could not be read: {described(err)}") from err
 
 
 def check_sample(sample: Any, info: DatasetInfo, where: str) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import ConfigError, DataError, SpikeDistillError, first_line
+from ..errors import ConfigError, DataError, SpikeDistillError, described
 from .info import DatasetInfo
 from .sampling import check_rank, epoch_indices
 from .seeding import derive_seed, make_generator
@@ -162,7 +162,7 @@ class _SeededView(Dataset):
                 raise  # the package's own dataset: a bug of ours, or a DataError
             raise DataError(
                 f"your dataset's {self.name} failed to give {self.split} "
-                f"sample {index}: {type(err).__name__}: {first_line(err)}"
+                f"sample {index}: {described(err)}"
             ) from err
 
 

@@ -13,7 +13,8 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ..typed import check_options, parameter_types
-from .external import COMMON, call_external, external_builder, is_external
+from ..user_code import is_external
+from .external import COMMON, call_external, external_builder
 from .info import DatasetInfo
 from .labelled_view import LabelledView, known_labels
 from .paths import resolve_data_root

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ConfigError, UnknownNameError
 from ..registry import Registry
 from ..typed import checked_arguments
-from ..user_code import find_callable
+from ..user_code import find_callable, is_external
 
 
 @dataclass
@@ -119,7 +119,7 @@ def method_class(name: str) -> type[DistillMethod]:
     """The method ``name`` names in ``distill.method``: a registered one, or your own
     ``package.module:Class`` (a ``DistillMethod`` subclass; its ``name`` attribute keys its
     options)."""
-    if ":" not in name:
+    if not is_external(name):
         if name not in METHODS:
             raise UnknownNameError(
                 f"{METHODS.unknown_message(name)} (your own method: name it as "

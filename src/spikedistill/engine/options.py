@@ -10,15 +10,14 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..data import DATASETS
-from ..data.external import is_external as is_external_data
 from ..distill.base import method_class
 from ..distill.objective import parse_methods
 from ..errors import ConfigError
-from ..models.external import is_external
 from ..models.registry import check_model_options
 from ..spiking import neuron_config
 from ..spiking.config import check_neuron_kwargs
 from ..typed import check_options, parameter_types
+from ..user_code import is_external
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
@@ -81,7 +80,7 @@ def check_free_form(cfg: ExperimentConfig) -> None:
     elif cfg.teacher.options:
         raise ConfigError("teacher.options is set but teacher.name is not")
     check_distill_section(cfg)
-    if not is_external_data(cfg.data.name):  # your own builder is checked when it is called
+    if not is_external(cfg.data.name):  # your own builder is checked when it is called
         types = parameter_types(DATASETS.get(cfg.data.name), skip=("root", "download", "seed"))
         check_options(cfg.data.options, types, "data.options", f"dataset {cfg.data.name!r}")
 

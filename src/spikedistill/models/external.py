@@ -23,17 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, described, first_line
 from ..registry import Registry
 from ..user_code import accepted, find_callable
 
 #: ``source -> builder(name, num_classes, in_channels, options) -> model``
 SOURCES: Registry[Callable[..., nn.Module]] = Registry("model source")
-
-
-def is_external(name: str) -> bool:
-    """Whether ``name`` names a model outside the zoo (it has a ``:``)."""
-    return ":" in name
 
 
 #: where the torchvision wheels built for a CPU torch are (PyPI's are built for CUDA torch)
@@ -52,7 +47,7 @@ def _import(module: str, package: str) -> ModuleType:
     except Exception as err:  # built for another torch: its C extension does not load
         raise ConfigError(
             f"{package} is installed but does not import with torch {torch.__version__} "
-            f"({type(err).__name__}: {first_line(err)}): install the torchvision built for "
+            f"({described(err)}): install the torchvision built for "
             f"this torch (for a CPU torch: pip install torchvision --index-url {CPU_WHEELS})"
         ) from None
 

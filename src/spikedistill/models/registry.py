@@ -10,8 +10,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 from ..typed import check_options, parameter_types
+from ..user_code import is_external
 from .base import ZooModel
-from .external import build_external, is_external
+from .external import build_external
 
 MODELS: Registry[Callable[..., ZooModel]] = Registry("model")
 
