@@ -264,7 +264,10 @@ def add_terms(terms: dict[str, torch.Tensor], new: Any, method: str) -> None:
         if value.dim() != 0:
             raise ConfigError(f"{where} has shape {list(value.shape)}; reduce it to a scalar")
         if key in terms or key in TRAINER_NAMES:
-            owner = {"ce": "the cross-entropy's"}.get(key, "another method's")
-            owner = "the trainer's (its metrics)" if key in TRAINER_NAMES else owner
+            owner = (
+                "the trainer's (its metrics)" if key in TRAINER_NAMES
+                else "the cross-entropy's" if key == "ce"
+                else "another method's"
+            )  # fmt: skip
             raise ConfigError(f"{where} is also {owner}; name it otherwise ({method}_{key})")
         terms[key] = value
